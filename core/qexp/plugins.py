@@ -1,0 +1,166 @@
+"""The plugin manager: loads entry points of group ``qexp`` one by one and fills the registries.
+
+Built-in plugins are entry points too, so they go through exactly the path a third party's does.
+``QEXP_LOAD_PLUGINS=a,b`` loads only the named entry points (an empty value loads none);
+``QEXP_TRACE_PLUGINS=1`` prints every hook call.
+"""
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import sys
+import threading
+import warnings
+from typing import Any, Iterable
+
+import pluggy
+
+from . import hookspecs, registry
+
+ENTRY_POINT_GROUP = "qexp"
+
+pm = pluggy.PluginManager("qexp")
+pm.add_hookspecs(hookspecs)
+
+_lock = threading.RLock()
+_loaded = False
+_versions: dict[str, str] = {}          # plugin name -> distribution version
+_load_errors: dict[str, str] = {}       # plugin name -> error text
+
+
+def _allowed_names() -> set[str] | None:
+    raw = os.environ.get("QEXP_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {n.strip() for n in raw.split(",") if n.strip()}
+
+
+def _registration_hooks(name: str) -> dict[str, Any]:
+    """The ``register`` callbacks handed to a plugin's registration hooks, tagged with its name."""
+
+    def component_register(kind: str):
+        def register(cls: Any, name_: str | None = None, module_paths: Iterable[str] = (), **kw: Any) -> None:
+            registry.components.register(cls, kw.pop("name", name_), tuple(kw.pop("module_paths", module_paths)),
+                                         kind=kind, plugin=name)
+        return register
+
+    def scheme_register(table: registry.SchemeRegistry):
+        def register(schemes: str | list[str], factory: Any, *, description: str = "") -> None:
+            table.register(schemes, factory, plugin=name, description=description)
+        return register
+
+    return {
+        "register_backends": scheme_register(registry.backends),
+        "register_artifact_stores": scheme_register(registry.artifact_stores),
+        "register_mirrors": scheme_register(registry.mirrors),
+        "register_data_providers": scheme_register(registry.data_providers),
+        "register_models": component_register("model"),
+        "register_record_templates": component_register("record"),
+        "register_data_components": component_register("data"),
+    }
+
+
+def register(plugin: Any, name: str | None = None, version: str = "") -> str:
+    """Register a plugin object (module or instance) and run its registration hooks.
+
+    Tests use this with a temporary plugin and :func:`unregister` in a ``finally``.
+    """
+    with _lock:
+        name = pm.register(plugin, name=name)
+        if name is None:  # pragma: no cover - pluggy returns None only for blocked plugins
+            raise ValueError(f"plugin {plugin!r} is blocked")
+        if version:
+            _versions[name] = version
+        for hook, callback in _registration_hooks(name).items():
+            impl = getattr(plugin, hook, None)
+            if impl is not None and pm.parse_hookimpl_opts(plugin, hook) is not None:
+                impl(register=callback)
+        return name
+
+
+def unregister(name: str) -> None:
+    """Remove a plugin and everything it registered."""
+    with _lock:
+        if pm.get_plugin(name) is not None:
+            pm.unregister(name=name)
+        for table in (registry.backends, registry.artifact_stores, registry.mirrors, registry.data_providers,
+                      registry.components):
+            table.unregister_plugin(name)
+        _versions.pop(name, None)
+
+
+def load_plugins() -> None:
+    """Load the ``qexp`` entry points once. A plugin that fails to import gives a warning naming it."""
+    global _loaded
+    if _loaded:
+        return
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True
+        if os.environ.get("QEXP_TRACE_PLUGINS"):
+            pm.trace.root.setwriter(lambda s: sys.stderr.write(s))
+            pm.enable_tracing()
+        allowed = _allowed_names()
+        seen: set[str] = set()
+        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in seen or (allowed is not None and ep.name not in allowed):
+                continue
+            seen.add(ep.name)
+            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+                continue
+            try:
+                obj = ep.load()
+                version = ep.dist.version if ep.dist is not None else ""
+                register(obj, name=ep.name, version=version)
+            except Exception as exc:  # a broken plugin must not take the others down
+                _load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
+                if pm.get_plugin(ep.name) is not None:
+                    unregister(ep.name)
+                warnings.warn(f"qexp: plugin '{ep.name}' ({ep.value}) failed to load and was skipped: "
+                              f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+
+
+def reload_plugins() -> None:
+    """Forget the entry-point plugins and load them again (honours a changed ``QEXP_LOAD_PLUGINS``)."""
+    global _loaded
+    with _lock:
+        for name, _ in list(pm.list_name_plugin()):
+            unregister(name)
+        _load_errors.clear()
+        _loaded = False
+    load_plugins()
+
+
+def get_plugins(all: bool = False) -> list[dict[str, Any]]:
+    """A description of each loaded plugin: name, version, hooks and the schemes it serves."""
+    load_plugins()
+    builtin_prefix = "qexp_"
+    out = []
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda p: p[0]):
+        module = getattr(plugin, "__name__", type(plugin).__module__)
+        builtin = module.startswith(builtin_prefix)
+        if builtin and not all:
+            continue
+        hooks = sorted(h.name for h in (pm.get_hookcallers(plugin) or []))
+        schemes = {}
+        for kind, table in (("backend", registry.backends), ("artifact_store", registry.artifact_stores),
+                            ("mirror", registry.mirrors), ("data_provider", registry.data_providers)):
+            s = [e.scheme or "<path>" for e in table.entries() if e.plugin == name]
+            if s:
+                schemes[kind] = s
+        comps = [c.name for c in registry.components.components() if c.plugin == name]
+        out.append({"name": name, "module": module, "version": _versions.get(name, ""), "builtin": builtin,
+                    "hooks": hooks, "schemes": schemes, "components": comps})
+    return out
+
+
+def load_errors() -> dict[str, str]:
+    """Plugins that failed to load in this process, with the error."""
+    return dict(_load_errors)
+
+
+def hook() -> Any:
+    """The hook relay (``hook().recorder_started(recorder=r)``), plugins loaded."""
+    load_plugins()
+    return pm.hook

@@ -1,0 +1,410 @@
+"""The abstract Recorder: one run. Backends implement the underscore primitives; this class adds
+Qlib's public semantics, validation, auto-logging and the lifecycle events."""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import posixpath
+import shutil
+import tempfile
+import time
+from typing import Any, Iterable, NamedTuple
+
+import pandas as pd
+
+from . import pickling
+from .exceptions import ArtifactPathError, LoadObjectError, QexpError
+
+
+class Metric(NamedTuple):
+    key: str
+    value: float
+    timestamp: int  # milliseconds since the epoch
+    step: int
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def format_time(ms: int | None) -> str | None:
+    """Qlib's recorder time format, in local time."""
+    if ms is None:
+        return None
+    return _dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def validate_key(key: str, what: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise QexpError(f"{what} name must be a non-empty string, got {key!r}")
+    if any(c in key for c in "\n\r\t\x00"):
+        raise QexpError(f"{what} name {key!r} contains a control character; use letters, digits, '.', '_', "
+                        f"'-', '/' or spaces")
+    if len(key) > 250:
+        raise QexpError(f"{what} name is {len(key)} characters long; the limit is 250")
+    return key
+
+
+def clean_artifact_path(path: str | None, what: str = "artifact path") -> str | None:
+    """Normalise a relative artifact path; reject absolute paths and '..' that would escape the run."""
+    if path is None or path == "" or path == ".":
+        return None
+    path = os.fspath(path).replace("\\", "/")
+    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+        raise ArtifactPathError(f"{what} {path!r} is absolute; give a path relative to the run's artifact "
+                                f"root, e.g. 'plots/ic.png'")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise ArtifactPathError(f"{what} {path!r} contains '..'; artifact paths must stay inside the run")
+    return "/".join(parts) or None
+
+
+class Recorder:
+    """One run: params, step metrics, tags, artifacts and a status.
+
+    Statuses follow Qlib: ``SCHEDULED`` (created, not started), ``RUNNING``, ``FINISHED``, ``FAILED``.
+    A finished recorder can still be written to, as in Qlib.
+    """
+
+    STATUS_S = "SCHEDULED"
+    STATUS_R = "RUNNING"
+    STATUS_FI = "FINISHED"
+    STATUS_FA = "FAILED"
+    STATUSES = (STATUS_S, STATUS_R, STATUS_FI, STATUS_FA)
+
+    def __init__(self, experiment_id: str, name: str | None = None, uri: str | None = None):
+        self.id: str | None = None
+        self.name: str | None = name
+        self.experiment_id = experiment_id
+        self.uri = uri
+        self.status: str = self.STATUS_S
+        self._start_ms: int | None = None
+        self._end_ms: int | None = None
+        self.parent_id: str | None = None
+        self.autolog = True
+
+    # ---- description -------------------------------------------------------------------------
+    @property
+    def start_time(self) -> str | None:
+        return format_time(self._start_ms)
+
+    @property
+    def end_time(self) -> str | None:
+        return format_time(self._end_ms)
+
+    @property
+    def info(self) -> dict:
+        return {"class": "Recorder", "id": self.id, "name": self.name, "experiment_id": self.experiment_id,
+                "start_time": self.start_time, "end_time": self.end_time, "status": self.status}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(info={self.info})"
+
+    def __str__(self) -> str:
+        return str(self.info)
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Recorder) and self.id is not None and self.id == other.id
+
+    def _require_id(self) -> str:
+        if self.id is None:
+            raise QexpError("this recorder has not been started yet; call start_run() (or use R.start) first")
+        return self.id
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start_run(self) -> "Recorder":
+        """Start the run (or resume it when it already exists); status becomes RUNNING."""
+        resumed = self.id is not None
+        self._start_run()
+        self.status = self.STATUS_R
+        if not resumed and self.autolog:
+            from .autolog import log_run_context
+            log_run_context(self)
+        _fire("recorder_started", recorder=self)
+        return self
+
+    def end_run(self, status: str = STATUS_FI) -> None:
+        """End the run with ``status``; buffered writes are flushed first."""
+        if status not in self.STATUSES:
+            raise QexpError(f"unknown status {status!r}; use one of {', '.join(self.STATUSES)}")
+        self._require_id()
+        self.flush()
+        self._end_run(status)
+        self.status = status
+        _fire("recorder_ended", recorder=self, status=status)
+
+    # ---- writes ------------------------------------------------------------------------------
+    def log_params(self, **kwargs: Any) -> None:
+        """Log parameters; values are stored as strings. A param cannot change once logged."""
+        self._require_id()
+        if not kwargs:
+            return
+        params = {validate_key(k, "param"): _param_str(v) for k, v in kwargs.items()}
+        self._log_params(params)
+        _fire("recorder_params_logged", recorder=self, params=params)
+
+    def log_metrics(self, step: int | None = None, **kwargs: Any) -> None:
+        """Log metric values at ``step`` (0 when not given); every step is kept in the history."""
+        self._require_id()
+        if not kwargs:
+            return
+        ts = now_ms()
+        st = 0 if step is None else int(step)
+        batch = []
+        for k, v in kwargs.items():
+            validate_key(k, "metric")
+            try:
+                fv = float(v)
+            except (TypeError, ValueError):
+                raise QexpError(f"metric {k!r} must be a number, got {type(v).__name__} {v!r}") from None
+            batch.append(Metric(k, fv, ts, st))
+        self._log_metrics(batch)
+        _fire("recorder_metrics_logged", recorder=self, metrics={m.key: m.value for m in batch}, step=st)
+
+    def log_metric_batch(self, metrics: Iterable[Metric | tuple]) -> None:
+        """Log many ``(key, value, timestamp_ms, step)`` points in one write (used by model loggers)."""
+        self._require_id()
+        batch = [m if isinstance(m, Metric) else Metric(m[0], float(m[1]), int(m[2]), int(m[3])) for m in metrics]
+        for m in batch:
+            validate_key(m.key, "metric")
+        if batch:
+            self._log_metrics(batch)
+            if _has_impls("recorder_metrics_logged"):
+                by_step: dict[int, dict] = {}
+                for m in batch:
+                    by_step.setdefault(m.step, {})[m.key] = m.value
+                for st, ms in by_step.items():
+                    _fire("recorder_metrics_logged", recorder=self, metrics=ms, step=st)
+
+    def set_tags(self, **kwargs: Any) -> None:
+        """Set tags (strings); setting a tag again overwrites it."""
+        self._require_id()
+        if not kwargs:
+            return
+        tags = {validate_key(k, "tag"): str(v) for k, v in kwargs.items()}
+        self._set_tags(tags)
+        _fire("recorder_tags_set", recorder=self, tags=tags)
+
+    def delete_tags(self, *keys: str) -> None:
+        self._require_id()
+        self._delete_tags(list(keys))
+
+    def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
+        """Copy a local file or folder into the run's artifacts under ``artifact_path``."""
+        self._require_id()
+        local_path = os.fspath(local_path)
+        if not os.path.exists(local_path):
+            raise FileNotFoundError(f"cannot log artifact: {local_path!r} does not exist")
+        artifact_path = clean_artifact_path(artifact_path)
+        self._log_artifact(local_path, artifact_path)
+        _fire("recorder_artifact_logged", recorder=self, local_path=local_path, artifact_path=artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Write ``text`` to the artifact ``artifact_file``."""
+        self.log_bytes(text.encode("utf-8"), artifact_file)
+
+    def log_bytes(self, data: bytes, artifact_file: str) -> None:
+        """Write raw ``data`` to the artifact ``artifact_file``."""
+        artifact_file = clean_artifact_path(artifact_file, "artifact name")
+        if artifact_file is None:
+            raise ArtifactPathError("artifact name is empty")
+        parent, name = posixpath.split(artifact_file)
+        with tempfile.TemporaryDirectory(prefix="qexp-") as tmp:
+            p = os.path.join(tmp, name)
+            with open(p, "wb") as f:
+                f.write(data)
+            self.log_artifact(p, parent or None)
+
+    def save_objects(self, local_path: str | None = None, artifact_path: str | None = None, **kwargs: Any) -> None:
+        """Save a local file/folder (``local_path``) or pickled objects given as ``name=obj``.
+
+        ``R.save_objects(**{"pred.pkl": df})`` stores ``pred.pkl``; ``artifact_path`` is a sub-folder.
+        """
+        if local_path is not None and kwargs:
+            raise ValueError("save_objects takes either local_path or objects as keyword arguments, not both")
+        if local_path is not None:
+            p = os.fspath(local_path)
+            if os.path.isdir(p):
+                self._require_id()
+                ap = clean_artifact_path(artifact_path)
+                for entry in sorted(os.listdir(p)):
+                    self.log_artifact(os.path.join(p, entry), ap)
+            else:
+                self.log_artifact(p, artifact_path)
+            return
+        self._require_id()
+        ap = clean_artifact_path(artifact_path)
+        with tempfile.TemporaryDirectory(prefix="qexp-") as tmp:
+            for name, obj in kwargs.items():
+                name_clean = clean_artifact_path(name, "object name")
+                if name_clean is None or "/" in name_clean:
+                    # a nested name like "a/b.pkl" goes to the matching sub-folder
+                    if name_clean is None:
+                        raise ArtifactPathError(f"object name {name!r} is empty")
+                sub, base = posixpath.split(name_clean)
+                target_dir = os.path.join(tmp, sub) if sub else tmp
+                os.makedirs(target_dir, exist_ok=True)
+                fp = os.path.join(target_dir, base)
+                with open(fp, "wb") as f:
+                    f.write(_dump_object(obj))
+                dest = "/".join(x for x in (ap, sub) if x) or None
+                self.log_artifact(fp, dest)
+
+    # ---- reads -------------------------------------------------------------------------------
+    def read_artifact(self, path: str) -> bytes:
+        """The raw bytes of an artifact file, without unpickling."""
+        self._require_id()
+        clean = clean_artifact_path(path, "artifact name")
+        if clean is None:
+            raise ArtifactPathError("artifact name is empty")
+        return self._read_artifact(clean)
+
+    def load_object(self, name: str, restricted: bool = False, unpickler: Any = None) -> Any:
+        """Unpickle the artifact ``name``. ``restricted=True`` refuses anything but data containers."""
+        try:
+            data = self.read_artifact(name)
+        except (FileNotFoundError, KeyError) as exc:
+            raise LoadObjectError(f"run {self.id} has no artifact {name!r}; it has: "
+                                  f"{', '.join(self.list_artifacts(recursive=True)[:20]) or 'none'}") from exc
+        try:
+            return pickling.loads(data, restricted=restricted, unpickler=unpickler)
+        except Exception as exc:
+            raise LoadObjectError(f"artifact {name!r} of run {self.id} could not be unpickled: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+
+    def download_artifact(self, path: str, dst_path: str | None = None) -> str:
+        """Copy an artifact file or folder to ``dst_path`` (a temp dir by default); return the local path."""
+        self._require_id()
+        clean = clean_artifact_path(path, "artifact path")
+        dst = dst_path or tempfile.mkdtemp(prefix="qexp-artifact-")
+        os.makedirs(dst, exist_ok=True)
+        return self._download_artifact(clean or "", dst)
+
+    def list_artifacts(self, artifact_path: str | None = None, recursive: bool = False) -> list[str]:
+        """Relative paths of the artifacts under ``artifact_path`` (one level, or all with ``recursive``)."""
+        self._require_id()
+        return self._list_artifacts(clean_artifact_path(artifact_path), recursive)
+
+    def list_metrics(self) -> dict[str, float]:
+        """The latest value of each metric (by step, then timestamp)."""
+        return self._list_metrics()
+
+    def list_params(self) -> dict[str, str]:
+        return self._list_params()
+
+    def list_tags(self) -> dict[str, str]:
+        return self._list_tags()
+
+    def get_metric_history(self, key: str) -> pd.DataFrame:
+        """Every logged point of ``key``: columns ``step``, ``value``, ``timestamp`` (ms), in log order."""
+        self.flush()
+        pts = self._metric_history(key)
+        return pd.DataFrame(pts, columns=["key", "value", "timestamp", "step"])[["step", "value", "timestamp"]]
+
+    def get_artifact_uri(self) -> str:
+        self._require_id()
+        return self._artifact_uri()
+
+    def get_local_dir(self) -> str:
+        """The run's folder on the local disk (file-like backends only)."""
+        self._require_id()
+        raise RuntimeError(f"{type(self).__name__} keeps no local folder for its runs")
+
+    def flush(self) -> None:
+        """Write out buffered metrics (backends that buffer override this)."""
+
+    def refresh(self) -> "Recorder":
+        """Reload status and times from the store."""
+        return self
+
+    # ---- backend primitives ------------------------------------------------------------------
+    def _start_run(self) -> None:
+        raise NotImplementedError
+
+    def _end_run(self, status: str) -> None:
+        raise NotImplementedError
+
+    def _log_params(self, params: dict[str, str]) -> None:
+        raise NotImplementedError
+
+    def _log_metrics(self, metrics: list[Metric]) -> None:
+        raise NotImplementedError
+
+    def _set_tags(self, tags: dict[str, str]) -> None:
+        raise NotImplementedError
+
+    def _delete_tags(self, keys: list[str]) -> None:
+        raise NotImplementedError
+
+    def _log_artifact(self, local_path: str, artifact_path: str | None) -> None:
+        raise NotImplementedError
+
+    def _read_artifact(self, path: str) -> bytes:
+        raise NotImplementedError
+
+    def _download_artifact(self, path: str, dst: str) -> str:
+        raise NotImplementedError
+
+    def _list_artifacts(self, path: str | None, recursive: bool) -> list[str]:
+        raise NotImplementedError
+
+    def _list_metrics(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _list_params(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _list_tags(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _metric_history(self, key: str) -> list[Metric]:
+        raise NotImplementedError
+
+    def _artifact_uri(self) -> str:
+        raise NotImplementedError
+
+
+def _param_str(v: Any) -> str:
+    if isinstance(v, float) and math.isfinite(v) and v == int(v) and abs(v) < 1e15:
+        return repr(v)
+    return str(v)
+
+
+def _dump_object(obj: Any) -> bytes:
+    to_bytes = getattr(obj, "to_pickle_bytes", None)
+    if callable(to_bytes):
+        return to_bytes()
+    return pickling.dumps(obj)
+
+
+def _has_impls(name: str) -> bool:
+    from .plugins import pm
+    return bool(getattr(pm.hook, name).get_hookimpls())
+
+
+def _fire(name: str, **kwargs: Any) -> None:
+    # a mirror or auto-logger failing must not fail the run: it reports and the run goes on
+    from .plugins import pm
+    caller = getattr(pm.hook, name)
+    if not caller.get_hookimpls():
+        return
+    try:
+        caller(**kwargs)
+    except Exception as exc:  # pragma: no cover - exercised through plugin tests
+        import warnings
+        warnings.warn(f"qexp: a plugin's {name} hook failed: {type(exc).__name__}: {exc}", RuntimeWarning)
+
+
+def copy_tree_or_file(src: str, dst_dir: str) -> str:
+    """Copy ``src`` (file or folder) into ``dst_dir``; return the copy's path."""
+    os.makedirs(dst_dir, exist_ok=True)
+    target = os.path.join(dst_dir, os.path.basename(src.rstrip("/")))
+    if os.path.isdir(src):
+        shutil.copytree(src, target, dirs_exist_ok=True)
+    else:
+        shutil.copyfile(src, target)
+    return target

@@ -1,0 +1,1 @@
+"""qexp_data: a built-in qexp plugin."""

@@ -1,0 +1,1 @@
+"""qexp_file: a built-in qexp plugin."""

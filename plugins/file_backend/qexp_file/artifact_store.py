@@ -1,0 +1,90 @@
+"""Artifacts as plain files in a local folder."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from qexp.fileuri import file_uri_to_path, path_to_file_uri
+
+
+class LocalArtifactStore:
+    """A folder of files; every copy goes through a temp name and a rename."""
+
+    def __init__(self, root_uri: str):
+        self.root_uri = root_uri
+        self.root = file_uri_to_path(root_uri)
+
+    def _abs(self, path: str | None) -> str:
+        return os.path.join(self.root, *path.split("/")) if path else self.root
+
+    def put(self, local_path: str, artifact_path: str | None) -> None:
+        dest_dir = self._abs(artifact_path)
+        os.makedirs(dest_dir, exist_ok=True)
+        base = os.path.basename(os.path.normpath(local_path))
+        if os.path.isdir(local_path):
+            for dirpath, _, files in os.walk(local_path):
+                rel = os.path.relpath(dirpath, local_path)
+                target = os.path.normpath(os.path.join(dest_dir, base, rel))
+                os.makedirs(target, exist_ok=True)
+                for f in files:
+                    _copy_atomic(os.path.join(dirpath, f), os.path.join(target, f))
+        else:
+            _copy_atomic(local_path, os.path.join(dest_dir, base))
+
+    def get_bytes(self, path: str) -> bytes:
+        p = self._abs(path)
+        if os.path.isdir(p):
+            raise IsADirectoryError(f"artifact {path!r} is a folder; list it with list_artifacts({path!r})")
+        with open(p, "rb") as f:
+            return f.read()
+
+    def list(self, path: str | None, recursive: bool) -> list[str]:
+        base = self._abs(path)
+        if not os.path.isdir(base):
+            return [path] if path and os.path.isfile(base) else []
+        prefix = f"{path}/" if path else ""
+        if not recursive:
+            return sorted(prefix + e for e in os.listdir(base) if not e.startswith(".tmp-"))
+        out = []
+        for dirpath, _, files in os.walk(base):
+            rel = os.path.relpath(dirpath, base)
+            for f in files:
+                if not f.startswith(".tmp-"):
+                    out.append(prefix + (f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}"))
+        return sorted(out)
+
+    def download(self, path: str, dst_dir: str) -> str:
+        src = self._abs(path)
+        if not os.path.exists(src):
+            raise FileNotFoundError(f"no artifact {path!r} under {self.root}")
+        target = os.path.join(dst_dir, os.path.basename(os.path.normpath(src)))
+        if os.path.isdir(src):
+            shutil.copytree(src, target, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(src, target)
+        return target
+
+    def local_path(self, path: str | None = None) -> str:
+        return self._abs(path)
+
+
+def _copy_atomic(src: str, dst: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(dst))
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def local_store_factory(uri: str) -> LocalArtifactStore:
+    return LocalArtifactStore(uri)
+
+
+__all__ = ["LocalArtifactStore", "local_store_factory", "path_to_file_uri"]

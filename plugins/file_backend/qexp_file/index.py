@@ -1,0 +1,231 @@
+"""A SQLite index over the run folders, for fast listing and search.
+
+The run folders are the truth; the index is a cache rebuilt from them whenever it is missing, corrupt
+or of another format version (``qexp index rebuild`` forces it). Latest metric values, params and tags
+are kept as JSON objects per run and filtered with SQLite's JSON functions.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+import warnings
+from typing import Any, Iterable
+
+from qexp.search import Clause, Order
+
+INDEX_VERSION = "1"
+RUN_COLUMNS = ("run_id", "experiment_id", "run_name", "status", "start_time", "end_time", "artifact_uri",
+               "user_id", "pid", "host", "pid_start")
+_ATTR_COLUMN = {"status": "status", "run_name": "run_name", "run_id": "run_id", "artifact_uri": "artifact_uri",
+                "user_id": "user_id", "experiment_id": "experiment_id", "start_time": "start_time",
+                "end_time": "end_time"}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs(
+  run_id TEXT PRIMARY KEY, experiment_id TEXT NOT NULL, run_name TEXT, status TEXT, start_time INTEGER,
+  end_time INTEGER, artifact_uri TEXT, user_id TEXT, pid INTEGER, host TEXT, pid_start INTEGER,
+  params TEXT NOT NULL DEFAULT '{}', metrics TEXT NOT NULL DEFAULT '{}', tags TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS runs_by_exp ON runs(experiment_id, start_time);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
+"""
+
+
+def _json_path(key: str) -> str:
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _finite_or_none(v: float) -> float | None:
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+class RunIndex:
+    """The index of one store. One connection per process, shared by its threads under a lock."""
+
+    def __init__(self, path: str, rebuild: Any):
+        self.path = path
+        self._rebuild_from_folders = rebuild  # callable(index) that re-inserts every run
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+
+    # ---- connection ---------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        fresh = not os.path.exists(self.path)
+        conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA case_sensitive_like=ON")
+            conn.executescript(SCHEMA)
+            row = conn.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            warnings.warn(f"qexp: the run index {self.path} is unreadable ({exc}); rebuilding it from the run "
+                          f"folders", RuntimeWarning)
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.unlink(self.path + suffix)
+                except OSError:
+                    pass
+            return self._connect()
+        self._conn, self._pid = conn, os.getpid()
+        if fresh or row is None or row[0] != INDEX_VERSION:
+            self.rebuild()
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    def rebuild(self) -> int:
+        """Re-create the index from the run folders; returns the number of runs indexed."""
+        with self._lock:
+            conn = self._connect() if self._conn is None else self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM runs")
+                n = self._rebuild_from_folders(_Inserter(conn))
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('version', ?)", (INDEX_VERSION,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return n
+
+    def _exec(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._connect().execute(sql, tuple(args))
+
+    # ---- writes -------------------------------------------------------------------------------
+    def upsert_run(self, info: dict, params: dict | None = None, metrics: dict | None = None,
+                   tags: dict | None = None) -> None:
+        cols = list(RUN_COLUMNS) + ["params", "metrics", "tags"]
+        vals = [info.get(c) for c in RUN_COLUMNS] + [
+            json.dumps(params or {}), json.dumps({k: _finite_or_none(v) for k, v in (metrics or {}).items()}),
+            json.dumps(tags or {})]
+        self._exec(f"INSERT OR REPLACE INTO runs({', '.join(cols)}) VALUES({', '.join('?' * len(cols))})", vals)
+
+    def update_info(self, run_id: str, **fields: Any) -> None:
+        if fields:
+            sets = ", ".join(f"{k}=?" for k in fields)
+            self._exec(f"UPDATE runs SET {sets} WHERE run_id=?", [*fields.values(), run_id])
+
+    def patch(self, run_id: str, column: str, values: dict) -> None:
+        """Merge ``values`` into the JSON column (``params``, ``metrics`` or ``tags``)."""
+        if column == "metrics":
+            values = {k: _finite_or_none(v) for k, v in values.items()}
+        # json_set keeps explicit nulls (json_patch would delete keys set to null, e.g. a NaN metric)
+        args: list[Any] = []
+        expr = column
+        for k, v in values.items():
+            expr = f"json_set({expr}, ?, json(?))"
+            args += [_json_path(k), json.dumps(v)]
+        self._exec(f"UPDATE runs SET {column}={expr} WHERE run_id=?", [*args, run_id])
+
+    def remove_keys(self, run_id: str, column: str, keys: list[str]) -> None:
+        if keys:
+            paths = ", ".join("?" * len(keys))
+            self._exec(f"UPDATE runs SET {column}=json_remove({column}, {paths}) WHERE run_id=?",
+                       [*(_json_path(k) for k in keys), run_id])
+
+    def delete_run(self, run_id: str) -> None:
+        self._exec("DELETE FROM runs WHERE run_id=?", [run_id])
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        self._exec("DELETE FROM runs WHERE experiment_id=?", [experiment_id])
+
+    # ---- reads --------------------------------------------------------------------------------
+    def run_location(self, run_id: str) -> str | None:
+        row = self._exec("SELECT experiment_id FROM runs WHERE run_id=?", [run_id]).fetchone()
+        return row[0] if row else None
+
+    def running(self, experiment_ids: list[str] | None) -> list[dict]:
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE status='RUNNING'"
+        args: list[Any] = []
+        if experiment_ids is not None:
+            sql += f" AND experiment_id IN ({', '.join('?' * len(experiment_ids))})"
+            args = list(experiment_ids)
+        return [dict(zip(RUN_COLUMNS, r)) for r in self._exec(sql, args).fetchall()]
+
+    def search(self, experiment_ids: list[str] | None, clauses: list[Clause], orders: list[Order],
+               max_results: int | None, with_data: bool = True) -> list[dict]:
+        where, args = [], []
+        if experiment_ids is not None:
+            if not experiment_ids:
+                return []
+            where.append(f"experiment_id IN ({', '.join('?' * len(experiment_ids))})")
+            args += experiment_ids
+        for c in clauses:
+            sql, a = _clause_sql(c)
+            where.append(sql)
+            args += a
+        order_sql = []
+        for o in orders:
+            expr, a = _value_sql(o.entity, o.key)
+            order_sql.append(f"({expr}) IS NULL, ({expr}) {'ASC' if o.ascending else 'DESC'}")
+            args_order = a
+            args += args_order
+        order_sql += ["start_time DESC", "run_id ASC"]
+        cols = list(RUN_COLUMNS) + (["params", "metrics", "tags"] if with_data else [])
+        sql = f"SELECT {', '.join(cols)} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY " + ", ".join(order_sql)
+        if max_results is not None:
+            sql += f" LIMIT {int(max_results)}"
+        rows = self._exec(sql, args).fetchall()
+        out = []
+        loads = json.loads
+        n = len(RUN_COLUMNS)
+        for r in rows:
+            d = dict(zip(RUN_COLUMNS, r[:n]))
+            if with_data:
+                d["params"], d["metrics"], d["tags"] = loads(r[n]), loads(r[n + 1]), loads(r[n + 2])
+            out.append(d)
+        return out
+
+
+class _Inserter:
+    """Handed to the folder scan during a rebuild: inserts inside the rebuild's transaction."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def upsert_run(self, info: dict, params: dict | None = None, metrics: dict | None = None,
+                   tags: dict | None = None) -> None:
+        cols = list(RUN_COLUMNS) + ["params", "metrics", "tags"]
+        vals = [info.get(c) for c in RUN_COLUMNS] + [
+            json.dumps(params or {}), json.dumps({k: _finite_or_none(v) for k, v in (metrics or {}).items()}),
+            json.dumps(tags or {})]
+        self.conn.execute(f"INSERT OR REPLACE INTO runs({', '.join(cols)}) VALUES({', '.join('?' * len(cols))})",
+                          vals)
+
+
+def _value_sql(entity: str, key: str) -> tuple[str, list[Any]]:
+    if entity == "attributes":
+        return _ATTR_COLUMN[key], []
+    return f"json_extract({entity}, ?)", [_json_path(key)]
+
+
+def _clause_sql(c: Clause) -> tuple[str, list[Any]]:
+    expr, args = _value_sql(c.entity, c.key)
+    if c.op in ("IN", "NOT IN"):
+        return f"{expr} {c.op} ({', '.join('?' * len(c.value))})", [*args, *c.value]
+    if c.op == "LIKE":
+        return f"{expr} LIKE ?", [*args, c.value]
+    if c.op == "ILIKE":
+        return f"lower({expr}) LIKE lower(?)", [*args, c.value]
+    if c.entity == "attributes" and c.key == "run_name" and c.op in ("=", "!="):
+        return f"{expr} {c.op} ?", [*args, c.value]
+    if c.op == "!=":
+        return f"({expr} IS NOT NULL AND {expr} != ?)", [*args, *args, c.value]
+    return f"{expr} {c.op} ?", [*args, c.value]

@@ -1,0 +1,244 @@
+"""FileRecorder: a run as a folder of plain files."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import uuid
+from typing import Any
+
+from filelock import FileLock
+
+from qexp.exceptions import QexpError
+from qexp.recorder import Metric, Recorder, now_ms
+
+from .artifact_store import LocalArtifactStore
+from .fsutil import atomic_write_json, read_json
+from .liveness import HEARTBEAT, owner_alive, owner_info
+from .store import META, FileStore, index_info, iter_metric_lines, latest_metrics
+
+FLUSH_POINTS = 20_000  # buffered metric points before a write; the heartbeat thread flushes the rest
+
+
+class FileRecorder(Recorder):
+    """A run stored under ``<root>/<exp_id>/<run_id>/``; metrics are buffered and appended as JSON lines."""
+
+    def __init__(self, experiment_id: str, name: str | None, store: FileStore, meta: dict | None = None):
+        super().__init__(experiment_id, name, uri=store.uri)
+        self.store = store
+        self._buffer: list[Metric] = []
+        self._buf_lock = threading.Lock()
+        self._latest: dict[str, tuple[float, int, int]] | None = None
+        if meta is not None:
+            self._load_meta(meta)
+
+    def _load_meta(self, meta: dict) -> None:
+        self.id = meta["run_id"]
+        self.name = meta.get("run_name")
+        self.experiment_id = meta["experiment_id"]
+        self.status = meta.get("status", self.STATUS_S)
+        self._start_ms = meta.get("start_time")
+        self._end_ms = meta.get("end_time")
+        self.parent_id = meta.get("parent_run_id")
+        self._meta = meta
+
+    # ---- paths -------------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> str:
+        return self.store.run_dir(self.experiment_id, self._require_id())
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.run_dir, name)
+
+    def _run_lock(self) -> FileLock:
+        return FileLock(self._path(".lock"), timeout=60)
+
+    @property
+    def artifacts(self) -> LocalArtifactStore:
+        return LocalArtifactStore(self.store.artifact_uri(self.experiment_id, self._require_id()))
+
+    def get_local_dir(self) -> str:
+        return self.run_dir
+
+    def _artifact_uri(self) -> str:
+        return self.store.artifact_uri(self.experiment_id, self._require_id())
+
+    def _touch_heartbeat(self) -> None:
+        with open(self._path("heartbeat"), "a"):
+            os.utime(self._path("heartbeat"))
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def _start_run(self) -> None:
+        now = now_ms()
+        if self.id is None:
+            self.id = uuid.uuid4().hex
+            os.makedirs(os.path.join(self.run_dir, "artifacts"))
+            meta = {"run_id": self.id, "run_name": self.name, "experiment_id": self.experiment_id,
+                    "status": self.STATUS_R, "start_time": now, "end_time": None,
+                    "user_id": os.environ.get("USER") or None, "parent_run_id": self.parent_id, **owner_info()}
+            tags = {"mlflow.runName": self.name or ""}
+            if self.parent_id:
+                tags["mlflow.parentRunId"] = self.parent_id
+            atomic_write_json(self._path("tags.json"), tags)
+            atomic_write_json(self._path("params.json"), {})
+            open(self._path("metrics.jsonl"), "ab").close()
+            atomic_write_json(self._path(META), meta)
+            self._latest = {}
+            self.store.index.upsert_run(index_info(meta, self._artifact_uri()), {}, {}, tags)
+        else:
+            with self._run_lock():
+                meta = self.store.read_run_meta(self.experiment_id, self.id)
+                meta.update(status=self.STATUS_R, end_time=None, **owner_info())
+                atomic_write_json(self._path(META), meta)
+            self.store.index.update_info(self.id, status=self.STATUS_R, end_time=None, **owner_info())
+        self._load_meta(meta)
+        self._touch_heartbeat()
+        HEARTBEAT.add(self)
+
+    def _end_run(self, status: str) -> None:
+        HEARTBEAT.discard(self)
+        now = now_ms()
+        with self._run_lock():
+            meta = self.store.read_run_meta(self.experiment_id, self._require_id())
+            meta.update(status=status, end_time=now)
+            atomic_write_json(self._path(META), meta)
+        self.store.index.update_info(self.id, status=status, end_time=now)
+        self._load_meta(meta)
+
+    def refresh(self) -> "FileRecorder":
+        meta = self.store.read_run_meta(self.experiment_id, self._require_id())
+        self._load_meta(meta)
+        self.reap_if_dead()
+        return self
+
+    def reap_if_dead(self) -> bool:
+        """Mark a RUNNING run FAILED when the process that owns it is gone (killed, crashed)."""
+        if self.status != self.STATUS_R or self.id is None:
+            return False
+        if owner_alive(self._meta, self._path("heartbeat")):
+            return False
+        with self._run_lock():
+            meta = self.store.read_run_meta(self.experiment_id, self.id)
+            if meta.get("status") != self.STATUS_R or owner_alive(meta, self._path("heartbeat")):
+                self._load_meta(meta)
+                return False
+            try:
+                end = int(os.path.getmtime(self._path("heartbeat")) * 1000)
+            except OSError:
+                end = now_ms()
+            meta.update(status=self.STATUS_FA, end_time=end)
+            atomic_write_json(self._path(META), meta)
+            reason = (f"process {meta.get('pid')} on {meta.get('host')} stopped without ending the run "
+                      f"(killed or crashed)")
+            self._write_json_merge("tags.json", {"qexp.failure_reason": reason})
+        self.store.index.update_info(self.id, status=self.STATUS_FA, end_time=end)
+        self.store.index.patch(self.id, "tags", {"qexp.failure_reason": reason})
+        self._load_meta(meta)
+        return True
+
+    # ---- params / tags -----------------------------------------------------------------------
+    def _write_json_merge(self, name: str, values: dict, remove: list[str] | None = None,
+                          immutable: bool = False) -> None:
+        path = self._path(name)
+        current = read_json(path) if os.path.exists(path) else {}
+        if immutable:
+            clash = {k: (current[k], v) for k, v in values.items() if k in current and current[k] != v}
+            if clash:
+                k, (old, new) = next(iter(clash.items()))
+                raise QexpError(f"param {k!r} of run {self.id} is already {old!r} and cannot change to {new!r}: "
+                                f"params are immutable (as in MLflow); log a tag or a metric for values that "
+                                f"change, or start a new run")
+        current.update(values)
+        for k in remove or []:
+            current.pop(k, None)
+        atomic_write_json(path, current)
+
+    def _log_params(self, params: dict[str, str]) -> None:
+        with self._run_lock():
+            self._write_json_merge("params.json", params, immutable=True)
+        self.store.index.patch(self.id, "params", params)
+
+    def _set_tags(self, tags: dict[str, str]) -> None:
+        with self._run_lock():
+            self._write_json_merge("tags.json", tags)
+        self.store.index.patch(self.id, "tags", tags)
+
+    def _delete_tags(self, keys: list[str]) -> None:
+        with self._run_lock():
+            self._write_json_merge("tags.json", {}, remove=keys)
+        self.store.index.remove_keys(self.id, "tags", keys)
+
+    def _list_params(self) -> dict[str, str]:
+        return read_json(self._path("params.json"))
+
+    def _list_tags(self) -> dict[str, str]:
+        return read_json(self._path("tags.json"))
+
+    # ---- metrics -----------------------------------------------------------------------------
+    def _log_metrics(self, metrics: list[Metric]) -> None:
+        with self._buf_lock:
+            self._buffer.extend(metrics)
+            full = len(self._buffer) >= FLUSH_POINTS
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._buf_lock:
+            if not self._buffer or self.id is None:
+                return
+            batch, self._buffer = self._buffer, []
+            if self._latest is None:
+                self._latest = latest_metrics(self._path("metrics.jsonl"))
+            dumps = json.dumps
+            lines = "".join(
+                f'{{"key":{dumps(m.key)},"value":{_num(m.value)},"timestamp":{m.timestamp},"step":{m.step}}}\n'
+                for m in batch)
+            # one O_APPEND write: concurrent writers to the same run interleave whole lines
+            fd = os.open(self._path("metrics.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                data = lines.encode("utf-8")
+                while data:
+                    data = data[os.write(fd, data):]
+            finally:
+                os.close(fd)
+            changed = {}
+            latest = self._latest
+            for m in batch:
+                cur = latest.get(m.key)
+                if cur is None or (m.step, m.timestamp) >= (cur[1], cur[2]):
+                    latest[m.key] = (m.value, m.step, m.timestamp)
+                    changed[m.key] = m.value
+        if changed:
+            self.store.index.patch(self.id, "metrics", changed)
+
+    def _list_metrics(self) -> dict[str, float]:
+        self.flush()
+        return {k: v[0] for k, v in latest_metrics(self._path("metrics.jsonl")).items()}
+
+    def _metric_history(self, key: str) -> list[Metric]:
+        return [Metric(k, v, ts, st) for k, v, ts, st in iter_metric_lines(self._path("metrics.jsonl"))
+                if k == key]
+
+    def metric_keys(self) -> list[str]:
+        self.flush()
+        return sorted({k for k, *_ in iter_metric_lines(self._path("metrics.jsonl"))})
+
+    # ---- artifacts ---------------------------------------------------------------------------
+    def _log_artifact(self, local_path: str, artifact_path: str | None) -> None:
+        self.artifacts.put(local_path, artifact_path)
+
+    def _read_artifact(self, path: str) -> bytes:
+        return self.artifacts.get_bytes(path)
+
+    def _download_artifact(self, path: str, dst: str) -> str:
+        return self.artifacts.download(path, dst)
+
+    def _list_artifacts(self, path: str | None, recursive: bool) -> list[str]:
+        return self.artifacts.list(path, recursive)
+
+
+def _num(v: float) -> str:
+    if math.isfinite(v):
+        return repr(v)
+    return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")

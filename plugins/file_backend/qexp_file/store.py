@@ -1,0 +1,178 @@
+"""The on-disk layout of a file store and its lock.
+
+    <root>/.qexp/store.json        format version
+    <root>/.qexp/lock              filelock around experiment create/delete and index rebuilds
+    <root>/.qexp/index.sqlite      search index (a cache, rebuilt from the folders)
+    <root>/<exp_id>/meta.json      {"id", "name", "lifecycle", "creation_time"}
+    <root>/<exp_id>/<run_id>/meta.json, params.json, tags.json, metrics.jsonl, heartbeat, artifacts/
+    <root>/.trash/                 deleted experiments and runs
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from typing import Any, Iterator
+
+from filelock import FileLock
+
+from qexp.exceptions import QexpError
+from qexp.fileuri import file_uri_to_path, path_to_file_uri
+
+from .fsutil import atomic_write_json, read_json
+from .index import RunIndex
+
+STORE_FORMAT = 1
+META = "meta.json"
+
+
+class CorruptMetaError(QexpError):
+    """A meta.json that cannot be read."""
+
+
+class FileStore:
+    """Paths, the store lock and the index of one root folder."""
+
+    def __init__(self, uri: str):
+        self.root = os.path.abspath(file_uri_to_path(uri))
+        self.uri = uri
+        self.system_dir = os.path.join(self.root, ".qexp")
+        os.makedirs(self.system_dir, exist_ok=True)
+        # absolute, inside the store: processes with different working directories share it
+        self.lock = FileLock(os.path.join(self.system_dir, "lock"), timeout=120)
+        fmt_path = os.path.join(self.system_dir, "store.json")
+        if not os.path.exists(fmt_path):
+            with self.lock:
+                if not os.path.exists(fmt_path):
+                    atomic_write_json(fmt_path, {"format": STORE_FORMAT, "created": int(time.time() * 1000)})
+        self.index = RunIndex(os.path.join(self.system_dir, "index.sqlite"), self._index_all_runs)
+
+    # ---- paths -------------------------------------------------------------------------------
+    def exp_dir(self, exp_id: str) -> str:
+        return os.path.join(self.root, exp_id)
+
+    def run_dir(self, exp_id: str, run_id: str) -> str:
+        return os.path.join(self.root, exp_id, run_id)
+
+    def trash_dir(self) -> str:
+        d = os.path.join(self.root, ".trash")
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def artifact_uri(self, exp_id: str, run_id: str) -> str:
+        return path_to_file_uri(os.path.join(self.run_dir(exp_id, run_id), "artifacts"))
+
+    # ---- experiments -------------------------------------------------------------------------
+    def iter_experiment_metas(self) -> Iterator[dict]:
+        """Metas of every experiment folder; broken ones are reported with a warning and skipped."""
+        try:
+            entries = sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return
+        for e in entries:
+            if e.startswith("."):
+                continue
+            p = os.path.join(self.root, e, META)
+            if not os.path.isfile(p):
+                continue
+            try:
+                meta = read_json(p)
+                if not isinstance(meta, dict) or "name" not in meta:
+                    raise ValueError("not an experiment meta")
+            except (OSError, ValueError) as exc:
+                warnings.warn(f"qexp: skipping experiment folder {os.path.join(self.root, e)}: its meta.json is "
+                              f"unreadable ({exc})", RuntimeWarning)
+                continue
+            meta["id"] = e
+            yield meta
+
+    def next_experiment_id(self) -> str:
+        """One more than any id used so far, deleted ones included (ids are never reused)."""
+        used = [int(e) for e in os.listdir(self.root) if e.isdigit()]
+        trash = os.path.join(self.root, ".trash")
+        if os.path.isdir(trash):
+            used += [int(e.split("-", 1)[0]) for e in os.listdir(trash) if e.split("-", 1)[0].isdigit()]
+        return str(max(used, default=0) + 1)
+
+    # ---- runs --------------------------------------------------------------------------------
+    def read_run_meta(self, exp_id: str, run_id: str) -> dict:
+        p = os.path.join(self.run_dir(exp_id, run_id), META)
+        try:
+            meta = read_json(p)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise CorruptMetaError(f"run meta file {p} is unreadable ({exc}); fix or remove that folder, then "
+                                   f"run `qexp index rebuild`") from exc
+        if not isinstance(meta, dict) or meta.get("run_id") != run_id:
+            raise CorruptMetaError(f"run meta file {p} does not describe run {run_id}; fix or remove that folder")
+        return meta
+
+    def read_run_data(self, exp_id: str, run_id: str) -> tuple[dict, dict, dict]:
+        """``(params, tags, latest metrics)`` of a run, read from its files."""
+        d = self.run_dir(exp_id, run_id)
+        params = _read_json_or(os.path.join(d, "params.json"), {})
+        tags = _read_json_or(os.path.join(d, "tags.json"), {})
+        latest = {k: v[0] for k, v in latest_metrics(os.path.join(d, "metrics.jsonl")).items()}
+        return params, tags, latest
+
+    def _index_all_runs(self, inserter: Any) -> int:
+        n = 0
+        for exp in self.iter_experiment_metas():
+            if exp.get("lifecycle", "active") != "active":
+                continue
+            exp_dir = self.exp_dir(exp["id"])
+            for run_id in sorted(os.listdir(exp_dir)):
+                if not os.path.isfile(os.path.join(exp_dir, run_id, META)):
+                    continue
+                try:
+                    meta = self.read_run_meta(exp["id"], run_id)
+                    params, tags, metrics = self.read_run_data(exp["id"], run_id)
+                except (OSError, ValueError, QexpError) as exc:
+                    warnings.warn(f"qexp: run {run_id} in {exp_dir} is skipped by the index: {exc}", RuntimeWarning)
+                    continue
+                inserter.upsert_run(index_info(meta, self.artifact_uri(exp["id"], run_id)), params, metrics, tags)
+                n += 1
+        return n
+
+
+def index_info(meta: dict, artifact_uri: str) -> dict:
+    return {"run_id": meta["run_id"], "experiment_id": meta["experiment_id"], "run_name": meta.get("run_name"),
+            "status": meta.get("status"), "start_time": meta.get("start_time"), "end_time": meta.get("end_time"),
+            "artifact_uri": artifact_uri, "user_id": meta.get("user_id"), "pid": meta.get("pid"),
+            "host": meta.get("host"), "pid_start": meta.get("pid_start")}
+
+
+def _read_json_or(path: str, default: Any) -> Any:
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return default
+
+
+def iter_metric_lines(path: str) -> Iterator[tuple[str, float, int, int]]:
+    """``(key, value, timestamp, step)`` per line of a metrics log; a torn last line (crash) is skipped."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            yield rec["key"], float(rec["value"]), int(rec["timestamp"]), int(rec["step"])
+
+
+def latest_metrics(path: str) -> dict[str, tuple[float, int, int]]:
+    """``{key: (value, step, timestamp)}`` with MLflow's rule: the largest step, then the latest timestamp."""
+    latest: dict[str, tuple[float, int, int]] = {}
+    for key, value, ts, step in iter_metric_lines(path):
+        cur = latest.get(key)
+        if cur is None or (step, ts) >= (cur[1], cur[2]):
+            latest[key] = (value, step, ts)
+    return latest

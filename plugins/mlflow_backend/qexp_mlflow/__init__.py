@@ -1,0 +1,1 @@
+"""qexp_mlflow: a built-in qexp plugin."""

@@ -1,0 +1,1 @@
+"""qexp_models: a built-in qexp plugin."""

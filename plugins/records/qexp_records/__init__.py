@@ -1,0 +1,1 @@
+"""qexp_records: a built-in qexp plugin."""

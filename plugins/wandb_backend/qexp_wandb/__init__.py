@@ -1,0 +1,1 @@
+"""qexp_wandb: a built-in qexp plugin."""
