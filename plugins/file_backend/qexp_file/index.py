@@ -172,8 +172,7 @@ class RunIndex:
         for o in orders:
             expr, a = _value_sql(o.entity, o.key)
             order_sql.append(f"({expr}) IS NULL, ({expr}) {'ASC' if o.ascending else 'DESC'}")
-            args_order = a
-            args += args_order
+            args += a + a  # the expression appears twice
         order_sql += ["start_time DESC", "run_id ASC"]
         cols = list(RUN_COLUMNS) + (["params", "metrics", "tags"] if with_data else [])
         sql = f"SELECT {', '.join(cols)} FROM runs"

@@ -20,7 +20,7 @@ from filelock import FileLock
 from qexp.exceptions import QexpError
 from qexp.fileuri import file_uri_to_path, path_to_file_uri
 
-from .fsutil import atomic_write_json, read_json
+from .fsutil import atomic_write_bytes, atomic_write_json, read_json
 from .index import RunIndex
 
 STORE_FORMAT = 1
@@ -88,12 +88,19 @@ class FileStore:
             yield meta
 
     def next_experiment_id(self) -> str:
-        """One more than any id used so far, deleted ones included (ids are never reused)."""
+        """One more than any id used so far, deleted ones included (ids are never reused).
+
+        Call with the store lock held; the high-water mark is kept in ``.qexp/last_experiment_id``."""
+        mark = os.path.join(self.system_dir, "last_experiment_id")
+        try:
+            with open(mark) as f:
+                last = int(f.read().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            last = 0
         used = [int(e) for e in os.listdir(self.root) if e.isdigit()]
-        trash = os.path.join(self.root, ".trash")
-        if os.path.isdir(trash):
-            used += [int(e.split("-", 1)[0]) for e in os.listdir(trash) if e.split("-", 1)[0].isdigit()]
-        return str(max(used, default=0) + 1)
+        new_id = max(used + [last]) + 1
+        atomic_write_bytes(mark, str(new_id).encode())
+        return str(new_id)
 
     # ---- runs --------------------------------------------------------------------------------
     def read_run_meta(self, exp_id: str, run_id: str) -> dict:

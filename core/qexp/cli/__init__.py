@@ -1,0 +1,1 @@
+"""The ``qexp`` command line."""

@@ -1,0 +1,40 @@
+"""Test-wide setup: only the built-in plugins load (never stray installed ones), stores live in tmp dirs,
+and R's state is reset between tests."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# before qexp is imported anywhere: tests see exactly the built-in plugins
+os.environ["QEXP_LOAD_PLUGINS"] = "file,data,records,models,mlflow,wandb"
+os.environ.setdefault("QEXP_AUTOLOG_GIT", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("QEXP_SHARED", REPO.parent / "shared"))
+SP500_DIR = Path(os.environ.get("QEXP_SHARED_DATA", SHARED / "data" / "sp500_5yr"))
+
+
+@pytest.fixture(autouse=True)
+def _isolate_qexp(tmp_path, monkeypatch):
+    """Each test gets its own cache and default store, and leaves no active run behind."""
+    monkeypatch.setenv("QEXP_CACHE_DIR", os.environ.get("QEXP_TEST_CACHE_DIR", str(tmp_path / "cache")))
+    monkeypatch.setenv("QEXP_URI", str(tmp_path / "default_store"))
+    yield
+    from qexp.api import R, _stack
+    try:
+        R._end_all_open("FINISHED")
+    finally:
+        _stack.set(())
+
+
+@pytest.fixture
+def sp500_dir() -> Path:
+    if not SP500_DIR.is_dir() or not any(SP500_DIR.glob("*.csv")):
+        pytest.skip(f"the S&P 500 sample data is not at {SP500_DIR} (set QEXP_SHARED_DATA to its folder)")
+    return SP500_DIR
