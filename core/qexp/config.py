@@ -118,7 +118,8 @@ def init_instance_by_config(config: Any, default_module: Any = None, accept_type
         with open(path, "rb") as f:
             return RestrictedUnpickler(f).load()
     klass, cfg_kwargs = get_callable_kwargs(config, default_module, where)
-    extra = dict(try_kwargs or {})
+    # explicit kwargs win over try_kwargs (Qlib got there by retrying after the TypeError)
+    extra = {k: v for k, v in (try_kwargs or {}).items() if k not in cfg_kwargs and k not in kwargs}
     if extra:
         accepted = _accepted_kwargs(klass)
         if accepted is not None:

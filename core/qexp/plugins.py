@@ -25,6 +25,7 @@ pm.add_hookspecs(hookspecs)
 _lock = threading.RLock()
 _loaded = False
 _versions: dict[str, str] = {}          # plugin name -> distribution version
+_dists: dict[str, str] = {}             # plugin name -> distribution name
 _load_errors: dict[str, str] = {}       # plugin name -> error text
 
 
@@ -112,6 +113,8 @@ def load_plugins() -> None:
             try:
                 obj = ep.load()
                 version = ep.dist.version if ep.dist is not None else ""
+                if ep.dist is not None:
+                    _dists[ep.name] = ep.dist.metadata["Name"]
                 register(obj, name=ep.name, version=version)
             except Exception as exc:  # a broken plugin must not take the others down
                 _load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
@@ -135,11 +138,10 @@ def reload_plugins() -> None:
 def get_plugins(all: bool = False) -> list[dict[str, Any]]:
     """A description of each loaded plugin: name, version, hooks and the schemes it serves."""
     load_plugins()
-    builtin_prefix = "qexp_"
     out = []
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda p: p[0]):
         module = getattr(plugin, "__name__", type(plugin).__module__)
-        builtin = module.startswith(builtin_prefix)
+        builtin = _dists.get(name) == "qexp"  # shipped in qexp's own distribution
         if builtin and not all:
             continue
         hooks = sorted(h.name for h in (pm.get_hookcallers(plugin) or []))

@@ -1,0 +1,246 @@
+"""Plugin loading: temporary plugins, real third-party entry points, broken plugins, the allow-list, schemes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import qexp
+from qexp import R, hookimpl, plugins, registry
+from qexp.exceptions import UnknownSchemeError
+
+
+def make_dist(site, name: str, module_code: str, version: str = "1.2.3", ep_name: str | None = None) -> None:
+    """A minimal installed distribution: a module plus a *.dist-info with entry_points.txt."""
+    (site / f"{name}.py").write_text(textwrap.dedent(module_code))
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[qexp]\n{ep_name or name} = {name}\n")
+
+
+THIRD_PARTY = """
+    from qexp import hookimpl
+
+    class Toy:
+        pass
+
+    @hookimpl
+    def register_models(register):
+        register(Toy, name="ToyModel", module_paths=["acme.models"])
+
+    @hookimpl
+    def register_backends(register):
+        from qexp_file.manager import FileExpManager
+        def factory(uri, **kw):
+            return FileExpManager(uri.split("://", 1)[1], **kw)
+        register("acme", factory)
+"""
+
+
+def run_listing(site, load: str | None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("QEXP_LOAD_PLUGINS", None)
+    if load is not None:
+        env["QEXP_LOAD_PLUGINS"] = load
+    return subprocess.run([sys.executable, "-m", "qexp", "plugins", "--all", "--json"], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_third_party_plugin_found_through_entry_point(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_dist(site, "qexp_acme", THIRD_PARTY)
+    make_dist(site, "qexp_broken", "raise ImportError('missing dependency foo')\n", version="0.0.1")
+    p = run_listing(site, None)
+    assert p.returncode == 0, p.stderr
+    listing = {x["name"]: x for x in json.loads(p.stdout)}
+    acme = listing["qexp_acme"]
+    assert acme["version"] == "1.2.3" and not acme["builtin"]
+    assert acme["hooks"] == ["register_backends", "register_models"]
+    assert acme["schemes"] == {"backend": ["acme"]} and acme["components"] == ["ToyModel"]
+    assert "file" in listing and listing["file"]["builtin"]
+    # the broken one warns, names itself, and the rest still load
+    assert "qexp_broken" not in listing
+    assert "qexp_broken" in p.stderr and "missing dependency foo" in p.stderr
+
+
+def test_load_plugins_allow_list(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_dist(site, "qexp_acme", THIRD_PARTY)
+    names = {x["name"] for x in json.loads(run_listing(site, "file").stdout)}
+    assert names == {"file"}
+    assert json.loads(run_listing(site, "").stdout) == []
+    names = {x["name"] for x in json.loads(run_listing(site, "qexp_acme,file").stdout)}
+    assert names == {"qexp_acme", "file"}
+
+
+def test_builtins_hidden_without_all(tmp_path):
+    env = {**os.environ}
+    p = subprocess.run([sys.executable, "-m", "qexp", "plugins", "--json"], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0 and json.loads(p.stdout) == []
+
+
+class TemporaryPlugin:
+    """Registered and unregistered by a test, as in llm's and datasette's test suites."""
+
+    __name__ = "temporary-plugin"
+
+    def __init__(self):
+        self.events = []
+
+    @hookimpl
+    def register_models(self, register):
+        class Tiny:
+            def __init__(self, a=1):
+                self.a = a
+        register(Tiny, name="TinyModel", module_paths=["some.qlib.path"])
+
+    @hookimpl
+    def qexp_init(self, settings):
+        self.events.append(("init", dict(settings)))
+        return ["my_setting"] if "my_setting" in settings else []
+
+    @hookimpl
+    def recorder_started(self, recorder):
+        self.events.append(("started", recorder.id))
+
+    @hookimpl
+    def recorder_metrics_logged(self, recorder, metrics, step):
+        self.events.append(("metrics", metrics, step))
+
+    @hookimpl
+    def recorder_params_logged(self, recorder, params):
+        self.events.append(("params", params))
+
+    @hookimpl
+    def recorder_ended(self, recorder, status):
+        self.events.append(("ended", recorder.id, status))
+
+
+@pytest.fixture
+def temp_plugin():
+    plugin = TemporaryPlugin()
+    name = plugins.register(plugin, name="temporary-plugin")
+    try:
+        yield plugin
+    finally:
+        plugins.unregister(name)
+
+
+def test_temporary_plugin_components_and_events(temp_plugin, tmp_path):
+    from qexp.config import init_instance_by_config
+    obj = init_instance_by_config({"class": "TinyModel", "kwargs": {"a": 5}})
+    assert obj.a == 5
+    obj = init_instance_by_config({"class": "TinyModel", "module_path": "some.qlib.path"})
+    assert obj.a == 1
+    qexp.init(uri=str(tmp_path / "s"), my_setting=42)
+    assert ("init", {"my_setting": 42}) in temp_plugin.events
+    with R.start(experiment_name="ev"):
+        rid = R.get_recorder().id
+        R.log_params(x=1)
+        R.log_metrics(step=2, m=0.5)
+    ev = [e for e in temp_plugin.events if e[0] != "init"]
+    assert ev == [("started", rid), ("params", {"x": "1"}), ("metrics", {"m": 0.5}, 2), ("ended", rid, "FINISHED")]
+
+
+def test_unregister_removes_everything(tmp_path):
+    plugin = TemporaryPlugin()
+    name = plugins.register(plugin, name="temporary-plugin")
+    plugins.unregister(name)
+    assert registry.components.resolve("TinyModel") is None
+    assert plugins.pm.get_plugin(name) is None
+
+
+def test_unknown_setting_warns(tmp_path):
+    with pytest.warns(UserWarning, match="no_such_setting"):
+        qexp.init(uri=str(tmp_path / "s"), no_such_setting=1)
+
+
+def test_failing_event_hook_does_not_fail_the_run(tmp_path):
+    class Bad:
+        @hookimpl
+        def recorder_metrics_logged(self, recorder, metrics, step):
+            raise RuntimeError("mirror down")
+
+    name = plugins.register(Bad(), name="bad-mirror")
+    try:
+        qexp.init(uri=str(tmp_path / "s"))
+        with pytest.warns(RuntimeWarning, match="mirror down"):
+            with R.start(experiment_name="x"):
+                R.log_metrics(a=1.0)
+                rec = R.get_recorder()
+        assert rec.status == "FINISHED" and rec.list_metrics() == {"a": 1.0}
+    finally:
+        plugins.unregister(name)
+
+
+def test_mirrors_setting_uses_registered_mirror_factory(tmp_path):
+    received = []
+
+    class Mirror:
+        def __init__(self, uri):
+            self.uri = uri
+
+        @hookimpl
+        def recorder_ended(self, recorder, status):
+            received.append((self.uri, status))
+
+    class MirrorPlugin:
+        @hookimpl
+        def register_mirrors(self, register):
+            register("echo", Mirror)
+
+    name = plugins.register(MirrorPlugin(), name="echo-mirror")
+    try:
+        qexp.init(uri=str(tmp_path / "s"), mirrors=["echo://one"])
+        with R.start(experiment_name="m"):
+            pass
+        assert received == [("echo://one", "FINISHED")]
+        qexp.init(uri=str(tmp_path / "s"))  # re-init without mirrors removes them
+        with R.start(experiment_name="m"):
+            pass
+        assert len(received) == 1
+    finally:
+        plugins.unregister(name)
+
+
+def test_unknown_scheme_lists_known_and_extra(tmp_path):
+    with pytest.raises(UnknownSchemeError) as err:
+        qexp.init(uri="nosuch://x")
+    msg = str(err.value)
+    assert "'nosuch'" in msg and "'file:'" in msg and "bare paths" in msg
+    plugins.unregister("mlflow")  # as if qexp[mlflow] were not installed
+    try:
+        with pytest.raises(UnknownSchemeError, match=r'pip install "qexp\[mlflow\]"'):
+            qexp.init(uri="sqlite:///x.db")
+        plugins.unregister("wandb")
+        with pytest.raises(UnknownSchemeError, match=r'pip install "qexp\[wandb\]"'):
+            qexp.init(uri="wandb://proj")
+    finally:
+        plugins.reload_plugins()
+
+
+def test_exp_manager_dict_form(tmp_path):
+    store = str(tmp_path / "qlib_style")
+    qexp.init(exp_manager={"class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
+                           "kwargs": {"uri": store, "default_exp_name": "QlibDefault"}})
+    assert R.get_uri() == store
+    with R.start():
+        assert R.get_exp().name == "QlibDefault"
+
+
+def test_init_while_active_is_refused(tmp_path):
+    from qexp.exceptions import RecorderInitializationError
+    qexp.init(uri=str(tmp_path / "s"))
+    with R.start(experiment_name="a"):
+        with pytest.raises(RecorderInitializationError):
+            qexp.init(uri=str(tmp_path / "t"))
+        qexp.init(uri=str(tmp_path / "t"), skip_if_reg=True)
+        assert R.get_uri() == str(tmp_path / "s")
