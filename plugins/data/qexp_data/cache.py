@@ -1,0 +1,266 @@
+"""On-disk dataset cache: a loader's raw frame, keyed by the data version and the loader config.
+
+Layout: ``$QEXP_CACHE_DIR/datasets/<key>/`` (default ``~/.cache/qexp/datasets``) holding ``values.npy`` (one
+column-major float block, read back without a pickle round trip), ``index.npz`` (the MultiIndex levels and
+codes) and ``meta.json`` (columns, written last). An entry is built in a temporary folder and renamed into
+place, so readers never see half an entry; a per-key file lock makes concurrent builders of the same entry
+wait for the first one instead of computing it again.
+
+The key covers the provider URI and its data version (``provider.data_version()``/``version()`` when the
+provider offers one, else sizes and mtimes of the calendar, instrument and used feature files of a local
+folder), the loader config (expressions, names, instruments, times, freq, filters) and the qexp version.
+Disable with ``QEXP_DATASET_CACHE=0`` or ``cache=False`` on the handler / loader.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+LOCK_TIMEOUT_S = 1800.0  # a slow cold build of a large universe may hold the lock for minutes
+
+
+def enabled(flag: bool | None = None) -> bool:
+    """The explicit ``flag`` if given, else ``QEXP_DATASET_CACHE`` (on unless ``0``/``false``/``off``/``no``)."""
+    if flag is not None:
+        return bool(flag)
+    return os.environ.get("QEXP_DATASET_CACHE", "1").strip().lower() not in {"0", "false", "off", "no"}
+
+
+def cache_root() -> Path:
+    """``$QEXP_CACHE_DIR/datasets`` or ``~/.cache/qexp/datasets``."""
+    base = os.environ.get("QEXP_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qexp")
+    return Path(base) / "datasets"
+
+
+def clear() -> int:
+    """Delete every cache entry; returns how many were removed."""
+    root = cache_root()
+    if not root.is_dir():
+        return 0
+    n = 0
+    for entry in root.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+            n += 1
+    return n
+
+
+# ---- keys ------------------------------------------------------------------------------------------
+def _local_dir(uri: Any) -> Path | None:
+    if uri is None:
+        return None
+    text = os.fspath(uri) if isinstance(uri, (str, os.PathLike)) else str(uri)
+    if text.startswith("file://"):
+        from qexp.fileuri import file_uri_to_path
+        text = file_uri_to_path(text)
+    elif "://" in text:
+        return None
+    path = Path(text).expanduser()
+    return path if path.is_dir() else None
+
+
+def _stat_entries(paths: list[Path], root: Path) -> list[tuple[str, int, int]]:
+    out = []
+    for p in paths:
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            out.append((str(p.relative_to(root)), -1, -1))
+            continue
+        out.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _files_under(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return []
+    out = []
+    for dirpath, _, files in os.walk(path):
+        out.extend(Path(dirpath) / f for f in files)
+    return sorted(out)
+
+
+def data_version(provider: Any, instruments: Any = "all", start_time: Any = None, end_time: Any = None) -> str | None:
+    """A string that changes whenever the data behind ``provider`` changes; None if it cannot be known.
+
+    A provider may expose ``data_version()`` (or ``version()``); otherwise a local folder is fingerprinted
+    by the sizes and mtimes of its calendar and instrument files and the feature files of the instruments
+    used (the whole folder when its layout is not Qlib's ``features/<code>/``).
+    """
+    for attr in ("data_version", "version"):
+        fn = getattr(provider, attr, None)
+        if callable(fn):
+            value = fn()
+            if value is not None:
+                return f"{attr}:{value}"
+    root = _local_dir(getattr(provider, "uri", None))
+    if root is None:
+        return None
+    features = root / "features"
+    if not features.is_dir():
+        entries = _stat_entries(_files_under(root), root)
+    else:
+        entries = _stat_entries(_files_under(root / "calendars") + _files_under(root / "instruments"), root)
+        if isinstance(instruments, str) or (isinstance(instruments, dict) and "market" in instruments):
+            codes = provider.list_instruments(instruments, start_time, end_time, as_list=True)
+        else:
+            codes = list(instruments)
+        for code in sorted({str(c) for c in codes}):
+            folder = features / code.lower()
+            files = _files_under(folder)
+            entries.extend(_stat_entries(files, root) if files else [(str(folder.relative_to(root)), -1, -1)])
+    digest = hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+    return f"files:{digest}"
+
+
+def entry_key(provider: Any, config: dict, *, instruments: Any = "all", start_time: Any = None,
+              end_time: Any = None, fields: list[str] | None = None) -> str | None:
+    """The cache key for ``config`` on ``provider``'s current data; None when the data version is unknown."""
+    version = data_version(provider, instruments, start_time, end_time)
+    if version is None:
+        log.debug("dataset cache: provider %r exposes no data version and is not a local folder; not caching",
+                  provider)
+        return None
+    import qexp
+    payload = {"format": CACHE_FORMAT, "qexp": qexp.__version__, "uri": str(getattr(provider, "uri", "")),
+               "engine": str(getattr(provider, "engine_version", "")), "data": version, "config": config}
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+# ---- entries ---------------------------------------------------------------------------------------
+def entry_dir(key: str) -> Path:
+    return cache_root() / key
+
+
+def load(key: str) -> pd.DataFrame | None:
+    """The cached frame for ``key``, or None when there is no complete entry."""
+    folder = entry_dir(key)
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != CACHE_FORMAT:
+            return None
+        values = np.load(folder / "values.npy", allow_pickle=False)
+        with np.load(folder / "index.npz", allow_pickle=False) as z:
+            index = _index_from_arrays(meta, z)
+        columns = _columns_from_meta(meta)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("dataset cache: entry %s is unreadable (%s); recomputing", folder, exc)
+        return None
+    # values.npy holds the transposed block (one contiguous row per column), so this is no copy
+    return pd.DataFrame(values.T, index=index, columns=columns, copy=False)
+
+
+def store(key: str, df: pd.DataFrame) -> bool:
+    """Write ``df`` as the entry for ``key`` atomically; False (and no entry) if it cannot be cached."""
+    dtypes = set(df.dtypes)
+    if len(dtypes) > 1 or not all(np.issubdtype(dt, np.floating) for dt in dtypes) \
+            or not isinstance(df.index, pd.MultiIndex) or df.index.nlevels != 2:
+        log.debug("dataset cache: frame is not a 2-level, single float dtype frame; not caching")
+        return False
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    final = entry_dir(key)
+    if (final / "meta.json").is_file():
+        return True
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=root))
+    try:
+        block = np.ascontiguousarray(df.to_numpy().T)
+        np.save(tmp / "values.npy", block, allow_pickle=False)
+        del block
+        arrays, meta = _index_to_arrays(df.index)
+        np.savez(tmp / "index.npz", **arrays)
+        meta.update(format=CACHE_FORMAT, shape=list(df.shape), columns=_columns_to_meta(df.columns))
+        # meta.json last: its presence marks a complete entry
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            # another process renamed its copy first; ours is redundant
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (final / "meta.json").is_file():
+                raise
+        return True
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.warning("dataset cache: could not write %s (%s); continuing without cache", final, exc)
+        return False
+
+
+def get_or_create(key: str, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """The cached frame for ``key``, computing and storing it under a per-key lock when missing."""
+    from filelock import FileLock, Timeout
+    root = cache_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(root / f"{key}.lock"), timeout=LOCK_TIMEOUT_S)
+        lock.acquire()
+    except (OSError, Timeout) as exc:
+        log.warning("dataset cache: cannot lock %s (%s); computing without cache", root, exc)
+        return compute()
+    try:
+        hit = load(key)
+        if hit is not None:
+            return hit
+        df = compute()
+        store(key, df)
+        return df
+    finally:
+        lock.release()
+
+
+# ---- (de)serialising the index and columns -----------------------------------------------------------
+def _level_array(level: pd.Index) -> tuple[np.ndarray, str]:
+    if isinstance(level, pd.DatetimeIndex):
+        return level.as_unit("ns").asi8, "datetime64[ns]"
+    return np.asarray(level.astype(str), dtype=str), "str"
+
+
+def _index_to_arrays(index: pd.MultiIndex) -> tuple[dict[str, np.ndarray], dict]:
+    arrays: dict[str, np.ndarray] = {}
+    kinds = []
+    for i, (level, codes) in enumerate(zip(index.levels, index.codes)):
+        arrays[f"level{i}"], kind = _level_array(level)
+        arrays[f"codes{i}"] = np.asarray(codes, dtype=np.int32)
+        kinds.append(kind)
+    return arrays, {"index_names": list(index.names), "level_kinds": kinds}
+
+
+def _index_from_arrays(meta: dict, z: Any) -> pd.MultiIndex:
+    levels = []
+    codes = []
+    for i, kind in enumerate(meta["level_kinds"]):
+        raw = z[f"level{i}"]
+        levels.append(pd.DatetimeIndex(raw.view("datetime64[ns]")) if kind == "datetime64[ns]"
+                      else pd.Index(raw.astype(object)))
+        codes.append(z[f"codes{i}"])
+    return pd.MultiIndex(levels=levels, codes=codes, names=meta["index_names"], verify_integrity=False)
+
+
+def _columns_to_meta(columns: pd.Index) -> dict:
+    if isinstance(columns, pd.MultiIndex):
+        return {"multi": True, "values": [list(map(str, c)) for c in columns]}
+    return {"multi": False, "values": [str(c) for c in columns]}
+
+
+def _columns_from_meta(meta: dict) -> pd.Index:
+    cols = meta["columns"]
+    if cols["multi"]:
+        return pd.MultiIndex.from_tuples([tuple(c) for c in cols["values"]])
+    return pd.Index(cols["values"])
