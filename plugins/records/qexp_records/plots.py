@@ -1,0 +1,75 @@
+"""Pictures of a run, drawn with matplotlib's Agg backend (no display needed) and returned as PNG bytes."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["report_figure_png", "ic_figure_png"]
+
+
+def _figure(nrows: int, height: float):  # type: ignore[no-untyped-def]
+    # the object-oriented API with an explicit Agg canvas never touches pyplot's global backend
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(11, height), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, 1, sharex=True)
+    return fig, np.atleast_1d(axes)
+
+
+def _png(fig) -> bytes:  # type: ignore[no-untyped-def]
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def report_figure_png(report: pd.DataFrame, title: str = "Portfolio (1day)") -> bytes:
+    """Four panels from a ``report_normal`` frame: cumulative return of the portfolio and the benchmark,
+    cumulative excess return with and without cost, drawdown of the excess return with cost, and turnover.
+    Returns are summed (not compounded), as Qlib's report graphs and ``risk_analysis(mode="sum")`` do."""
+    r, bench, cost = report["return"], report["bench"], report["cost"]
+    excess_wo = (r - bench).cumsum()
+    excess_w = (r - bench - cost).cumsum()
+    drawdown = excess_w - excess_w.cummax()
+    fig, ax = _figure(4, 11)
+    x = report.index
+    ax[0].plot(x, (r - cost).cumsum(), label="portfolio (after cost)", color="tab:blue")
+    ax[0].plot(x, bench.cumsum(), label="benchmark", color="tab:gray")
+    ax[0].set_title(f"{title}: cumulative return")
+    ax[1].plot(x, excess_wo, label="excess return without cost", color="tab:green")
+    ax[1].plot(x, excess_w, label="excess return with cost", color="tab:red")
+    ax[1].set_title("cumulative excess return")
+    ax[2].fill_between(x, drawdown, 0, color="tab:red", alpha=0.35, label="drawdown (excess, with cost)")
+    ax[2].set_title(f"drawdown of the excess return with cost (max {drawdown.min():.2%})")
+    ax[3].bar(x, report["turnover"], width=1.0, color="tab:purple", label="daily turnover")
+    ax[3].set_title("turnover (traded value / previous account value)")
+    for a in ax:
+        a.grid(True, alpha=0.3)
+        a.legend(loc="upper left", fontsize=9)
+        a.axhline(0, color="black", linewidth=0.6)
+    for a in ax[:3]:
+        a.yaxis.set_major_formatter(_pct_formatter())
+    return _png(fig)
+
+
+def ic_figure_png(ic: pd.Series, ric: pd.Series, window: int = 20) -> bytes:
+    """Daily IC and Rank IC as bars with their ``window``-day rolling means, one panel each."""
+    fig, ax = _figure(2, 7)
+    for a, s, name, color in ((ax[0], ic, "IC", "tab:blue"), (ax[1], ric, "Rank IC", "tab:orange")):
+        s = s.astype("float64")
+        a.bar(s.index, s.to_numpy(), width=1.0, color=color, alpha=0.45, label=f"daily {name}")
+        a.plot(s.index, s.rolling(window, min_periods=1).mean(), color="black", linewidth=1.4,
+               label=f"{window}-day rolling mean")
+        a.axhline(0, color="black", linewidth=0.6)
+        a.set_title(f"{name}: mean {s.mean():.4f}, IR {s.mean() / s.std():.3f}")
+        a.grid(True, alpha=0.3)
+        a.legend(loc="upper left", fontsize=9)
+    return _png(fig)
+
+
+def _pct_formatter():  # type: ignore[no-untyped-def]
+    from matplotlib.ticker import PercentFormatter
+    return PercentFormatter(1.0)

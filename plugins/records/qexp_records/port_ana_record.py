@@ -1,0 +1,179 @@
+"""``PortAnaRecord``: backtest the saved predictions and analyse the portfolio (Qlib's record of that name)."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from qexp import ConfigError, QexpError
+
+from .backtest.engine import backtest
+from .backtest.signal import to_score_series
+from .evaluate import indicator_analysis, normalize_freq, risk_analysis
+from .record_temp import ACRecordTemp, SignalRecord
+
+logger = logging.getLogger("qexp.records")
+
+__all__ = ["PortAnaRecord", "default_port_analysis_config"]
+
+_DEFAULT_EXECUTOR = {"class": "SimulatorExecutor", "module_path": "qlib.backtest.executor",
+                     "kwargs": {"time_per_step": "day", "generate_portfolio_metrics": True}}
+
+
+def default_port_analysis_config(region: str | None = None) -> dict[str, Any]:
+    """Qlib's default PortAnaRecord config: TopkDropout(50, 5) on ``<PRED>``, 1e8 cash, CSI300 benchmark,
+    9.5% limits, close prices, 5/15 bp costs with a minimum of 5.
+
+    For region ``us`` the limit is off and the benchmark is ``^gspc`` (Qlib's US examples), since US stocks
+    have no daily price limit and there is no SH000300 there.
+    """
+    if region is None:
+        from qexp.data_api import get_region
+        region = get_region()
+    us = region == "us"
+    return {
+        "strategy": {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
+                     "kwargs": {"signal": "<PRED>", "topk": 50, "n_drop": 5}},
+        "backtest": {"start_time": None, "end_time": None, "account": 100000000,
+                     "benchmark": "^gspc" if us else "SH000300",
+                     "exchange_kwargs": {"limit_threshold": None if us else 0.095, "deal_price": "close",
+                                         "open_cost": 0.0005, "close_cost": 0.0015, "min_cost": 5}},
+    }
+
+
+def _freq_list(value: Any, default: list[str], what: str, available: list[str]) -> list[str]:
+    if value is None:
+        return list(default)
+    items = [value] if isinstance(value, str) else list(value)
+    out = [normalize_freq(v) for v in items]
+    unknown = [f for f in out if f not in available]
+    if unknown:
+        raise ConfigError(f"PortAnaRecord {what} {unknown} has no portfolio report; the executor reports "
+                          f"{available}")
+    return out
+
+
+class PortAnaRecord(ACRecordTemp):
+    """Backtest ``pred.pkl`` with the strategy, executor and exchange of ``config`` (Qlib's shape, with
+    ``"<PRED>"`` standing for the predictions) and save the report, positions, risk and indicator analyses.
+
+    Metrics: ``1day.excess_return_{without,with}_cost.{mean,std,annualized_return,information_ratio,
+    max_drawdown}`` and ``1day.{ffr,pa,pos}``. A picture ``report_1day.png`` is saved unless ``plot=False``.
+    """
+
+    artifact_path = "portfolio_analysis"
+    depend_cls = SignalRecord
+    depend_artifacts = ("pred.pkl",)   # the backtest needs no label
+
+    def __init__(self, recorder: Any = None, config: dict | None = None, risk_analysis_freq: Any = None,
+                 indicator_analysis_freq: Any = None, indicator_analysis_method: str | None = None,
+                 skip_existing: bool = False, plot: bool = True, **kwargs: Any):
+        super().__init__(recorder=recorder, skip_existing=skip_existing)
+        if kwargs:
+            raise ConfigError(f"PortAnaRecord got unknown argument(s) {', '.join(sorted(kwargs))}; it takes "
+                              f"config, risk_analysis_freq, indicator_analysis_freq, indicator_analysis_method, "
+                              f"skip_existing, plot")
+        from qexp.config import deepcopy_basic_type
+        config = default_port_analysis_config() if config is None else deepcopy_basic_type(config)
+        if not isinstance(config, dict) or "strategy" not in config:
+            raise ConfigError("PortAnaRecord config needs a 'strategy' entry, e.g. {'strategy': {'class': "
+                              "'TopkDropoutStrategy', 'module_path': 'qlib.contrib.strategy', 'kwargs': "
+                              "{'signal': '<PRED>', 'topk': 50, 'n_drop': 5}}, 'backtest': {...}}")
+        unknown = sorted(set(config) - {"strategy", "executor", "backtest"})
+        if unknown:
+            raise ConfigError(f"PortAnaRecord config has unknown key(s) {unknown}; use strategy, executor, backtest")
+        self.strategy_config = config["strategy"]
+        self.executor_config = config.get("executor", deepcopy_basic_type(_DEFAULT_EXECUTOR))
+        self.backtest_config = dict(config.get("backtest") or {})
+        self.all_freq = self._report_freqs()
+        self.risk_analysis_freq = _freq_list(risk_analysis_freq, self.all_freq[:1], "risk_analysis_freq",
+                                             self.all_freq)
+        self.indicator_analysis_freq = _freq_list(indicator_analysis_freq, self.all_freq[:1],
+                                                  "indicator_analysis_freq", self.all_freq)
+        self.indicator_analysis_method = indicator_analysis_method
+        self.plot = plot
+
+    def _report_freqs(self) -> list[str]:
+        ec = self.executor_config
+        if isinstance(ec, dict):
+            kw = ec.get("kwargs") or {}
+            freq, metrics = kw.get("time_per_step", "day"), kw.get("generate_portfolio_metrics", False)
+        else:
+            freq, metrics = getattr(ec, "time_per_step", "day"), getattr(ec, "generate_portfolio_metrics", False)
+        if not metrics:
+            raise ConfigError("PortAnaRecord needs an executor with generate_portfolio_metrics=True (there is no "
+                              "report to analyse otherwise)")
+        return [normalize_freq(freq)]
+
+    def _generate(self, **kwargs: Any) -> dict[str, Any]:
+        from qexp.config import deepcopy_basic_type, fill_placeholder
+        pred = self.load("pred.pkl")
+        try:
+            to_score_series(pred, "pred.pkl")
+        except QexpError as exc:
+            raise QexpError(f"PortAnaRecord cannot backtest recorder {self.recorder.id}: {exc}") from None
+        # fill a fresh copy each time, so generate() can run again on new predictions
+        strategy = fill_placeholder(deepcopy_basic_type(self.strategy_config), {"<PRED>": pred})
+        executor = fill_placeholder(deepcopy_basic_type(self.executor_config), {"<PRED>": pred})
+        bt = dict(self.backtest_config)
+        dates = pd.DatetimeIndex(pred.index.get_level_values("datetime"))
+        if bt.get("start_time") is None:
+            bt["start_time"] = dates.min()
+        if bt.get("end_time") is None:
+            bt["end_time"] = self._shift_back_one_day(dates.max(), bt.get("quote"))
+        portfolio, indicators = backtest(strategy=strategy, executor=executor, **bt)
+
+        artifacts: dict[str, Any] = {}
+        for freq, (report, positions) in portfolio.items():
+            artifacts[f"report_normal_{freq}.pkl"] = report
+            artifacts[f"positions_normal_{freq}.pkl"] = positions
+            if self.plot:
+                from .plots import report_figure_png
+                self.recorder.log_bytes(report_figure_png(report, f"Portfolio ({freq})"),
+                                        self.get_path(f"report_{freq}.png"))
+        for freq, (ind, orders) in indicators.items():
+            artifacts[f"indicators_normal_{freq}.pkl"] = ind
+            artifacts[f"orders_normal_{freq}.pkl"] = orders
+        for freq in self.risk_analysis_freq:
+            report, _ = portfolio[freq]
+            analysis = {
+                "excess_return_without_cost": risk_analysis(report["return"] - report["bench"], freq=freq),
+                "excess_return_with_cost": risk_analysis(report["return"] - report["bench"] - report["cost"],
+                                                         freq=freq),
+            }
+            analysis_df = pd.concat(analysis)
+            metrics = {f"{freq}.{kind}.{name}": float(v) for (kind, name), v in analysis_df["risk"].items()}
+            self.recorder.log_metrics(**metrics)
+            artifacts[f"port_analysis_{freq}.pkl"] = analysis_df
+            logger.info("PortAnaRecord %s risk analysis:\n%s", freq, analysis_df["risk"].unstack())
+        for freq in self.indicator_analysis_freq:
+            ind, _ = indicators[freq]
+            method = self.indicator_analysis_method or "mean"
+            ana = indicator_analysis(ind, method=method)
+            self.recorder.log_metrics(**{f"{freq}.{k}": float(v) for k, v in ana["value"].items()})
+            artifacts[f"indicator_analysis_{freq}.pkl"] = ana
+        return artifacts
+
+    @staticmethod
+    def _shift_back_one_day(last: pd.Timestamp, quote: Any) -> pd.Timestamp:
+        """The trading day before ``last`` (Qlib ends the default backtest one day before the last prediction)."""
+        from .backtest.market import make_source
+        cal = make_source(quote).calendar()
+        pos = int(cal.searchsorted(last, side="left"))
+        if pos == 0:
+            raise QexpError(f"the predictions end on {last.date()}, before the data calendar starts "
+                            f"({cal[0].date()}); there is nothing to backtest")
+        logger.warning("PortAnaRecord: end_time is not set; using %s, the trading day before the last prediction "
+                       "date %s", cal[pos - 1].date(), last.date())
+        return cal[pos - 1]
+
+    def list(self) -> list[str]:
+        out = []
+        for freq in getattr(self, "all_freq", ["1day"]):
+            out += [f"report_normal_{freq}.pkl", f"positions_normal_{freq}.pkl"]
+        for freq in getattr(self, "risk_analysis_freq", ["1day"]):
+            out.append(f"port_analysis_{freq}.pkl")
+        for freq in getattr(self, "indicator_analysis_freq", ["1day"]):
+            out.append(f"indicator_analysis_{freq}.pkl")
+        return out
