@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from typing import Any, Sequence
 
 from qexp.exceptions import ConfigError
@@ -125,7 +126,9 @@ def _rolling_fields(windows: Sequence[int], include: Sequence[str] | None,
     known = {g[0] for g in groups}
     unknown = [x for x in list(include or []) + list(exclude) if x not in known]
     if unknown:
-        raise ConfigError(f"Alpha158 rolling include/exclude names {unknown} are unknown; known: {sorted(known)}")
+        # Qlib ignores them silently; a warning catches typos without breaking Qlib configs
+        warnings.warn(f"Alpha158 rolling include/exclude names {unknown} match no group and are ignored; "
+                      f"the groups are {sorted(known)} (MIN columns come from the 'LOW' group)", stacklevel=3)
     fields: list[str] = []
     names: list[str] = []
     for key, prefix, template in groups:

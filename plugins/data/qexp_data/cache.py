@@ -227,8 +227,10 @@ def get_or_create(key: str, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame
 
 # ---- (de)serialising the index and columns -----------------------------------------------------------
 def _level_array(level: pd.Index) -> tuple[np.ndarray, str]:
-    if isinstance(level, pd.DatetimeIndex):
-        return level.as_unit("ns").asi8, "datetime64[ns]"
+    if isinstance(level, pd.DatetimeIndex) and level.tz is None:
+        # keep the unit: pandas 3 builds datetime64[us] indexes by default, and a reloaded frame must
+        # compare equal to a freshly computed one
+        return level.asi8, str(level.dtype)
     return np.asarray(level.astype(str), dtype=str), "str"
 
 
@@ -247,7 +249,7 @@ def _index_from_arrays(meta: dict, z: Any) -> pd.MultiIndex:
     codes = []
     for i, kind in enumerate(meta["level_kinds"]):
         raw = z[f"level{i}"]
-        levels.append(pd.DatetimeIndex(raw.view("datetime64[ns]")) if kind == "datetime64[ns]"
+        levels.append(pd.DatetimeIndex(raw.view(kind)) if kind.startswith("datetime64[")
                       else pd.Index(raw.astype(object)))
         codes.append(z[f"codes{i}"])
     return pd.MultiIndex(levels=levels, codes=codes, names=meta["index_names"], verify_integrity=False)

@@ -1,0 +1,191 @@
+"""``LocalProvider``: Qlib's ``D.calendar`` / ``D.list_instruments`` / ``D.features`` over a Qlib-format folder.
+
+The ``features`` contract (the handlers code against it):
+
+* ``features(instruments, fields, start_time=None, end_time=None, freq="day") -> pd.DataFrame``
+* index: ``pd.MultiIndex`` named ``("datetime", "instrument")``, sorted by datetime then instrument code;
+  datetime values are calendar days (``datetime64[ns]``), instrument values the codes as given (upper-case
+  codes from instruments files for a market name).
+* columns: one per distinct field string, in request order, named by the field string exactly as passed
+  (``"Ref($close, 1)/$close"``, spaces kept); dtype float32.
+* rows: for each instrument, every calendar day in ``[start_time, end_time]`` that lies within its data files
+  (suspended days inside are NaN rows) and, for a market or config, within its membership spans.
+* values follow Qlib's ``D.features``: each expression sees history loaded before ``start_time`` (windows at
+  ``start_time`` are full), future bars after ``end_time`` (``Ref($close, -2)`` at ``end_time``), history from
+  before index membership; final float32 cast.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import ExpressionError, UnknownFieldError
+from .expr import Evaluator, Layout, fields as expr_fields, max_window, parse, top_frame
+from .expr import kernels as K
+from .store import QlibStore, check_freq
+from .universe import Spans, resolve
+
+
+def _ts(value: Any, default: pd.Timestamp) -> pd.Timestamp:
+    return default if value is None else pd.Timestamp(value)
+
+
+class LocalProvider:
+    """Data provider over a local Qlib-format folder (``provider_uri``)."""
+
+    def __init__(self, uri: str | os.PathLike, **_: Any):
+        from qexp.fileuri import file_uri_to_path
+        self.uri = os.fspath(uri)
+        self.root = Path(file_uri_to_path(self.uri)).expanduser().absolute()
+        self.store = QlibStore(self.root)
+
+    def __repr__(self) -> str:
+        return f"LocalProvider({str(self.root)!r})"
+
+    # -- calendar and instruments
+    def calendar(self, start_time: Any = None, end_time: Any = None, freq: str = "day",
+                 future: bool = False) -> pd.DatetimeIndex:
+        """Trading days in ``[start_time, end_time]`` (``day_future.txt`` when ``future`` and present)."""
+        check_freq(freq)
+        cal = self.store.calendar(future=future)
+        if len(cal) == 0:
+            return cal
+        lo = cal.searchsorted(_ts(start_time, cal[0]), "left")
+        hi = cal.searchsorted(_ts(end_time, cal[-1]), "right")
+        return cal[lo:hi]
+
+    def list_instruments(self, instruments: Any = "all", start_time: Any = None, end_time: Any = None,
+                         as_list: bool = False, freq: str = "day") -> Any:
+        """``{code: [(start, end), ...]}`` clipped to the bounds (codes without overlap dropped), or the
+        sorted list of codes when ``as_list``. Accepts a market name, a ``D.instruments`` config or a list."""
+        cal = self.store.calendar()
+        start, end = _ts(start_time, cal[0]), _ts(end_time, cal[-1])
+        codes, spans = resolve(self.store, instruments, start, end, self.features)
+        if spans is None:
+            first, last = self.store.spans(codes, [])
+            spans = {c: [(max(start, cal[f]), min(end, cal[l]))] for c, f, l in zip(codes, first, last)
+                     if f <= l and max(start, cal[f]) <= min(end, cal[l])}
+            codes = sorted(spans)
+        return codes if as_list else {c: spans[c] for c in codes}
+
+    # -- features
+    def features(self, instruments: Any, fields: Sequence[str], start_time: Any = None, end_time: Any = None,
+                 freq: str = "day", **_: Any) -> pd.DataFrame:
+        """Values of Qlib expressions; see the module docstring for the index/column contract."""
+        check_freq(freq)
+        names = list(dict.fromkeys(str(f) for f in ([fields] if isinstance(fields, str) else fields)))
+        nodes = []
+        for name in names:
+            try:
+                nodes.append(parse(name))
+            except ExpressionError as exc:
+                raise ExpressionError(f"Field {name!r}: {exc}") from None
+        cal = self.store.calendar()
+        start, end = _ts(start_time, cal[0]), _ts(end_time, cal[-1])
+        codes, spans = resolve(self.store, instruments, start, end, self.features)
+        s = int(cal.searchsorted(start, "left"))
+        e = int(cal.searchsorted(end, "right")) - 1
+        if not nodes or not codes or s > e or s >= len(cal):
+            return _empty(names)
+        used = sorted(set().union(*(expr_fields(n) for n in nodes)) | _other_fields(nodes))
+        self._check_fields(used, names, nodes)
+        return self._evaluate(codes, spans, nodes, names, s, e, len(cal), used)
+
+    def _check_fields(self, used: list[str], names: list[str], nodes: list) -> None:
+        available = self.store.fields()
+        missing = [f for f in used if f not in available]
+        if missing:
+            where = next(n for n, node in zip(names, nodes) if missing[0] in repr(node))
+            raise UnknownFieldError(
+                f"Unknown field ${missing[0]} in expression {where!r}: no features/*/{missing[0]}.day.bin in "
+                f"{self.root}. Available fields: {', '.join('$' + f for f in available) or 'none'}.")
+
+    def _evaluate(self, codes: list[str], spans: Spans | None, nodes: list, names: list[str], s: int, e: int,
+                  n_days: int, used: list[str]) -> pd.DataFrame:
+        frames = [top_frame(n, s, e, n_days) for n in nodes]
+        q_min, qend_max = min(f[0] for f in frames), max(f[1] for f in frames)
+        pad = max(0, max(max_window(n) for n in nodes) - 1)
+        layout = Layout(base=q_min, pad=pad, width=pad + qend_max - q_min + 1)
+        own = sorted(set().union(*(expr_fields(n) for n in nodes)))
+        first, last = self.store.spans(codes, own)
+        ev = self._evaluator(codes, layout, first, last, q_min, qend_max)
+
+        keys = [ev.add_output(node, fr) for node, fr in zip(nodes, frames)]
+        rows = _row_mask(codes, spans, first, last, s, e, self.store.calendar())
+        t_idx, i_idx = np.nonzero(rows.T)                       # datetime-major order
+        flat = i_idx * layout.width + (layout.col(s) + t_idx)
+        out = np.empty((len(nodes), len(flat)), dtype=np.float32)
+        for j, key in enumerate(keys):
+            val = ev.compute(key)
+            fr = ev.frame(key[1] if key[0] != "const" else ())
+            arr = np.ascontiguousarray(K.as_float(val, fr))
+            out[j] = arr.reshape(-1)[flat]
+            ev.release(key)
+        cal = self.store.calendar()
+        index = pd.MultiIndex(levels=[cal[s:e + 1], pd.Index(codes, dtype=object)], codes=[t_idx, i_idx],
+                              names=["datetime", "instrument"], verify_integrity=False)
+        return pd.DataFrame(out.T, index=index, columns=pd.Index(names, dtype=object), copy=False)
+
+    def _evaluator(self, codes: list[str], layout: Layout, first: np.ndarray, last: np.ndarray, q: int,
+                   qend: int) -> Evaluator:
+        subs: dict[str, Evaluator] = {}
+
+        def sub(code: str) -> Evaluator:
+            if code not in subs:
+                if not self.store.has_instrument(code):
+                    from .errors import DataError
+                    raise DataError(f"ChangeInstrument/Mask: instrument {code!r} has no data in {self.root}.")
+                f, l = self.store.spans([code], self.store.fields())
+                subs[code] = self._evaluator([code], layout, f, l, q, qend)
+            return subs[code]
+
+        def load(field: str) -> np.ndarray:
+            return self.store.panel(codes, field, layout.base, layout.base + layout.width - layout.pad - 1,
+                                    pad=layout.pad)
+
+        ev = Evaluator(layout, load, first, last, sub=sub)
+        ev.set_global_range(q, qend)
+        return ev
+
+
+def _other_fields(nodes: list) -> set[str]:
+    """Fields read through ChangeInstrument/Mask (checked against the folder like the others)."""
+    from .expr.nodes import INSTRUMENT, OPERATORS, Call
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Call):
+            if OPERATORS.get(node.op) == INSTRUMENT:
+                inner = node.args[1] if node.op == "ChangeInstrument" else node.args[0]
+                found.update(expr_fields(inner))
+            for a in node.args:
+                walk(a)
+    for n in nodes:
+        walk(n)
+    return found
+
+
+def _row_mask(codes: list[str], spans: Spans | None, first: np.ndarray, last: np.ndarray, s: int, e: int,
+              cal: pd.DatetimeIndex) -> np.ndarray:
+    """(I, e - s + 1) bool: rows present in the result (inside the data files and the membership spans)."""
+    t = np.arange(s, e + 1)[None, :]
+    rows = (t >= first[:, None]) & (t <= last[:, None])
+    if spans is not None:
+        days = cal[s:e + 1]
+        member = np.zeros_like(rows)
+        for i, code in enumerate(codes):
+            for a, b in spans.get(code, ()):
+                lo, hi = days.searchsorted(a, "left"), days.searchsorted(b, "right")
+                member[i, lo:hi] = True
+        rows &= member
+    return rows
+
+
+def _empty(names: list[str]) -> pd.DataFrame:
+    index = pd.MultiIndex.from_arrays([pd.DatetimeIndex([]), pd.Index([], dtype=object)],
+                                      names=["datetime", "instrument"])
+    return pd.DataFrame({n: pd.Series([], dtype=np.float32) for n in names}, index=index)
