@@ -50,21 +50,21 @@ def _static_tags() -> dict[str, str]:
 
 
 def run_context_tags() -> dict[str, str]:
+    """Tags every new run gets: command line, host, versions and git commit/branch/dirty."""
     tags = dict(_static_tags())
     tags["cmd-sys.argv"] = " ".join(sys.argv)
     tags["mlflow.user"] = os.environ.get("USER", "") or os.environ.get("USERNAME", "")
-    return tags
-
-
-def log_run_context(recorder: Any) -> None:
-    """Tag the run with its context and store the git diff/status as artifacts (Qlib's names)."""
-    tags = run_context_tags()
     state = git_state(os.getcwd())
     if state is not None:
         tags.update({"mlflow.source.git.commit": state["commit"], "git.branch": state["branch"],
                      "git.dirty": str(state["dirty"])})
-    recorder.set_tags(**tags)
+    return tags
+
+
+def log_code_artifacts(recorder: Any) -> None:
+    """Store the git diff/status as artifacts with Qlib's names (only the non-empty ones)."""
+    state = git_state(os.getcwd())
     if state is not None:
         for name, key in (("code_diff.txt", "diff"), ("code_status.txt", "status"), ("code_cached.txt", "cached")):
             if state[key]:
-                recorder.log_text(state[key], name)
+                recorder.log_bytes(state[key].encode("utf-8"), name, dedup=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import pickle
 import posixpath
 import shutil
 import tempfile
@@ -119,11 +120,18 @@ class Recorder:
     def start_run(self) -> "Recorder":
         """Start the run (or resume it when it already exists); status becomes RUNNING."""
         resumed = self.id is not None
+        # context tags travel with the start so a backend can write them in the same operation
+        self._initial_tags: dict[str, str] = {}
+        if not resumed and self.autolog:
+            from .autolog import run_context_tags
+            self._initial_tags = run_context_tags()
         self._start_run()
         self.status = self.STATUS_R
+        if self._initial_tags:  # the backend did not consume them
+            self.set_tags(**self._initial_tags)
         if not resumed and self.autolog:
-            from .autolog import log_run_context
-            log_run_context(self)
+            from .autolog import log_code_artifacts
+            log_code_artifacts(self)
         _fire("recorder_started", recorder=self)
         return self
 
@@ -207,17 +215,24 @@ class Recorder:
         """Write ``text`` to the artifact ``artifact_file``."""
         self.log_bytes(text.encode("utf-8"), artifact_file)
 
-    def log_bytes(self, data: bytes, artifact_file: str) -> None:
-        """Write raw ``data`` to the artifact ``artifact_file``."""
+    def log_bytes(self, data: bytes, artifact_file: str, dedup: bool = False) -> None:
+        """Write raw ``data`` to the artifact ``artifact_file``. ``dedup=True`` lets a backend share one
+        stored copy between runs that log the same content (the git diff every run of a process logs)."""
+        self._require_id()
         artifact_file = clean_artifact_path(artifact_file, "artifact name")
         if artifact_file is None:
             raise ArtifactPathError("artifact name is empty")
-        parent, name = posixpath.split(artifact_file)
-        with tempfile.TemporaryDirectory(prefix="qexp-") as tmp:
-            p = os.path.join(tmp, name)
-            with open(p, "wb") as f:
-                f.write(data)
-            self.log_artifact(p, parent or None)
+        if dedup:
+            self._log_bytes_dedup(data, artifact_file)
+        else:
+            self._log_bytes(data, artifact_file)
+        if _has_impls("recorder_artifact_logged"):
+            parent, name = posixpath.split(artifact_file)
+            with tempfile.TemporaryDirectory(prefix="qexp-") as tmp:
+                p = os.path.join(tmp, name)
+                with open(p, "wb") as f:
+                    f.write(data)
+                _fire("recorder_artifact_logged", recorder=self, local_path=p, artifact_path=parent or None)
 
     def save_objects(self, local_path: str | None = None, artifact_path: str | None = None, **kwargs: Any) -> None:
         """Save a local file/folder (``local_path``) or pickled objects given as ``name=obj``.
@@ -238,21 +253,15 @@ class Recorder:
             return
         self._require_id()
         ap = clean_artifact_path(artifact_path)
-        with tempfile.TemporaryDirectory(prefix="qexp-") as tmp:
-            for name, obj in kwargs.items():
-                name_clean = clean_artifact_path(name, "object name")
-                if name_clean is None or "/" in name_clean:
-                    # a nested name like "a/b.pkl" goes to the matching sub-folder
-                    if name_clean is None:
-                        raise ArtifactPathError(f"object name {name!r} is empty")
-                sub, base = posixpath.split(name_clean)
-                target_dir = os.path.join(tmp, sub) if sub else tmp
-                os.makedirs(target_dir, exist_ok=True)
-                fp = os.path.join(target_dir, base)
-                with open(fp, "wb") as f:
-                    f.write(_dump_object(obj))
-                dest = "/".join(x for x in (ap, sub) if x) or None
-                self.log_artifact(fp, dest)
+        for name, obj in kwargs.items():
+            name_clean = clean_artifact_path(name, "object name")
+            if name_clean is None:
+                raise ArtifactPathError(f"object name {name!r} is empty")
+            target = f"{ap}/{name_clean}" if ap else name_clean
+            if callable(getattr(obj, "to_pickle_bytes", None)) or _has_impls("recorder_artifact_logged"):
+                self.log_bytes(_dump_object(obj), target)
+            else:
+                self._save_object(obj, target)
 
     # ---- reads -------------------------------------------------------------------------------
     def read_artifact(self, path: str) -> bytes:
@@ -265,12 +274,21 @@ class Recorder:
 
     def load_object(self, name: str, restricted: bool = False, unpickler: Any = None) -> Any:
         """Unpickle the artifact ``name``. ``restricted=True`` refuses anything but data containers."""
+        self._require_id()
+        clean = clean_artifact_path(name, "artifact name")
         try:
-            data = self.read_artifact(name)
-        except (FileNotFoundError, KeyError) as exc:
-            raise LoadObjectError(f"run {self.id} has no artifact {name!r}; it has: "
+            if clean is None:
+                raise FileNotFoundError(name)
+            stream = self._open_artifact(clean)
+            data = None if stream is not None else self._read_artifact(clean)
+        except (FileNotFoundError, KeyError, IsADirectoryError) as exc:
+            raise LoadObjectError(f"run {self.id} has no artifact file {name!r}; it has: "
                                   f"{', '.join(self.list_artifacts(recursive=True)[:20]) or 'none'}") from exc
         try:
+            if stream is not None:
+                with stream:  # unpickle straight from the file: no second copy of a large object in memory
+                    cls = unpickler or (pickling.RestrictedUnpickler if restricted else pickle.Unpickler)
+                    return cls(stream).load()
             return pickling.loads(data, restricted=restricted, unpickler=unpickler)
         except Exception as exc:
             raise LoadObjectError(f"artifact {name!r} of run {self.id} could not be unpickled: "
@@ -314,6 +332,12 @@ class Recorder:
         self._require_id()
         raise RuntimeError(f"{type(self).__name__} keeps no local folder for its runs")
 
+    def preserve_times(self, start_ms: int | None, end_ms: int | None) -> bool:
+        """Ask the backend to record these start/end times (ms since the epoch) instead of "now" when this
+        not yet started recorder starts and ends (``qexp runs migrate`` keeps a copied run's times).
+        Returns True when the backend will; the default cannot and returns False."""
+        return False
+
     def flush(self) -> None:
         """Write out buffered metrics (backends that buffer override this)."""
 
@@ -345,6 +369,26 @@ class Recorder:
 
     def _read_artifact(self, path: str) -> bytes:
         raise NotImplementedError
+
+    def _save_object(self, obj: Any, artifact_file: str) -> None:
+        """Pickle ``obj`` as ``artifact_file``; backends that can stream to their store override this."""
+        self._log_bytes(_dump_object(obj), artifact_file)
+
+    def _open_artifact(self, path: str) -> Any:
+        """A binary file object for reading the artifact, or None when the backend only has bytes."""
+        return None
+
+    def _log_bytes_dedup(self, data: bytes, artifact_file: str) -> None:
+        self._log_bytes(data, artifact_file)
+
+    def _log_bytes(self, data: bytes, artifact_file: str) -> None:
+        """Store ``data`` as ``artifact_file``; backends with direct writes override this."""
+        parent, name = posixpath.split(artifact_file)
+        with tempfile.TemporaryDirectory(prefix="qexp-") as tmp:
+            p = os.path.join(tmp, name)
+            with open(p, "wb") as f:
+                f.write(data)
+            self._log_artifact(p, parent or None)
 
     def _download_artifact(self, path: str, dst: str) -> str:
         raise NotImplementedError

@@ -125,8 +125,10 @@ def test_remote_run_with_stale_heartbeat_is_failed(tmp_path, monkeypatch):
     meta = json.load(open(meta_path))
     meta.update(status="RUNNING", end_time=None, host="some-other-host", pid=12345)
     json.dump(meta, open(meta_path, "w"))
-    hb = os.path.join(rec.get_local_dir(), "heartbeat")
     old = time.time() - 3600
-    os.utime(hb, (old, old))
+    for name in ("heartbeat", "meta.json"):  # the heartbeat file exists once the first beat happened
+        p = os.path.join(rec.get_local_dir(), name)
+        if os.path.exists(p):
+            os.utime(p, (old, old))
     monkeypatch.setenv("QEXP_HEARTBEAT_TIMEOUT", "60")
     assert R.get_recorder(recorder_id=rec.id).status == "FAILED"

@@ -72,8 +72,10 @@ def test_layout_is_plain_readable_files(tmp_path):
     exp_dir = store / rec.experiment_id
     assert json.loads((exp_dir / "meta.json").read_text())["name"] == "layout"
     run_dir = exp_dir / rec.id
-    assert json.loads((run_dir / "params.json").read_text()) == {"a": "1"}
-    assert json.loads((run_dir / "tags.json").read_text())["t"] == "x"
+    params = [json.loads(x) for x in (run_dir / "params.jsonl").read_text().splitlines()]
+    assert [(p["key"], p["value"]) for p in params] == [("a", "1")]
+    tags = [json.loads(x) for x in (run_dir / "tags.jsonl").read_text().splitlines()]
+    assert {"key": "t", "value": "x"} in tags
     line = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
     assert line["key"] == "m" and line["value"] == 0.5 and line["step"] == 3
     meta = json.loads((run_dir / "meta.json").read_text())

@@ -7,6 +7,8 @@ import tempfile
 
 from qexp.fileuri import file_uri_to_path, path_to_file_uri
 
+from .fsutil import atomic_write_bytes
+
 
 class LocalArtifactStore:
     """A folder of files; every copy goes through a temp name and a rename."""
@@ -20,7 +22,7 @@ class LocalArtifactStore:
 
     def put(self, local_path: str, artifact_path: str | None) -> None:
         dest_dir = self._abs(artifact_path)
-        os.makedirs(dest_dir, exist_ok=True)
+        _ensure_dir(dest_dir)
         base = os.path.basename(os.path.normpath(local_path))
         if os.path.isdir(local_path):
             for dirpath, _, files in os.walk(local_path):
@@ -31,6 +33,51 @@ class LocalArtifactStore:
                     _copy_atomic(os.path.join(dirpath, f), os.path.join(target, f))
         else:
             _copy_atomic(local_path, os.path.join(dest_dir, base))
+
+    def put_bytes(self, data: bytes, path: str) -> None:
+        """Write ``data`` as the file ``path`` (temp name + rename)."""
+        target = self._abs(path)
+        _ensure_dir(os.path.dirname(target))
+        atomic_write_bytes(target, data)
+
+    def put_pickle(self, obj: object, path: str) -> None:
+        """Pickle ``obj`` straight into the file ``path`` (temp name + rename), protocol 4 as Qlib."""
+        import pickle
+        target = self._abs(path)
+        _ensure_dir(os.path.dirname(target))
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(target))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                pickle.dump(obj, f, protocol=4)
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def open(self, path: str):  # type: ignore[no-untyped-def]
+        p = self._abs(path)
+        if os.path.isdir(p):
+            raise IsADirectoryError(f"artifact {path!r} is a folder")
+        return open(p, "rb")
+
+    def put_link(self, blob: str, path: str) -> None:
+        """Make ``path`` a hard link to the immutable file ``blob`` (a copy where links are unsupported).
+
+        Creating a file costs far more than linking one on common file systems, and the content is shared.
+        Replacing the artifact later renames over the link, so the blob itself is never modified."""
+        target = self._abs(path)
+        _ensure_dir(os.path.dirname(target))
+        tmp = f"{target}.{os.getpid()}.link.tmp"
+        try:
+            os.link(blob, tmp)
+        except OSError:
+            with open(blob, "rb") as f:
+                atomic_write_bytes(target, f.read())
+            return
+        os.replace(tmp, target)
 
     def get_bytes(self, path: str) -> bytes:
         p = self._abs(path)
@@ -67,6 +114,11 @@ class LocalArtifactStore:
 
     def local_path(self, path: str | None = None) -> str:
         return self._abs(path)
+
+
+def _ensure_dir(path: str) -> None:
+    if not os.path.isdir(path):  # a failed mkdir is a slow syscall too
+        os.makedirs(path, exist_ok=True)
 
 
 def _copy_atomic(src: str, dst: str) -> None:

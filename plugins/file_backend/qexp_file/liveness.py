@@ -35,7 +35,7 @@ def owner_info() -> dict[str, Any]:
     return {"pid": pid, "host": HOST, "pid_start": process_start_ticks(pid)}
 
 
-def owner_alive(meta: dict, heartbeat_path: str) -> bool:
+def owner_alive(meta: dict, heartbeat_path: str, meta_path: str | None = None) -> bool:
     pid, host = meta.get("pid"), meta.get("host")
     if pid is None:
         return True  # written by something that does not record owners: cannot judge
@@ -49,11 +49,15 @@ def owner_alive(meta: dict, heartbeat_path: str) -> bool:
         started = meta.get("pid_start")
         now_started = process_start_ticks(int(pid))
         return started is None or now_started is None or started == now_started
-    try:
-        age = time.time() - os.path.getmtime(heartbeat_path)
-    except OSError:
-        return False
-    return age < heartbeat_timeout()
+    # the heartbeat file appears at the first beat; until then the run's start counts
+    for path in (heartbeat_path, meta_path):
+        if path is None:
+            continue
+        try:
+            return time.time() - os.path.getmtime(path) < heartbeat_timeout()
+        except OSError:
+            continue
+    return False
 
 
 class Heartbeat:

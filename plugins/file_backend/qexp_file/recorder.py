@@ -14,9 +14,9 @@ from qexp.exceptions import QexpError
 from qexp.recorder import Metric, Recorder, now_ms
 
 from .artifact_store import LocalArtifactStore
-from .fsutil import atomic_write_json, read_json
+from .fsutil import append_lines, atomic_write_json, replay
 from .liveness import HEARTBEAT, owner_alive, owner_info
-from .store import META, FileStore, index_info, iter_metric_lines, latest_metrics
+from .store import HEARTBEAT_FILE, META, PARAMS, TAGS, FileStore, index_info, iter_metric_lines, latest_metrics
 
 FLUSH_POINTS = 20_000  # buffered metric points before a write; the heartbeat thread flushes the rest
 
@@ -30,6 +30,8 @@ class FileRecorder(Recorder):
         self._buffer: list[Metric] = []
         self._buf_lock = threading.Lock()
         self._latest: dict[str, tuple[float, int, int]] | None = None
+        self._params: dict[str, str] | None = None
+        self._initial_tags: dict[str, str] = {}
         if meta is not None:
             self._load_meta(meta)
 
@@ -65,26 +67,26 @@ class FileRecorder(Recorder):
         return self.store.artifact_uri(self.experiment_id, self._require_id())
 
     def _touch_heartbeat(self) -> None:
-        with open(self._path("heartbeat"), "a"):
-            os.utime(self._path("heartbeat"))
+        with open(self._path(HEARTBEAT_FILE), "a"):
+            os.utime(self._path(HEARTBEAT_FILE))
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def _start_run(self) -> None:
         now = now_ms()
         if self.id is None:
             self.id = uuid.uuid4().hex
-            os.makedirs(os.path.join(self.run_dir, "artifacts"))
+            os.makedirs(self.run_dir)
             meta = {"run_id": self.id, "run_name": self.name, "experiment_id": self.experiment_id,
                     "status": self.STATUS_R, "start_time": now, "end_time": None,
                     "user_id": os.environ.get("USER") or None, "parent_run_id": self.parent_id, **owner_info()}
-            tags = {"mlflow.runName": self.name or ""}
+            tags = {"mlflow.runName": self.name or "", **self._initial_tags}
             if self.parent_id:
                 tags["mlflow.parentRunId"] = self.parent_id
-            atomic_write_json(self._path("tags.json"), tags)
-            atomic_write_json(self._path("params.json"), {})
-            open(self._path("metrics.jsonl"), "ab").close()
+            self._initial_tags = {}
+            # params/metrics/artifacts appear on first use: file creation dominates a run's cost
+            append_lines(self._path(TAGS), [{"key": k, "value": v} for k, v in tags.items()])
             atomic_write_json(self._path(META), meta)
-            self._latest = {}
+            self._latest, self._params = {}, {}
             self.store.index.upsert_run(index_info(meta, self._artifact_uri()), {}, {}, tags)
         else:
             with self._run_lock():
@@ -93,16 +95,21 @@ class FileRecorder(Recorder):
                 atomic_write_json(self._path(META), meta)
             self.store.index.update_info(self.id, status=self.STATUS_R, end_time=None, **owner_info())
         self._load_meta(meta)
-        self._touch_heartbeat()
         HEARTBEAT.add(self)
 
     def _end_run(self, status: str) -> None:
         HEARTBEAT.discard(self)
         now = now_ms()
-        with self._run_lock():
-            meta = self.store.read_run_meta(self.experiment_id, self._require_id())
+        meta = dict(self._meta)
+        if meta.get("pid") == os.getpid() and meta.get("status") == self.STATUS_R:
+            # the owner ends its own run: nobody else writes this meta while its owner lives
             meta.update(status=status, end_time=now)
             atomic_write_json(self._path(META), meta)
+        else:
+            with self._run_lock():
+                meta = self.store.read_run_meta(self.experiment_id, self._require_id())
+                meta.update(status=status, end_time=now)
+                atomic_write_json(self._path(META), meta)
         self.store.index.update_info(self.id, status=status, end_time=now)
         self._load_meta(meta)
 
@@ -116,64 +123,58 @@ class FileRecorder(Recorder):
         """Mark a RUNNING run FAILED when the process that owns it is gone (killed, crashed)."""
         if self.status != self.STATUS_R or self.id is None:
             return False
-        if owner_alive(self._meta, self._path("heartbeat")):
+        if owner_alive(self._meta, self._path(HEARTBEAT_FILE), self._path(META)):
             return False
         with self._run_lock():
             meta = self.store.read_run_meta(self.experiment_id, self.id)
-            if meta.get("status") != self.STATUS_R or owner_alive(meta, self._path("heartbeat")):
+            if meta.get("status") != self.STATUS_R or owner_alive(meta, self._path(HEARTBEAT_FILE), self._path(META)):
                 self._load_meta(meta)
                 return False
             try:
-                end = int(os.path.getmtime(self._path("heartbeat")) * 1000)
+                end = int(os.path.getmtime(self._path(HEARTBEAT_FILE)) * 1000)
             except OSError:
                 end = now_ms()
             meta.update(status=self.STATUS_FA, end_time=end)
             atomic_write_json(self._path(META), meta)
             reason = (f"process {meta.get('pid')} on {meta.get('host')} stopped without ending the run "
                       f"(killed or crashed)")
-            self._write_json_merge("tags.json", {"qexp.failure_reason": reason})
+            append_lines(self._path(TAGS), [{"key": "qexp.failure_reason", "value": reason}])
         self.store.index.update_info(self.id, status=self.STATUS_FA, end_time=end)
         self.store.index.patch(self.id, "tags", {"qexp.failure_reason": reason})
         self._load_meta(meta)
         return True
 
-    # ---- params / tags -----------------------------------------------------------------------
-    def _write_json_merge(self, name: str, values: dict, remove: list[str] | None = None,
-                          immutable: bool = False) -> None:
-        path = self._path(name)
-        current = read_json(path) if os.path.exists(path) else {}
-        if immutable:
-            clash = {k: (current[k], v) for k, v in values.items() if k in current and current[k] != v}
-            if clash:
-                k, (old, new) = next(iter(clash.items()))
-                raise QexpError(f"param {k!r} of run {self.id} is already {old!r} and cannot change to {new!r}: "
-                                f"params are immutable (as in MLflow); log a tag or a metric for values that "
-                                f"change, or start a new run")
-        current.update(values)
-        for k in remove or []:
-            current.pop(k, None)
-        atomic_write_json(path, current)
-
+    # ---- params / tags: append-only JSON lines, replayed on read (later lines win) ---------------
     def _log_params(self, params: dict[str, str]) -> None:
-        with self._run_lock():
-            self._write_json_merge("params.json", params, immutable=True)
-        self.store.index.patch(self.id, "params", params)
+        current = self._list_params() if self._params is None else self._params
+        clash = {k: (current[k], v) for k, v in params.items() if k in current and current[k] != v}
+        if clash:
+            k, (old, new) = next(iter(clash.items()))
+            raise QexpError(f"param {k!r} of run {self.id} is already {old!r} and cannot change to {new!r}: "
+                            f"params are immutable (as in MLflow); log a tag or a metric for values that "
+                            f"change, or start a new run")
+        new_params = {k: v for k, v in params.items() if k not in current}
+        if new_params:
+            ts = now_ms()
+            append_lines(self._path(PARAMS), [{"key": k, "value": v, "timestamp": ts} for k, v in new_params.items()])
+            current.update(new_params)
+            self._params = current
+            self.store.index.patch(self.id, "params", new_params)
 
     def _set_tags(self, tags: dict[str, str]) -> None:
-        with self._run_lock():
-            self._write_json_merge("tags.json", tags)
+        append_lines(self._path(TAGS), [{"key": k, "value": v} for k, v in tags.items()])
         self.store.index.patch(self.id, "tags", tags)
 
     def _delete_tags(self, keys: list[str]) -> None:
-        with self._run_lock():
-            self._write_json_merge("tags.json", {}, remove=keys)
+        append_lines(self._path(TAGS), [{"key": k, "deleted": True} for k in keys])
         self.store.index.remove_keys(self.id, "tags", keys)
 
     def _list_params(self) -> dict[str, str]:
-        return read_json(self._path("params.json"))
+        self._params = replay(self._path(PARAMS), first_wins=True)
+        return dict(self._params)
 
     def _list_tags(self) -> dict[str, str]:
-        return read_json(self._path("tags.json"))
+        return replay(self._path(TAGS))
 
     # ---- metrics -----------------------------------------------------------------------------
     def _log_metrics(self, metrics: list[Metric]) -> None:
@@ -227,6 +228,18 @@ class FileRecorder(Recorder):
     # ---- artifacts ---------------------------------------------------------------------------
     def _log_artifact(self, local_path: str, artifact_path: str | None) -> None:
         self.artifacts.put(local_path, artifact_path)
+
+    def _log_bytes(self, data: bytes, artifact_file: str) -> None:
+        self.artifacts.put_bytes(data, artifact_file)
+
+    def _save_object(self, obj: Any, artifact_file: str) -> None:
+        self.artifacts.put_pickle(obj, artifact_file)
+
+    def _open_artifact(self, path: str) -> Any:
+        return self.artifacts.open(path)
+
+    def _log_bytes_dedup(self, data: bytes, artifact_file: str) -> None:
+        self.artifacts.put_link(self.store.blob(data), artifact_file)
 
     def _read_artifact(self, path: str) -> bytes:
         return self.artifacts.get_bytes(path)

@@ -4,7 +4,8 @@
     <root>/.qexp/lock              filelock around experiment create/delete and index rebuilds
     <root>/.qexp/index.sqlite      search index (a cache, rebuilt from the folders)
     <root>/<exp_id>/meta.json      {"id", "name", "lifecycle", "creation_time"}
-    <root>/<exp_id>/<run_id>/meta.json, params.json, tags.json, metrics.jsonl, heartbeat, artifacts/
+    <root>/<exp_id>/<run_id>/meta.json, params.jsonl, tags.jsonl, metrics.jsonl, heartbeat, artifacts/
+    (params, tags and metrics are append-only JSON lines; files appear on first use)
     <root>/.trash/                 deleted experiments and runs
 """
 from __future__ import annotations
@@ -20,11 +21,15 @@ from filelock import FileLock
 from qexp.exceptions import QexpError
 from qexp.fileuri import file_uri_to_path, path_to_file_uri
 
-from .fsutil import atomic_write_bytes, atomic_write_json, read_json
+from .fsutil import atomic_write_bytes, atomic_write_json, read_json, replay
 from .index import RunIndex
 
 STORE_FORMAT = 1
 META = "meta.json"
+PARAMS = "params.jsonl"
+TAGS = "tags.jsonl"
+METRICS = "metrics.jsonl"
+HEARTBEAT_FILE = "heartbeat"
 
 
 class CorruptMetaError(QexpError):
@@ -59,6 +64,17 @@ class FileStore:
         d = os.path.join(self.root, ".trash")
         os.makedirs(d, exist_ok=True)
         return d
+
+    def blob(self, data: bytes) -> str:
+        """The path of an immutable, content-addressed copy of ``data`` (written once per content)."""
+        import hashlib
+        digest = hashlib.sha256(data).hexdigest()
+        folder = os.path.join(self.system_dir, "blobs")
+        path = os.path.join(folder, digest)
+        if not os.path.exists(path):
+            os.makedirs(folder, exist_ok=True)
+            atomic_write_bytes(path, data)
+        return path
 
     def artifact_uri(self, exp_id: str, run_id: str) -> str:
         return path_to_file_uri(os.path.join(self.run_dir(exp_id, run_id), "artifacts"))
@@ -119,9 +135,9 @@ class FileStore:
     def read_run_data(self, exp_id: str, run_id: str) -> tuple[dict, dict, dict]:
         """``(params, tags, latest metrics)`` of a run, read from its files."""
         d = self.run_dir(exp_id, run_id)
-        params = _read_json_or(os.path.join(d, "params.json"), {})
-        tags = _read_json_or(os.path.join(d, "tags.json"), {})
-        latest = {k: v[0] for k, v in latest_metrics(os.path.join(d, "metrics.jsonl")).items()}
+        params = replay(os.path.join(d, PARAMS), first_wins=True)
+        tags = replay(os.path.join(d, TAGS))
+        latest = {k: v[0] for k, v in latest_metrics(os.path.join(d, METRICS)).items()}
         return params, tags, latest
 
     def _index_all_runs(self, inserter: Any) -> int:
@@ -149,13 +165,6 @@ def index_info(meta: dict, artifact_uri: str) -> dict:
             "status": meta.get("status"), "start_time": meta.get("start_time"), "end_time": meta.get("end_time"),
             "artifact_uri": artifact_uri, "user_id": meta.get("user_id"), "pid": meta.get("pid"),
             "host": meta.get("host"), "pid_start": meta.get("pid_start")}
-
-
-def _read_json_or(path: str, default: Any) -> Any:
-    try:
-        return read_json(path)
-    except FileNotFoundError:
-        return default
 
 
 def iter_metric_lines(path: str) -> Iterator[tuple[str, float, int, int]]:
