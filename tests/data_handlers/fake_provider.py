@@ -45,7 +45,9 @@ class PanelProvider:
     """
 
     def __init__(self, panel: pd.DataFrame, markets: dict | None = None, uri: str = "memory://panel",
-                 expose_version: bool = True):
+                 expose_version: bool = True, blind: bool = False):
+        # blind: every expression gets seeded random values (for configs this evaluator cannot compute)
+        self.blind = blind
         self.panel = panel.sort_index()
         self.markets = dict(markets or {})
         self.uri = uri
@@ -106,6 +108,12 @@ class PanelProvider:
             raw = self.panel.xs(code, level="instrument")
             cols = {}
             for field in fields:
+                if self.blind:
+                    seed = int(hashlib.sha256(f"{field}|{code}".encode()).hexdigest()[:8], 16)
+                    vals = np.random.default_rng(seed).normal(size=len(raw))
+                    vals[raw["close"].isna().to_numpy()] = np.nan
+                    cols[field] = pd.Series(vals, index=raw.index).astype(np.float32)
+                    continue
                 expr = re.sub(r"\$(\w+)", r'F["\1"]', field)
                 val = eval(expr, dict(NAMESPACE), {"F": raw})  # noqa: S307 - test expressions only
                 if isinstance(val, (int, float)):

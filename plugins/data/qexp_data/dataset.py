@@ -41,6 +41,15 @@ class Dataset(Serializable):
         raise NotImplementedError(f"{type(self).__name__} must implement prepare()")
 
 
+class _Unset:
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+# prepare()'s defaults (col_set="__all", data_key="infer") yield to fetch_kwargs; explicit arguments do not
+_UNSET: Any = _Unset()
+
+
 def _check_segments(segments: Any) -> dict[str, tuple]:
     if not isinstance(segments, dict) or not segments:
         raise ConfigError("segments must be a non-empty dict like {'train': ('2008-01-01', '2014-12-31'), ...}, "
@@ -106,18 +115,26 @@ class DatasetH(Dataset):
         return slice(start, end)
 
     def _prepare_seg(self, slc: slice, **kwargs: Any) -> Any:
-        return self.handler.fetch(slc, **kwargs, **self.fetch_kwargs)
+        # explicit arguments win over fetch_kwargs (Qlib raises a TypeError on the overlap instead)
+        return self.handler.fetch(slc, **{**self.fetch_kwargs, **kwargs})
 
-    def prepare(self, segments: str | list | tuple | slice, col_set: Any = CS_ALL,
-                data_key: str = DataHandlerLP.DK_I, **kwargs: Any) -> Any:
+    def prepare(self, segments: str | list | tuple | slice, col_set: Any = _UNSET,
+                data_key: Any = _UNSET, **kwargs: Any) -> Any:
         """The data of one segment (a name or a slice of dates), or a list for a list of names.
 
         ``col_set``: ``"__all"`` (single-level columns), ``"feature"``, ``"label"`` or a list of groups
         (two-level columns). ``data_key``: ``"infer"`` (default), ``"learn"`` or ``"raw"``.
         """
-        seg_kwargs = {"col_set": col_set, **kwargs}
-        if "data_key" in inspect.signature(self.handler.fetch).parameters:
-            seg_kwargs["data_key"] = data_key
+        takes_data_key = "data_key" in inspect.signature(self.handler.fetch).parameters
+        defaults: dict[str, Any] = {"col_set": CS_ALL}
+        seg_kwargs = dict(kwargs)
+        if col_set is not _UNSET:
+            seg_kwargs["col_set"] = col_set
+        if takes_data_key:
+            defaults["data_key"] = DataHandlerLP.DK_I
+            if data_key is not _UNSET:
+                seg_kwargs["data_key"] = data_key
+        seg_kwargs = {**defaults, **self.fetch_kwargs, **seg_kwargs}
         if isinstance(segments, str):
             return self._prepare_seg(self._segment_slice(segments), **seg_kwargs)
         if isinstance(segments, (list, tuple)) and all(isinstance(s, str) for s in segments):
