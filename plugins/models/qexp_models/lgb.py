@@ -1,0 +1,152 @@
+"""``LGBModel``: LightGBM gradient boosting, as Qlib's ``qlib.contrib.model.gbdt.LGBModel``.
+
+It trains on the learn data of ``train``, early-stops on ``valid`` (LightGBM skips the train set when it
+checks early stopping), predicts at the best iteration, and logs every iteration's eval metrics to the
+active recorder as ``l2.train`` / ``l2.valid`` with ``step`` = iteration, in one batched write.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qexp.model import ModelFT
+
+from . import _lazy
+from ._data import has_segment, infer_features, learn_data, not_fitted, require_segment
+from ._log import log_points
+
+LOSSES = ("mse", "binary")
+
+
+class LGBModel(ModelFT):
+    """LightGBM on a DatasetH.
+
+    Args:
+        loss: ``"mse"`` (regression) or ``"binary"``; it becomes LightGBM's ``objective``.
+        early_stopping_rounds: stop when ``valid`` has not improved for this many iterations.
+        num_boost_round: the most boosting iterations.
+        **kwargs: LightGBM parameters (``learning_rate``, ``num_leaves``, ``num_threads``, ...).
+    """
+
+    def __init__(self, loss: str = "mse", early_stopping_rounds: int = 50, num_boost_round: int = 1000,
+                 **kwargs: Any):
+        if loss not in LOSSES:
+            raise ValueError(f"LGBModel: unknown loss {loss!r}; use one of {', '.join(map(repr, LOSSES))}")
+        self.loss = loss
+        self.params: dict[str, Any] = {"objective": loss, "verbosity": -1, **kwargs}
+        self.early_stopping_rounds = early_stopping_rounds
+        self.num_boost_round = num_boost_round
+        self.model: Any = None  # lightgbm.Booster once fitted (it pickles as its model text)
+        self.feature_names: list[str] = []
+
+    # ---- data --------------------------------------------------------------------------------
+    def _datasets(self, dataset: Any, reweighter: Any, segments: tuple[str, ...]) -> list[tuple[Any, str]]:
+        lgb = _lazy.lightgbm("LGBModel")
+        out = []
+        for seg in segments:
+            data, weights = learn_data(dataset, seg, "LGBModel", reweighter)
+            if self.loss == "binary":
+                _check_binary(data.y, seg)
+            if seg == "train":
+                self.feature_names = [str(c) for c in data.frame["feature"].columns]
+            # NaN features are kept: LightGBM handles missing values itself, as in Qlib.
+            out.append((lgb.Dataset(data.x, label=data.y, weight=weights), seg))
+        return out
+
+    # ---- training ----------------------------------------------------------------------------
+    def fit(self, dataset: Any, num_boost_round: int | None = None, early_stopping_rounds: int | None = None,
+            verbose_eval: int = 20, evals_result: dict | None = None, reweighter: Any = None,
+            **kwargs: Any) -> "LGBModel":
+        """Train on ``train``, early-stopping on ``valid`` when the dataset has one.
+
+        ``evals_result`` (a dict) receives LightGBM's per-iteration metrics; ``kwargs`` go to
+        ``lightgbm.train``.
+        """
+        lgb = _lazy.lightgbm("LGBModel")
+        require_segment(dataset, "train", "LGBModel")
+        with_valid = has_segment(dataset, "valid")
+        segments = ("train", "valid") if with_valid else ("train",)
+        ds = self._datasets(dataset, reweighter, segments)
+        evals_result = {} if evals_result is None else evals_result
+        times: list[int] = []
+        callbacks = [lgb.log_evaluation(period=verbose_eval), lgb.record_evaluation(evals_result),
+                     _timestamps(times)]
+        if with_valid:
+            rounds = self.early_stopping_rounds if early_stopping_rounds is None else early_stopping_rounds
+            callbacks.append(lgb.early_stopping(rounds, verbose=verbose_eval > 0))
+        else:
+            warnings.warn("LGBModel: the dataset has no 'valid' segment, so it trains all "
+                          f"{num_boost_round or self.num_boost_round} rounds without early stopping; add a "
+                          "valid segment to stop early", stacklevel=2)
+        self.model = lgb.train(self.params, ds[0][0],
+                               num_boost_round=self.num_boost_round if num_boost_round is None else num_boost_round,
+                               valid_sets=[d for d, _ in ds], valid_names=[n for _, n in ds],
+                               callbacks=callbacks, **kwargs)
+        log_points(_metric_points(evals_result, times))
+        return self
+
+    def predict(self, dataset: Any, segment: str | slice = "test") -> pd.Series:
+        """Scores of ``segment``'s infer rows, at the best iteration."""
+        if self.model is None:
+            raise not_fitted("LGBModel")
+        x = infer_features(dataset, segment, "LGBModel")
+        if self.feature_names and x.shape[1] != len(self.feature_names):
+            raise ValueError(f"LGBModel was fitted on {len(self.feature_names)} features but '{segment}' has "
+                             f"{x.shape[1]}; predict with the dataset it was fitted on")
+        return pd.Series(self.model.predict(x.to_numpy()), index=x.index)
+
+    def finetune(self, dataset: Any, num_boost_round: int = 10, verbose_eval: int = 20,
+                 reweighter: Any = None) -> "LGBModel":
+        """Add ``num_boost_round`` trees trained on ``train``, continuing from the trees ``predict`` uses.
+
+        Unlike Qlib, it continues from the best iteration, not from the trees grown after it.
+        """
+        lgb = _lazy.lightgbm("LGBModel")
+        if self.model is None:
+            raise not_fitted("LGBModel")
+        ((dtrain, _),) = self._datasets(dataset, reweighter, ("train",))
+        best = self.model.best_iteration or None
+        init = lgb.Booster(model_str=self.model.model_to_string(num_iteration=best)) if best else self.model
+        self.model = lgb.train(self.params, dtrain, num_boost_round=num_boost_round, init_model=init,
+                               valid_sets=[dtrain], valid_names=["train"],
+                               callbacks=[lgb.log_evaluation(period=verbose_eval)])
+        return self
+
+    def get_feature_importance(self, *args: Any, **kwargs: Any) -> pd.Series:
+        """Feature importance by feature name, largest first (``importance_type="split"|"gain"``)."""
+        if self.model is None:
+            raise not_fitted("LGBModel")
+        imp = self.model.feature_importance(*args, **kwargs)
+        names = self.feature_names if len(self.feature_names) == len(imp) else self.model.feature_name()
+        return pd.Series(imp, index=names).sort_values(ascending=False)
+
+
+def _check_binary(y: np.ndarray, segment: str) -> None:
+    values = np.unique(y)
+    if not np.isin(values, (0.0, 1.0)).all():
+        raise ValueError(f"LGBModel(loss='binary') needs 0/1 labels, but '{segment}' has labels such as "
+                         f"{values[:5].tolist()}; use loss='mse' or a binary label expression")
+
+
+def _timestamps(out: list[int]) -> Any:
+    """A LightGBM callback recording the wall-clock time of each iteration (for the metric timestamps)."""
+    def callback(env: Any) -> None:
+        out.append(int(time.time() * 1000))
+    callback.order = 25  # type: ignore[attr-defined]  # after record_evaluation (20), before early stopping (30)
+    return callback
+
+
+def _metric_points(evals_result: dict, times: list[int]) -> list[tuple[str, float, int, int]]:
+    """Qlib's keys: ``f"{metric}.{train|valid}"`` with ``@`` -> ``_`` (``ndcg@5.valid`` -> ``ndcg_5.valid``)."""
+    now = int(time.time() * 1000)
+    points = []
+    for set_name, metrics in evals_result.items():
+        for metric, values in metrics.items():
+            key = f"{metric}.{set_name}".replace("@", "_")
+            for step, value in enumerate(values):
+                points.append((key, float(value), times[step] if step < len(times) else now, step))
+    return points
