@@ -7,6 +7,7 @@ import socket
 from .api import R
 from .config import auto_filter_kwargs, fill_placeholder, flatten_dict, init_instance_by_config
 from .exceptions import ConfigError
+from .progress import phase
 from .recorder import Recorder
 
 
@@ -24,8 +25,10 @@ def _exe_task(task_config: dict) -> None:
                           f"'model' and 'dataset' (and usually 'record')")
     rec = R.get_recorder()
     model = init_instance_by_config(task_config["model"], where="task.model")
-    dataset = init_instance_by_config(task_config["dataset"], where="task.dataset")
-    auto_filter_kwargs(model.fit, warning=False)(dataset, reweighter=task_config.get("reweighter"))
+    with phase("dataset"):
+        dataset = init_instance_by_config(task_config["dataset"], where="task.dataset")
+    with phase(f"fit {type(model).__name__}"):
+        auto_filter_kwargs(model.fit, warning=False)(dataset, reweighter=task_config.get("reweighter"))
     R.save_objects(**{"params.pkl": model})
     config_fn = getattr(dataset, "config", None)
     if callable(config_fn):
@@ -42,7 +45,8 @@ def _exe_task(task_config: dict) -> None:
     for i, record in enumerate(records):
         r = init_instance_by_config(record, where=f"task.record.{i}", recorder=rec,
                                     try_kwargs={"model": model, "dataset": dataset})
-        r.generate()
+        with phase(type(r).__name__):
+            r.generate()
 
 
 def task_train(task_config: dict, experiment_name: str, recorder_name: str | None = None) -> Recorder:

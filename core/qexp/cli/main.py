@@ -221,6 +221,11 @@ def index_rebuild(uri: str | None) -> None:
     click.echo(f"indexed {rebuild()} runs in {m.uri}")
 
 
+from .run_cmd import run_cmd  # noqa: E402
+
+cli.add_command(run_cmd)
+
+
 # ---- plugin commands ----------------------------------------------------------------------------
 _commands_loaded = False
 
@@ -246,8 +251,5 @@ def main(argv: list[str] | None = None) -> None:
 
 def qrun_main() -> None:
     """``qrun CONFIG``: the Qlib-style alias of ``qexp run CONFIG``."""
-    group = get_cli()
-    if "run" not in group.commands:
-        click.echo("error: the `run` command is not available (its plugin failed to load)", err=True)
-        sys.exit(2)
-    group.commands["run"].main(args=sys.argv[1:], prog_name="qrun")
+    get_cli()  # plugins loaded, as for `qexp run`
+    run_cmd.main(args=sys.argv[1:], prog_name="qrun")
