@@ -162,6 +162,7 @@ def _simulate(exchange: Exchange, strategy: BaseStrategy, account: float, bench:
     order_rows: list[tuple] = []
     last_value, total_cost, total_turnover = account, 0.0, 0.0
     close, suspended = exchange.close, exchange.suspended
+    day_list = list(exchange.dates)   # indexing a DatetimeIndex per order is slow
     for t in range(n_days):
         day_cost = day_turnover = 0.0
         ffr, pa, n_orders, n_pa, n_pos, deal_sum, value_sum = [], [], 0, 0, 0, 0.0, 0.0
@@ -177,7 +178,7 @@ def _simulate(exchange: Exchange, strategy: BaseStrategy, account: float, bench:
                 n_pa += 1
             deal_sum += abs(res.deal_amount)
             value_sum += abs(res.trade_val)
-            order_rows.append((exchange.dates[t], exchange.codes[order.index],
+            order_rows.append((day_list[t], exchange.codes[order.index],
                                "BUY" if order.direction == OrderDir.BUY else "SELL", order.amount,
                                res.deal_amount, res.price, res.trade_val, res.cost))
         # bar end: revalue at today's close (suspended keep their last price), then count one more bar held
@@ -196,7 +197,7 @@ def _simulate(exchange: Exchange, strategy: BaseStrategy, account: float, bench:
                              n_pos / n_pa if n_pa else np.nan, deal_sum, value_sum, n_orders)
         else:
             indicators[t, 3:] = (0.0, 0.0, 0)
-        positions[exchange.dates[t]] = pos.snapshot(exchange.codes)
+        positions[day_list[t]] = pos.snapshot(exchange.codes)
     index = pd.DatetimeIndex(exchange.dates, name="datetime")
     report_df = pd.DataFrame(report, index=index, columns=REPORT_COLUMNS)
     ind_df = pd.DataFrame(indicators, index=index, columns=INDICATOR_COLUMNS)

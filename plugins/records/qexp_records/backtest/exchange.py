@@ -23,8 +23,8 @@ import pandas as pd
 
 from qexp import ConfigError
 
-from .market import MarketSource, make_source, to_timestamp
-from .position import ArrayPosition
+from .market import MarketSource, level_indexer, make_source, to_timestamp
+from .position import ArrayPosition, isclose
 
 __all__ = ["Exchange", "OrderDir", "DealResult", "REGION_DEFAULT", "region_defaults"]
 
@@ -195,8 +195,8 @@ class Exchange:
             return out
         names = list(df.index.names)
         dl, il = (0, 1) if names[0] != "instrument" else (1, 0)
-        di = self.dates.get_indexer(pd.DatetimeIndex(df.index.get_level_values(dl)))
-        ci = self.code_index.get_indexer(df.index.get_level_values(il).astype(str))
+        di = level_indexer(df.index, dl, self.dates)
+        ci = level_indexer(df.index, il, self.code_index)
         ok = (di >= 0) & (ci >= 0)
         di, ci = di[ok], ci[ok]
         for f in fields:
@@ -254,7 +254,7 @@ class Exchange:
         if direction == OrderDir.SELL:
             ratio = self.close_cost + adj
             current = position.amount[i] if position.held[i] else 0.0
-            if not np.isclose(deal_amount, current):
+            if not isclose(deal_amount, float(current)):
                 # a partial sell is rounded; selling everything is not, so no odd lot is left behind
                 deal_amount = self.round_amount(min(current, deal_amount), factor)
             if position.cash + deal_amount * price < max(deal_amount * price * ratio, self.min_cost):

@@ -13,7 +13,35 @@ import pandas as pd
 
 from qexp import QexpError
 
-__all__ = ["MarketSource", "ProviderSource", "FrameSource", "make_source", "to_timestamp"]
+__all__ = ["MarketSource", "ProviderSource", "FrameSource", "make_source", "to_timestamp", "level_indexer",
+           "level_values"]
+
+
+def _as_target(values: pd.Index, target: pd.Index) -> pd.Index:
+    if isinstance(target, pd.DatetimeIndex):
+        return pd.DatetimeIndex(values)
+    return pd.Index(np.asarray(values.astype(str), dtype=object))
+
+
+def level_indexer(index: pd.Index, level: int, target: pd.Index) -> np.ndarray:
+    """Position in ``target`` of each row's value at ``level`` (-1 when absent), matching instrument codes as
+    strings. Works on the level's few unique values and maps them through the codes, which is much faster than
+    converting every row (pandas' arrow strings make that slow)."""
+    if isinstance(index, pd.MultiIndex):
+        codes = index.codes[level]
+        pos = target.get_indexer(_as_target(index.levels[level], target))
+        out = pos[codes]
+        out[codes < 0] = -1
+        return out
+    return target.get_indexer(_as_target(index, target))
+
+
+def level_values(index: pd.Index, level: int) -> pd.Index:
+    """The distinct values used at ``level`` (unused MultiIndex levels left out)."""
+    if isinstance(index, pd.MultiIndex):
+        codes = np.unique(index.codes[level])
+        return index.levels[level][codes[codes >= 0]]
+    return index.unique()
 
 
 def to_timestamp(t: Any) -> pd.Timestamp | None:
@@ -111,8 +139,8 @@ class FrameSource(MarketSource):
                             f"{', '.join(map(repr, self.quote.columns))}. Add them, or change the exchange "
                             f"settings that need them (deal_price, limit_threshold, impact_cost)")
         dates = self.quote.index.get_level_values(0)
-        inst = self.quote.index.get_level_values(1)
-        mask = (dates >= start_time) & (dates <= end_time) & np.asarray(inst.isin(list(codes)))
+        wanted = level_indexer(self.quote.index, 1, pd.Index(list(codes), dtype=object)) >= 0
+        mask = (dates >= start_time) & (dates <= end_time) & wanted
         return self.quote.loc[mask, list(fields)]
 
     def describe(self) -> str:

@@ -6,7 +6,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ArrayPosition", "Position"]
+__all__ = ["ArrayPosition", "Position", "isclose"]
+
+
+def isclose(a: float, b: float) -> bool:
+    """``np.isclose`` for two floats (rtol 1e-5, atol 1e-8) without numpy's per-call overhead."""
+    return abs(a - b) <= 1e-8 + 1e-5 * abs(b)
 
 
 class ArrayPosition:
@@ -59,7 +64,7 @@ class ArrayPosition:
         if not self.held[i]:
             raise KeyError(f"cannot sell instrument #{i}: it is not held")
         amount = trade_val / price
-        if np.isclose(self.amount[i], amount):
+        if isclose(float(self.amount[i]), amount):
             self.held[i] = False
             self.amount[i] = 0.0
             self.price[i] = 0.0
@@ -71,24 +76,49 @@ class ArrayPosition:
         self.cash += trade_val - cost
 
     def snapshot(self, codes: np.ndarray) -> "Position":
-        """The Qlib-shaped dict view: ``{code: {amount, price, weight, count_day}, "cash", "now_account_value"}``."""
+        """A frozen copy of the holdings (a :class:`Position`; its Qlib-shaped dict is built on first use)."""
         idx = self.held_indices()
-        value = self.value()
-        pos: dict[str, Any] = {}
-        for i in idx:
-            a, p = float(self.amount[i]), float(self.price[i])
-            pos[str(codes[i])] = {"amount": a, "price": p, "weight": a * p / value if value else np.nan,
-                                  "count_day": int(self.count[i])}
-        pos["cash"] = self.cash
-        pos["now_account_value"] = value
-        return Position(pos)
+        return Position.from_arrays(codes[idx], self.amount[idx], self.price[idx], self.count[idx], self.cash)
 
 
 class Position:
-    """One day's holdings, shaped like Qlib's ``Position.position`` dict, with Qlib's read methods."""
+    """One day's holdings, shaped like Qlib's ``Position.position`` dict, with Qlib's read methods.
 
-    def __init__(self, position: dict[str, Any]):
-        self.position = position
+    ``position`` is ``{code: {"amount", "price", "weight", "count_day"}, "cash": ..., "now_account_value": ...}``.
+    """
+
+    def __init__(self, position: dict[str, Any] | None = None):
+        self._position = position
+        self._arrays: tuple | None = None
+
+    @classmethod
+    def from_arrays(cls, codes: np.ndarray, amount: np.ndarray, price: np.ndarray, count: np.ndarray,
+                    cash: float) -> "Position":
+        # the engine keeps one per day: arrays are cheap to copy, the dict is built only when someone reads it
+        p = cls()
+        p._arrays = (codes, amount, price, count, float(cash))
+        return p
+
+    @property
+    def position(self) -> dict[str, Any]:
+        if self._position is None:
+            codes, amount, price, count, cash = self._arrays  # type: ignore[misc]
+            value = cash + float(np.dot(amount, price))
+            pos: dict[str, Any] = {}
+            for c, a, p, n in zip(codes, amount.tolist(), price.tolist(), count.tolist()):
+                pos[str(c)] = {"amount": a, "price": p, "weight": a * p / value if value else np.nan,
+                               "count_day": int(n)}
+            pos["cash"] = cash
+            pos["now_account_value"] = value
+            self._position = pos
+        return self._position
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"position": self.position}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._position = state["position"]
+        self._arrays = None
 
     def get_stock_list(self) -> list[str]:
         return [k for k in self.position if k not in ("cash", "now_account_value")]

@@ -14,6 +14,8 @@ import pandas as pd
 
 from qexp import QexpError
 
+from .market import level_indexer
+
 __all__ = ["SignalMatrix", "to_score_series", "build_signal_matrix"]
 
 
@@ -74,7 +76,7 @@ def build_signal_matrix(signal: pd.Series, calendar: pd.DatetimeIndex, start_pos
     present = np.zeros((n_days, n_inst), dtype=bool)
     dates = pd.DatetimeIndex(signal.index.get_level_values(0))
     step = np.searchsorted(calendar.values, dates.values, side="right") - start_pos
-    inst = codes.get_indexer(signal.index.get_level_values(1).astype(str))
+    inst = level_indexer(signal.index, 1, codes)
     ok = (step >= 0) & (step < n_days) & (inst >= 0)
     step, inst = step[ok], inst[ok]
     values = signal.to_numpy()[ok]

@@ -18,6 +18,7 @@ import pandas as pd
 from qexp import ConfigError
 
 from .exchange import Exchange, OrderDir
+from .market import level_values
 from .position import ArrayPosition
 from .signal import SignalMatrix, build_signal_matrix, to_score_series
 
@@ -103,10 +104,10 @@ class TopkDropoutStrategy(BaseStrategy):
         self._sig: SignalMatrix | None = None
 
     def signal_instruments(self) -> list[str]:
-        return sorted(self.signal.index.get_level_values(1).astype(str).unique())
+        return sorted(str(c) for c in level_values(self.signal.index, 1))
 
     def signal_dates(self) -> pd.DatetimeIndex:
-        return pd.DatetimeIndex(self.signal.index.get_level_values(0).unique()).sort_values()
+        return pd.DatetimeIndex(level_values(self.signal.index, 0)).sort_values()
 
     def bind(self, exchange: Exchange, calendar: pd.DatetimeIndex, start_pos: int) -> None:
         self._exchange = exchange
