@@ -33,7 +33,7 @@ def raw(h):
 
 def entries() -> list[Path]:
     root = cache.cache_root()
-    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
 
 
 def test_second_construction_hits(provider):

@@ -208,3 +208,14 @@ def test_name_filter_pipe_and_unsupported_filters(provider):
                             filter_pipe=[{"filter_type": "ExpressionDFilter", "rule_expression": "$close>10"}])
     with pytest.warns(UserWarning, match="ExpressionDFilter"):
         loader.load("mkt", START, END)
+
+
+def test_progress_bar_chunks_give_the_same_frame(provider, monkeypatch, capsys):
+    quiet = handler(cache=False).fetch(col_set="__raw", data_key="raw")
+    calls = provider.calls
+    monkeypatch.setenv("QEXP_PROGRESS", "1")
+    monkeypatch.setattr("qexp_data.loader.PROGRESS_CHUNK", 2)
+    shown = handler(cache=False).fetch(col_set="__raw", data_key="raw")
+    assert provider.calls - calls == 2  # 4 fields in chunks of 2
+    pd.testing.assert_frame_equal(shown, quiet)
+    assert "features (4 fields)" in capsys.readouterr().err

@@ -52,7 +52,7 @@ def clear() -> int:
         return 0
     n = 0
     for entry in root.iterdir():
-        if entry.is_dir():
+        if entry.is_dir() and not entry.name.startswith("."):
             shutil.rmtree(entry, ignore_errors=True)
             n += 1
     return n
@@ -208,8 +208,8 @@ def get_or_create(key: str, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame
     from filelock import FileLock, Timeout
     root = cache_root()
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(root / f"{key}.lock"), timeout=LOCK_TIMEOUT_S)
+        (root / ".locks").mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(root / ".locks" / f"{key}.lock"), timeout=LOCK_TIMEOUT_S)
         lock.acquire()
     except (OSError, Timeout) as exc:
         log.warning("dataset cache: cannot lock %s (%s); computing without cache", root, exc)

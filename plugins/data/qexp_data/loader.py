@@ -6,6 +6,7 @@ The frame is indexed ``(datetime, instrument)``, sorted, with columns ``(group, 
 """
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import re
@@ -20,7 +21,7 @@ from qexp.exceptions import ConfigError
 
 from . import cache as dataset_cache
 from .frame import to_timestamp
-from .progress import feature_progress
+from .progress import feature_progress, progress_enabled
 from .serial import Serializable
 
 Fields = tuple[list[str], list[str]]
@@ -182,10 +183,7 @@ class QlibDataLoader(DLWParser):
         """``exprs`` (duplicates allowed) for ``instruments``: index (datetime, instrument), one column each."""
         codes, spans = self._resolve_instruments(provider, instruments, start_time, end_time)
         unique = list(dict.fromkeys(exprs))
-        with feature_progress(len(unique), desc=f"features ({len(unique)} fields)") as progress:
-            df = provider.features(codes, unique, start_time, end_time, freq=freq)
-            progress(len(unique))
-        df = _columns_in_order(df, unique)
+        df = _provider_features(provider, codes, unique, start_time, end_time, freq)
         if len(unique) != len(exprs):
             pos = {e: i for i, e in enumerate(unique)}
             df = df.iloc[:, [pos[e] for e in exprs]]
@@ -199,19 +197,33 @@ class QlibDataLoader(DLWParser):
     def _resolve_instruments(self, provider: Any, instruments: Any, start_time: Any,
                              end_time: Any) -> tuple[Any, dict | None]:
         """The ``instruments`` argument for the provider, plus spans to mask by when a filter picked codes."""
+        if isinstance(instruments, dict) and "market" in instruments:
+            # Qlib's D.instruments(...) config form
+            pipe = list(instruments.get("filter_pipe") or []) + list(self.filter_pipe or [])
+            return self._filtered(provider, str(instruments["market"]), pipe, start_time, end_time)
         if isinstance(instruments, str):
             if not self.filter_pipe:
                 return instruments, None
-            spans = provider.list_instruments(instruments, start_time, end_time, as_list=False)
-            spans = _apply_filter_pipe(spans, self.filter_pipe)
-            return sorted(spans), spans
+            return self._filtered(provider, instruments, list(self.filter_pipe), start_time, end_time)
         if self.filter_pipe:
             warnings.warn("QlibDataLoader: filter_pipe is ignored when instruments is a list of codes",
                           stacklevel=3)
-        if isinstance(instruments, dict) and "market" in instruments:
-            # Qlib's D.instruments(...) config form
-            return self._resolve_instruments(provider, instruments["market"], start_time, end_time)
         return list(instruments), None
+
+    @staticmethod
+    def _filtered(provider: Any, market: str, pipe: list, start_time: Any, end_time: Any) -> tuple[list, dict]:
+        """Codes and membership spans of ``market`` after ``pipe``, by the provider when it takes Qlib's
+        ``{"market", "filter_pipe"}`` config (all of Qlib's filters), else NameDFilter applied here."""
+        if not pipe:
+            spans = provider.list_instruments(market, start_time, end_time, as_list=False)
+            return sorted(spans), spans
+        try:
+            spans = provider.list_instruments({"market": market, "filter_pipe": pipe}, start_time, end_time,
+                                              as_list=False)
+        except (TypeError, KeyError, AttributeError, ValueError):
+            spans = provider.list_instruments(market, start_time, end_time, as_list=False)
+            spans = _apply_filter_pipe(spans, pipe)
+        return sorted(spans), spans
 
     def _apply_inst_processors(self, df: pd.DataFrame, freq: str) -> pd.DataFrame:
         procs = self.inst_processors.get(freq, []) if isinstance(self.inst_processors, dict) \
@@ -303,6 +315,33 @@ def _read_frame(src: Any) -> pd.DataFrame:
         with path.open("rb") as f:
             return pickle.load(f)
     raise ConfigError(f"StaticDataLoader: expected a DataFrame or a file path, got {type(src).__name__}")
+
+
+# fields per provider call when the progress bar needs steps and the provider cannot report progress itself
+PROGRESS_CHUNK = 16
+
+
+def _provider_features(provider: Any, codes: Any, exprs: list[str], start_time: Any, end_time: Any,
+                       freq: str) -> pd.DataFrame:
+    """``provider.features`` for distinct ``exprs``, with a progress bar on a terminal.
+
+    A provider whose ``features`` takes a ``progress`` callback reports per field; otherwise the fields are
+    requested in chunks (only when the bar is shown: one call shares the most work inside the provider).
+    """
+    if not progress_enabled() or len(exprs) <= 1:
+        return _columns_in_order(provider.features(codes, exprs, start_time, end_time, freq=freq), exprs)
+    with feature_progress(len(exprs), desc=f"features ({len(exprs)} fields)") as update:
+        if "progress" in inspect.signature(provider.features).parameters:
+            df = provider.features(codes, exprs, start_time, end_time, freq=freq, progress=update)
+            return _columns_in_order(df, exprs)
+        parts = []
+        for i in range(0, len(exprs), PROGRESS_CHUNK):
+            chunk = exprs[i:i + PROGRESS_CHUNK]
+            parts.append(_columns_in_order(provider.features(codes, chunk, start_time, end_time, freq=freq), chunk))
+            update(len(chunk))
+    if all(p.index.equals(parts[0].index) for p in parts[1:]):
+        return pd.concat(parts, axis=1)
+    return pd.concat(parts, axis=1, join="outer").sort_index()
 
 
 def _columns_in_order(df: pd.DataFrame, exprs: list[str]) -> pd.DataFrame:
