@@ -110,20 +110,27 @@ class RecordTemp:
             if missing:
                 raise MissingArtifactError(f"{type(self).__name__} artifact(s) {', '.join(missing)} not found in "
                                            f"recorder {self.recorder.id}; run {type(self).__name__}.generate()")
-        if parents and self.depend_cls is not None:
-            dep = self.depend_cls
-            needed = self.depend_artifacts if self.depend_artifacts is not None else _safe_list(dep)
-            missing = [dep.get_path(a) for a in needed if dep.get_path(a) not in present]
+        if parents:
+            missing = type(self)._missing_dependencies(present)
             if missing:
+                path, dep, needer = missing[0]
                 raise MissingArtifactError(
-                    f"{type(self).__name__} needs {', '.join(missing)} from {dep.__name__}, but recorder "
-                    f"{self.recorder.id} does not have it; run {dep.__name__} on this recorder first "
-                    f"(e.g. record: [{dep.__name__}, {type(self).__name__}] in the task config)")
-            # the dependency's own dependencies must be there too
-            if dep.depend_cls is not None:
-                probe = dep.__new__(dep)
-                probe._recorder = self.recorder
-                probe.check(include_self=False, parents=True)
+                    f"{needer.__name__} needs {', '.join(p for p, _, n in missing if n is needer)} from "
+                    f"{dep.__name__}, but recorder {self.recorder.id} does not have it; run {dep.__name__} on "
+                    f"this recorder first (e.g. record: [{dep.__name__}, {needer.__name__}] in the task config)")
+
+    @classmethod
+    def _missing_dependencies(cls, present: set[str]) -> list[tuple[str, type["RecordTemp"], type["RecordTemp"]]]:
+        """``(path, producing record, needing record)`` for each dependency artifact absent from ``present``,
+        following ``depend_cls`` up the chain."""
+        out = []
+        needer = cls
+        while needer.depend_cls is not None and needer.depend_cls is not needer:
+            dep = needer.depend_cls
+            needed = needer.depend_artifacts if needer.depend_artifacts is not None else _safe_list(dep)
+            out += [(dep.get_path(a), dep, needer) for a in needed if dep.get_path(a) not in present]
+            needer = dep
+        return out
 
 
 def _is_missing(exc: LoadObjectError) -> bool:
