@@ -1,0 +1,206 @@
+"""The one place that talks to ``MlflowClient``: lazy import, URI normalisation, store start-up, retries
+on transient database errors, and ``log_batch`` chunked to MLflow's per-call limits.
+
+Never the fluent API (``mlflow.start_run``...): it keeps one global active run per process, so several
+stores or threads would trample each other (a Qlib wart).
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+from urllib.parse import urlparse
+
+from qexp.exceptions import MissingExtraError, QexpError
+
+T = TypeVar("T")
+
+INSTALL_HINT = 'pip install "qexp[mlflow]"'
+
+# MLflow's log_batch limits (REST docs): 1000 metrics, 100 params, 100 tags, 1000 items in all and about
+# 1 MB per request. Read from mlflow.utils.validation when present so a newer MLflow's limits win.
+DEFAULT_LIMITS = {"metrics": 1000, "params": 100, "tags": 100, "total": 1000}
+MAX_REQUEST_BYTES = 900_000  # under the 1 MB request cap, with room for the JSON framing
+
+# Substrings of errors that mean "try again": the write did not commit.
+TRANSIENT_ERRORS = ("database is locked", "database table is locked", "deadlock detected",
+                    "could not serialize access", "SQLITE_BUSY")
+RETRY_ATTEMPTS = 8
+
+
+def import_mlflow() -> Any:
+    """``mlflow``, or :class:`MissingExtraError` with the install command."""
+    try:
+        import mlflow
+        from mlflow import MlflowClient  # noqa: F401  (fails early on a broken install)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"the MLflow backend needs the mlflow package, which is not installed ({exc}); install it with "
+            f"{INSTALL_HINT}") from exc
+    return mlflow
+
+
+def batch_limits() -> dict[str, int]:
+    try:
+        from mlflow.utils import validation as v
+        return {"metrics": int(getattr(v, "MAX_METRICS_PER_BATCH", 1000)),
+                "params": int(getattr(v, "MAX_PARAMS_TAGS_PER_BATCH", 100)),
+                "tags": int(getattr(v, "MAX_PARAMS_TAGS_PER_BATCH", 100)),
+                "total": int(getattr(v, "MAX_ENTITIES_PER_BATCH", 1000))}
+    except ImportError:  # pragma: no cover - mlflow is imported before this is called
+        return dict(DEFAULT_LIMITS)
+
+
+# ---- URIs ---------------------------------------------------------------------------------------
+def sqlite_path(uri: str) -> str | None:
+    """The database file of a ``sqlite:`` URI, or None for in-memory databases and other schemes."""
+    if not uri.lower().startswith("sqlite:"):
+        return None
+    rest = uri.split(":", 1)[1]
+    if not rest.startswith("///"):
+        return None  # "sqlite://" is an in-memory database
+    path = rest[3:].split("?", 1)[0]
+    if path in ("", ":memory:"):
+        return None
+    return path
+
+
+def normalize_uri(uri: str) -> str:
+    """Make the path of ``sqlite:///rel.db`` and ``mlflow+file:rel`` absolute, so a later change of the
+    working directory does not move the store (Qlib's CWD-relative path bug)."""
+    path = sqlite_path(uri)
+    if path is not None and not os.path.isabs(path):
+        query = uri.split("?", 1)[1] if "?" in uri else ""
+        uri = "sqlite:///" + os.path.abspath(os.path.expanduser(path)) + (f"?{query}" if query else "")
+    if uri.lower().startswith("mlflow+file:"):
+        from qexp.fileuri import file_uri_to_path, path_to_file_uri
+        uri = "mlflow+" + path_to_file_uri(os.path.abspath(os.path.expanduser(file_uri_to_path(uri[7:]))))
+    return uri
+
+
+def tracking_uri(uri: str) -> str:
+    """The URI MLflow understands: ``mlflow+file:...`` -> ``file:...``, and a driver for a bare
+    ``postgresql://`` (SQLAlchemy 2.1 picks psycopg 3 for it; the mlflow extra installs psycopg2)."""
+    if uri.lower().startswith("mlflow+file:"):
+        return uri[len("mlflow+"):]
+    if uri.lower().startswith("postgresql://"):
+        import importlib.util
+        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+            return "postgresql+psycopg2://" + uri[len("postgresql://"):]
+    return uri
+
+
+def default_artifact_root(uri: str) -> str | None:
+    """Where new experiments keep artifacts: ``$QEXP_MLFLOW_ARTIFACT_ROOT``, else ``mlartifacts`` next to
+    a SQLite file, else None (MLflow's choice: the server's, or ``./mlruns`` of the first process)."""
+    env = os.environ.get("QEXP_MLFLOW_ARTIFACT_ROOT")
+    if env:
+        return env if urlparse(env).scheme not in ("", "file") else _file_uri(env)
+    path = sqlite_path(uri)
+    if path is not None:
+        return _file_uri(os.path.join(os.path.dirname(path), "mlartifacts"))
+    return None
+
+
+def _file_uri(path: str) -> str:
+    from qexp.fileuri import file_uri_to_path, path_to_file_uri
+    return path_to_file_uri(os.path.abspath(os.path.expanduser(file_uri_to_path(path))))
+
+
+# ---- errors -------------------------------------------------------------------------------------
+def error_code(exc: BaseException) -> str:
+    return str(getattr(exc, "error_code", "") or "")
+
+
+def is_transient(exc: BaseException) -> bool:
+    text = str(exc)
+    return any(s in text for s in TRANSIENT_ERRORS)
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return error_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower()
+
+
+def retry(fn: Callable[..., T], *args: Any, attempts: int = RETRY_ATTEMPTS, **kwargs: Any) -> T:
+    """Call ``fn``; on a transient database error (SQLite busy, PostgreSQL deadlock) wait a jittered,
+    growing delay and try again. Those errors roll the transaction back, so a retry cannot duplicate."""
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if attempt == attempts - 1 or not is_transient(exc):
+                raise
+            time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# ---- the client ---------------------------------------------------------------------------------
+def make_client(uri: str) -> Any:
+    """An ``MlflowClient`` for ``uri``, with the store created (and for a new SQLite file, its tables
+    migrated) under a file lock: MLflow's schema migration races when several processes open a new
+    database at once (mlflow #4353)."""
+    mlflow = import_mlflow()
+    # MLflow draws a tqdm bar for every artifact download; qexp reads many small artifacts (load_object)
+    # and stays quiet unless the user asked for the bars
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    turi = tracking_uri(uri)
+    if turi.lower().startswith("file:"):
+        _check_file_store_allowed(mlflow)
+    path = sqlite_path(turi)
+    if path is not None and (not os.path.exists(path) or os.path.getsize(path) == 0):
+        from filelock import FileLock
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with FileLock(path + ".qexp-init.lock", timeout=300):
+            return retry(mlflow.MlflowClient, tracking_uri=turi)
+    return retry(mlflow.MlflowClient, tracking_uri=turi)
+
+
+def _check_file_store_allowed(mlflow: Any) -> None:
+    version = tuple(int(p) for p in mlflow.__version__.split(".")[:2] if p.isdigit())
+    allowed = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("1", "true", "yes")
+    if version >= (3, 13) and not allowed:
+        raise QexpError(
+            "'mlflow+file:' selects MLflow's file store, which MLflow 3.13+ refuses unless "
+            "MLFLOW_ALLOW_FILE_STORE=true is set. Set that variable, or better use 'sqlite:///path/mlflow.db' "
+            "(or qexp's own file backend, a plain path) and copy old runs with `qexp runs migrate`.")
+
+
+def chunk_batch(metrics: Sequence[Any] = (), params: Sequence[Any] = (), tags: Sequence[Any] = (),
+                limits: dict[str, int] | None = None) -> Iterator[tuple[list, list, list]]:
+    """Split entities into ``log_batch`` calls within MLflow's count limits and about 1 MB each."""
+    lim = limits or batch_limits()
+    queues = {"params": list(params), "tags": list(tags), "metrics": list(metrics)}
+    pos = {k: 0 for k in queues}
+    while any(pos[k] < len(queues[k]) for k in queues):
+        out: dict[str, list] = {"params": [], "tags": [], "metrics": []}
+        total = size = 0
+        for kind in ("params", "tags", "metrics"):
+            q = queues[kind]
+            while pos[kind] < len(q) and len(out[kind]) < lim[kind] and total < lim["total"]:
+                item = q[pos[kind]]
+                item_size = _entity_size(item)
+                if total and size + item_size > MAX_REQUEST_BYTES:
+                    break
+                out[kind].append(item)
+                pos[kind] += 1
+                total += 1
+                size += item_size
+            if total >= lim["total"] or size >= MAX_REQUEST_BYTES:
+                break
+        yield out["metrics"], out["params"], out["tags"]
+
+
+def _entity_size(item: Any) -> int:
+    value = getattr(item, "value", "")
+    return len(item.key) + (len(value) if isinstance(value, str) else 24) + 48
+
+
+def log_batch(client: Any, run_id: str, metrics: Sequence[Any] = (), params: Sequence[Any] = (),
+              tags: Sequence[Any] = ()) -> int:
+    """``client.log_batch`` in chunks, each retried on transient errors; returns the number of calls."""
+    calls = 0
+    for m, p, t in chunk_batch(metrics, params, tags):
+        retry(client.log_batch, run_id, metrics=m, params=p, tags=t, synchronous=True)
+        calls += 1
+    return calls

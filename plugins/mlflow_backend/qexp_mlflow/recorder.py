@@ -1,0 +1,327 @@
+"""MlflowRecorder: one MLflow run, written through ``MlflowClient`` (never the fluent API).
+
+Metrics are buffered and written with ``log_batch`` (1000 points per call) when a batch is full, on
+``flush()``/``end_run``/any read, and by a background thread for points older than a few seconds. Params
+and tags are written at once, so an immutability clash or a bad name fails the call that caused it.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from qexp.exceptions import QexpError
+from qexp.recorder import Metric, Recorder, now_ms
+
+from . import limits
+from .client import is_not_found, log_batch, retry
+from .flusher import FLUSHER
+from .liveness import TAG_FAILURE, failure_reason, owner_dead, owner_tags
+
+if TYPE_CHECKING:
+    from .manager import MlflowExpManager
+
+TAG_RUN_NAME = "mlflow.runName"
+TAG_PARENT = "mlflow.parentRunId"
+
+
+class MlflowRecorder(Recorder):
+    """A run in an MLflow tracking store (SQLite, PostgreSQL, an MLflow server, ...)."""
+
+    def __init__(self, manager: "MlflowExpManager", experiment_id: str, name: str | None = None):
+        super().__init__(experiment_id, name, uri=manager.uri)
+        self.manager = manager
+        self.client = manager.client
+        self._artifact_uri_value: str | None = None
+        self._pending: list[Metric] = []
+        self._pending_since: float | None = None
+        self._buf_lock = threading.Lock()     # guards the buffer; held only briefly
+        self._flush_lock = threading.Lock()   # one write-out at a time, so flush() returning means stored
+        self._known_params: dict[str, str] = {}
+        self._valid_metric_keys: set[str] = set()
+        self._preset_times: tuple[int | None, int | None] | None = None
+
+    # ---- loading -----------------------------------------------------------------------------
+    @classmethod
+    def from_run(cls, manager: "MlflowExpManager", run: Any) -> "MlflowRecorder":
+        rec = cls(manager, str(run.info.experiment_id), run.info.run_name)
+        rec._load(run)
+        rec.reap_if_dead(run.data.tags)
+        return rec
+
+    def _load(self, run: Any) -> None:
+        info, data = run.info, run.data
+        self.id = info.run_id
+        self.name = info.run_name or data.tags.get(TAG_RUN_NAME)
+        self.experiment_id = str(info.experiment_id)
+        self.status = info.status
+        self._start_ms = info.start_time
+        # MLflow keeps the previous end time when a run is resumed; a RUNNING run has no end
+        self._end_ms = None if info.status == self.STATUS_R else info.end_time
+        self._artifact_uri_value = info.artifact_uri
+        self.parent_id = data.tags.get(TAG_PARENT)
+        self._known_params = dict(data.params)
+
+    def refresh(self) -> "MlflowRecorder":
+        run = self._get_run()
+        self._load(run)
+        self.reap_if_dead(run.data.tags)
+        return self
+
+    def _get_run(self) -> Any:
+        return retry(self.client.get_run, self._require_id())
+
+    def reap_if_dead(self, tags: dict[str, str]) -> bool:
+        """Mark this RUNNING run FAILED when the process that owns it is gone (killed, crashed)."""
+        if self.status != self.STATUS_R or self.id is None or not owner_dead(tags):
+            return False
+        end = now_ms()
+        reason = failure_reason(tags)
+        self._write_tags({TAG_FAILURE: reason})
+        retry(self.client.set_terminated, self.id, self.STATUS_FA, end_time=end)
+        self.status, self._end_ms = self.STATUS_FA, end
+        return True
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def preserve_times(self, start_ms: int | None, end_ms: int | None) -> bool:
+        if self.id is not None:
+            return False  # MLflow sets a start time only when it creates the run
+        self._preset_times = (start_ms, end_ms)
+        return True
+
+    def _start_run(self) -> None:
+        if self.id is None:
+            tags = {TAG_RUN_NAME: self.name or "", **owner_tags()}
+            if self.parent_id:
+                tags[TAG_PARENT] = self.parent_id
+            tags.update(self._take_initial_tags())
+            start = self._preset_times[0] if self._preset_times else None
+            run = retry(self.client.create_run, self.experiment_id, start_time=start, tags=tags,
+                        run_name=self.name or None)
+            self._load(run)
+        else:
+            self._flush_quiet()
+            retry(self.client.update_run, self.id, status=self.STATUS_R)
+            self._write_tags(owner_tags())
+            self._end_ms = None
+        self.status = self.STATUS_R
+        self.manager._track(self)
+
+    def _take_initial_tags(self) -> dict[str, str]:
+        """The context tags core hands over at start (``_initial_tags``) that can go into ``create_run``;
+        long or invalid ones stay for ``set_tags``, which stores or reports them."""
+        initial: dict[str, str] = getattr(self, "_initial_tags", None) or {}
+        limit = limits.value_limits()["tag"]
+        take = {}
+        for k, v in list(initial.items()):
+            if len(v) <= limit and limits._VALID_NAME.match(k):
+                take[k] = v
+                del initial[k]
+        return take
+
+    def _end_run(self, status: str) -> None:
+        self.flush()
+        end = self._preset_times[1] if self._preset_times and self._preset_times[1] is not None else now_ms()
+        retry(self.client.set_terminated, self._require_id(), status, end_time=end)
+        self._end_ms = end
+        FLUSHER.discard(self)
+
+    # ---- params / tags -----------------------------------------------------------------------
+    def _log_params(self, params: dict[str, str]) -> None:
+        for k in params:
+            limits.check_name(k, "param")
+        clash = {k: v for k, v in params.items() if k in self._known_params
+                 and self._known_params[k] != v and self._stored_param(k, v) != self._known_params[k]}
+        if clash:
+            k = next(iter(clash))
+            raise _immutable(self.id, k, self._whole_param(k, self._known_params[k]), clash[k])
+        stored, whole = limits.split_long("params", params, limits.value_limits()["param"], self.id)
+        from mlflow.entities import Param
+        try:
+            log_batch(self.client, self._require_id(), params=[Param(k, v) for k, v in stored.items()])
+        except Exception as exc:
+            if "Changing param values is not allowed" in str(exc):
+                current = dict(self._get_run().data.params)
+                self._known_params.update(current)
+                for k, v in stored.items():
+                    if k in current and current[k] != v:
+                        raise _immutable(self.id, k, self._whole_param(k, current[k]), params[k]) from None
+            raise
+        self._known_params.update(stored)
+        # the whole value after the param: a refused change must not overwrite the artifact
+        for k, v in whole.items():
+            self.log_bytes(v.encode("utf-8"), limits.artifact_for("params", k))
+
+    def _stored_param(self, key: str, value: str) -> str:
+        limit = limits.value_limits()["param"]
+        return limits.shorten("params", key, value, limit) if len(value) > limit else value
+
+    def _whole_param(self, key: str, stored: str) -> str:
+        return self._whole_value(stored)
+
+    def _set_tags(self, tags: dict[str, str]) -> None:
+        for k in tags:
+            limits.check_name(k, "tag")
+        self._write_tags(tags)
+
+    def _write_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+        stored, whole = limits.split_long("tags", tags, limits.value_limits()["tag"], self.id)
+        for k, v in whole.items():
+            self.log_bytes(v.encode("utf-8"), limits.artifact_for("tags", k))
+        log_batch(self.client, self._require_id(), tags=[RunTag(k, v) for k, v in stored.items()])
+
+    def _delete_tags(self, keys: list[str]) -> None:
+        for k in keys:
+            try:
+                retry(self.client.delete_tag, self._require_id(), k)
+            except Exception as exc:
+                if not is_not_found(exc):  # deleting a missing tag is a no-op, as in the file backend
+                    raise
+
+    def _list_params(self) -> dict[str, str]:
+        params = dict(self._get_run().data.params)
+        self._known_params.update(params)
+        return {k: self._whole_value(v) for k, v in params.items()}
+
+    def _list_tags(self) -> dict[str, str]:
+        return {k: self._whole_value(v) for k, v in self._get_run().data.tags.items()}
+
+    def _whole_value(self, stored: str) -> str:
+        """The whole value of a param or tag that was stored truncated (read from its artifact)."""
+        path = limits.truncated_artifact(stored)
+        if path is None:
+            return stored
+        try:
+            return self._read_artifact(path).decode("utf-8")
+        except (OSError, QexpError, UnicodeDecodeError):
+            return stored  # the artifact was never written (process died in between): the stored prefix
+
+    # ---- metrics -----------------------------------------------------------------------------
+    def _log_metrics(self, metrics: list[Metric]) -> None:
+        for m in metrics:
+            if m.key not in self._valid_metric_keys:
+                limits.check_name(m.key, "metric")
+                self._valid_metric_keys.add(m.key)
+        limit = self.manager.batch_limits["metrics"]
+        with self._buf_lock:
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.extend(metrics)
+            full = len(self._pending) >= limit
+        if full:
+            self.flush()
+        else:
+            FLUSHER.add(self)
+
+    def pending_age(self) -> float:
+        """Seconds the oldest buffered metric has waited (0 when none)."""
+        since = self._pending_since
+        return 0.0 if since is None or not self._pending else time.monotonic() - since
+
+    def flush(self) -> None:
+        """Write every buffered metric; when this returns they are stored."""
+        if self.id is None:
+            return
+        with self._flush_lock:
+            with self._buf_lock:
+                batch, self._pending, self._pending_since = self._pending, [], None
+            if not batch:
+                return
+            from mlflow.entities import Metric as MlflowMetric
+            try:
+                log_batch(self.client, self.id,
+                          metrics=[MlflowMetric(m.key, m.value, m.timestamp, m.step) for m in batch])
+            except BaseException:
+                with self._buf_lock:  # keep them for the next try; order by timestamp is preserved
+                    self._pending = batch + self._pending
+                    self._pending_since = self._pending_since or time.monotonic()
+                raise
+
+    def _flush_quiet(self) -> None:
+        try:
+            self.flush()
+        except Exception as exc:
+            warnings.warn(f"qexp: could not write buffered metrics of run {self.id}: {exc}", RuntimeWarning)
+
+    def _list_metrics(self) -> dict[str, float]:
+        self.flush()
+        return dict(self._get_run().data.metrics)
+
+    def _metric_history(self, key: str) -> list[Metric]:
+        self.flush()
+        points = retry(self.client.get_metric_history, self._require_id(), key)
+        return [Metric(p.key, float(p.value), int(p.timestamp), int(p.step)) for p in points]
+
+    def metric_keys(self) -> list[str]:
+        """Every metric key logged in this run."""
+        return sorted(self._list_metrics())
+
+    # ---- artifacts ---------------------------------------------------------------------------
+    def _artifact_uri(self) -> str:
+        if self._artifact_uri_value is None:
+            self._artifact_uri_value = self._get_run().info.artifact_uri
+        return self._artifact_uri_value
+
+    def get_local_dir(self) -> str:
+        """The run's folder when its artifacts are on the local disk (the parent of ``artifacts/``)."""
+        uri = self.get_artifact_uri()
+        if uri.startswith("file:") or uri.startswith("/"):
+            from qexp.fileuri import file_uri_to_path
+            return os.path.dirname(file_uri_to_path(uri).rstrip("/"))
+        raise RuntimeError(f"run {self.id} keeps its artifacts at {uri}, not on the local disk; use "
+                           f"download_artifact() to get a local copy")
+
+    def _log_artifact(self, local_path: str, artifact_path: str | None) -> None:
+        self.client.log_artifact(self._require_id(), local_path, artifact_path)
+
+    def _read_artifact(self, path: str) -> bytes:
+        with tempfile.TemporaryDirectory(prefix="qexp-mlflow-") as tmp:
+            local = self._download_artifact(path, tmp)
+            if os.path.isdir(local):
+                raise IsADirectoryError(f"artifact {path!r} of run {self.id} is a folder; list it with "
+                                        f"list_artifacts({path!r})")
+            with open(local, "rb") as f:
+                return f.read()
+
+    def _download_artifact(self, path: str, dst: str) -> str:
+        try:
+            return self.client.download_artifacts(self._require_id(), path, dst_path=dst)
+        except Exception as exc:
+            if is_not_found(exc) or isinstance(exc, FileNotFoundError) or "No such file" in str(exc):
+                raise FileNotFoundError(f"run {self.id} has no artifact {path!r}") from exc
+            raise
+
+    def _artifact_exists(self, path: str) -> bool:
+        parent = os.path.dirname(path) or None
+        return any(i.path == path for i in self.client.list_artifacts(self._require_id(), parent))
+
+    def _list_artifacts(self, path: str | None, recursive: bool) -> list[str]:
+        run_id = self._require_id()
+        infos = self.client.list_artifacts(run_id, path)
+        if not infos and path:
+            # a file, not a folder: MLflow lists nothing under it
+            return [path] if self._artifact_exists(path) else []
+        if not recursive:
+            return sorted(i.path for i in infos)
+        out, stack = [], list(infos)
+        while stack:
+            info = stack.pop()
+            if info.is_dir:
+                stack.extend(self.client.list_artifacts(run_id, info.path))
+            else:
+                out.append(info.path)
+        return sorted(out)
+
+
+def _immutable(run_id: str | None, key: str, old: str, new: str) -> QexpError:
+    return QexpError(f"param {key!r} of run {run_id} is already {_short(old)!r} and cannot change to "
+                     f"{_short(new)!r}: params are immutable (as in MLflow); log a tag or a metric for values "
+                     f"that change, or start a new run")
+
+
+def _short(v: str) -> str:
+    return v if len(v) <= 200 else v[:200] + "..."
