@@ -26,3 +26,8 @@ BACKENDS: dict[str, BackendFactory] = {
     "file": file_store,
     "file-uri": file_uri_store,
 }
+
+# MLflow stores of the qexp_mlflow plugin (set up once per session, emptied per test): tests/mlflow/stores.py
+from ..mlflow.stores import mlflow_server_store, postgresql_store, sqlite_store  # noqa: E402
+
+BACKENDS.update({"sqlite": sqlite_store, "postgresql": postgresql_store, "mlflow-server": mlflow_server_store})
