@@ -121,9 +121,9 @@ def init_instance_by_config(config: Any, default_module: Any = None, accept_type
     # explicit kwargs win over try_kwargs (Qlib got there by retrying after the TypeError)
     extra = {k: v for k, v in (try_kwargs or {}).items() if k not in cfg_kwargs and k not in kwargs}
     if extra:
-        accepted = _accepted_kwargs(klass)
-        if accepted is not None:
-            extra = {k: v for k, v in extra.items() if k in accepted}
+        # only to parameters the constructor names: a **kwargs catch-all may reject unknown keys itself
+        accepted = _named_params(klass)
+        extra = {k: v for k, v in extra.items() if k in accepted}
     return klass(**cfg_kwargs, **extra, **kwargs)
 
 
@@ -135,6 +135,15 @@ def _accepted_kwargs(func: Callable) -> set[str] | None:
         return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
         return None
+    return {n for n, p in sig.parameters.items()
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+
+
+def _named_params(func: Callable) -> set[str]:
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return set()
     return {n for n, p in sig.parameters.items()
             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
 
