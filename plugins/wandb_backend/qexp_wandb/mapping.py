@@ -21,7 +21,7 @@ _SYSTEM_TAG_PREFIXES = ("mlflow.", "wandb.", "qexp.", "git.")
 _SYSTEM_TAGS = {"hostname", "python_version", "qexp_version", "cmd-sys.argv"}
 
 _INT = re.compile(r"^-?(0|[1-9]\d*)$")
-_FLOAT = re.compile(r"^-?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$")
+_FLOAT = re.compile(r"^-?((0|[1-9]\d*)\.\d*|\.\d+|(0|[1-9]\d*)(\.\d*)?[eE][-+]?\d+)$")
 
 
 def config_value(value: str) -> Any:

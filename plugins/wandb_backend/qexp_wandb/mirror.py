@@ -306,13 +306,15 @@ class WandbMirror:
         }
         if self.target.init_timeout is not None:
             settings["init_timeout"] = self.target.init_timeout
-        if self.target.dir:
-            os.makedirs(self.target.dir, exist_ok=True)
+        # passed on every init: W&B reads $WANDB_DIR once per process, at its first run
+        folder = self.target.dir or os.environ.get("WANDB_DIR") or None
+        if folder:
+            os.makedirs(folder, exist_ok=True)
         return dict(project=self.target.project, entity=self.target.entity, name=recorder.name,
                     group=exp_name, job_type="qexp", config=config, tags=run_tags,
                     notes=f"qexp run {recorder.id} of experiment {exp_name!r} in {recorder.uri}",
                     id=resume_id or new_run_id(), resume="allow" if resume_id else None,
-                    dir=self.target.dir, reinit="create_new", settings=wandb.Settings(**settings))
+                    dir=folder, reinit="create_new", settings=wandb.Settings(**settings))
 
     def _experiment_name(self, recorder: Any) -> str:
         link = link_of(recorder)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -107,6 +108,17 @@ def _value(item: Any) -> Any:
         return json.loads(item.value_json)
     except ValueError:
         return item.value_json
+
+
+def wait_for_offline_run(path: str, timeout: float = 15.0) -> OfflineRun:
+    """Read a run once W&B has written its exit record: ``run.finish()`` returns before W&B's service has
+    flushed the file, so a reader in the same process must wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = read_offline_run(path)
+        if run.exit_code is not None or time.monotonic() > deadline:
+            return run
+        time.sleep(0.05)
 
 
 def read_offline_run(path: str) -> OfflineRun:

@@ -75,11 +75,13 @@ def sync_command(dirs: list[str]) -> list[str]:
 
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+# looked up at call time, so tests can replace it and check the command without a W&B server
+run_command: Runner = subprocess.run
 
 
-def sync_run(run: OfflineRunDirs, runner: Runner = subprocess.run) -> tuple[bool, str]:
+def sync_run(run: OfflineRunDirs) -> tuple[bool, str]:
     """Upload one run's folders; returns (ok, output of wandb sync)."""
-    proc = runner(sync_command(run.dirs), capture_output=True, text=True)
+    proc = run_command(sync_command(run.dirs), capture_output=True, text=True)
     return proc.returncode == 0, ((proc.stdout or "") + (proc.stderr or "")).strip()
 
 
