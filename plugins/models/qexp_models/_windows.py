@@ -75,13 +75,18 @@ def _from_sampler(sampler: Any, segment: Any, d_feat: int, with_label: bool, mod
     if n_feat != d_feat:
         raise ValueError(f"{model}: d_feat={d_feat} but the TSDatasetH windows of '{segment}' have {n_feat} "
                          f"features per step; set d_feat={n_feat}")
+    # Qlib's _ts models read windows with padding rows replaced by the nearest real row of the stock;
+    # a sampler without config() gets the same fill on values instead
+    fill_values = not hasattr(sampler, "config")
+    if not fill_values:
+        sampler.config(fillna_type="ffill+bfill")
     x = np.empty((n, steps, n_feat), dtype=np.float32)
     y = np.empty(n, dtype=np.float32)
     for start in range(0, n, _CHUNK):
         idx = np.arange(start, min(n, start + _CHUNK))
         raw = np.asarray(sampler[idx], dtype=np.float32)
         y[idx] = raw[:, -1, -1]  # the label before filling: a missing label must stay missing
-        x[idx] = ffill_bfill(raw[:, :, :-1])
+        x[idx] = ffill_bfill(raw[:, :, :-1]) if fill_values else raw[:, :, :-1]
     index = sampler.get_index()
     if with_label and np.isnan(y).all():
         raise ValueError(f"{model}: every label in '{segment}' is NaN ({n} windows); the label expression needs "

@@ -101,17 +101,13 @@ class LGBModel(ModelFT):
 
     def finetune(self, dataset: Any, num_boost_round: int = 10, verbose_eval: int = 20,
                  reweighter: Any = None) -> "LGBModel":
-        """Add ``num_boost_round`` trees trained on ``train``, continuing from the trees ``predict`` uses.
-
-        Unlike Qlib, it continues from the best iteration, not from the trees grown after it.
-        """
+        """Add ``num_boost_round`` trees trained on ``train`` to the fitted ones (``lightgbm.train`` keeps
+        the trees up to the best iteration, so fine-tuning continues from there)."""
         lgb = _lazy.lightgbm("LGBModel")
         if self.model is None:
             raise not_fitted("LGBModel")
         ((dtrain, _),) = self._datasets(dataset, reweighter, ("train",))
-        best = self.model.best_iteration or None
-        init = lgb.Booster(model_str=self.model.model_to_string(num_iteration=best)) if best else self.model
-        self.model = lgb.train(self.params, dtrain, num_boost_round=num_boost_round, init_model=init,
+        self.model = lgb.train(self.params, dtrain, num_boost_round=num_boost_round, init_model=self.model,
                                valid_sets=[dtrain], valid_names=["train"],
                                callbacks=[lgb.log_evaluation(period=verbose_eval)])
         return self

@@ -1,0 +1,192 @@
+"""Fixtures: a small synthetic market (60 stocks, 2016-2018) and the datasets Qlib's benchmarks use on it.
+
+The market and the datasets are built once per session; each dataset holds its data, so tests do not need
+the data provider after building them.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SEGMENTS = {"train": ("2016-01-01", "2017-06-30"), "valid": ("2017-07-01", "2017-12-31"),
+            "test": ("2018-01-01", "2018-12-31")}
+SPAN = {"instruments": "all", "start_time": "2016-01-01", "end_time": "2018-12-31",
+        "fit_start_time": "2016-01-01", "fit_end_time": "2017-06-30"}
+# Qlib's RNN/Linear configs: robust z-score and fill the features, rank-normalise the label for learning
+NORM_FEATURES = [{"class": "RobustZScoreNorm", "kwargs": {"fields_group": "feature", "clip_outlier": True}},
+                 {"class": "Fillna", "kwargs": {"fields_group": "feature"}}]
+RANK_LABEL = [{"class": "DropnaLabel"}, {"class": "CSRankNorm", "kwargs": {"fields_group": "label"}}]
+ZSCORE_LABEL = [{"class": "DropnaLabel"}, {"class": "CSZScoreNorm", "kwargs": {"fields_group": "label"}}]
+# the 20 Alpha158 features of Qlib's ALSTM/GRU Alpha158 configs
+SELECTED_20 = ["KLEN", "KLOW", "ROC60", "STD5", "RSQR5", "RSQR10", "RSQR20", "RSQR60", "RESI5", "RESI10",
+               "CORR5", "CORR10", "CORR20", "CORR60", "CORD5", "CORD10", "CORD60", "VSTD5", "WVMA5", "WVMA60"]
+# Qlib's benchmark LightGBM parameters suit 300 stocks x 7 years; on this small market their L1/L2 penalties
+# stop tree growth after ~9 trees. Small trees and a low learning rate keep learning for ~75 rounds and then
+# overfit, which exercises early stopping. One thread: the test machine is shared.
+LGB_PARAMS = {"learning_rate": 0.02, "num_leaves": 7, "min_data_in_leaf": 500, "colsample_bytree": 0.5,
+              "num_threads": 1, "seed": 0}
+
+
+@contextlib.contextmanager
+def _provider(folder: Path) -> Iterator[None]:
+    from qexp import data_api
+    from qexp_data.provider import LocalProvider
+    old = (data_api._global["provider"], data_api._global["region"])
+    data_api.set_provider(LocalProvider(str(folder)), "cn")
+    try:
+        yield
+    finally:
+        data_api.set_provider(*old)
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from qexp_data.synth import SynthParams, write_synth
+    folder = tmp_path_factory.mktemp("synth") / "market"
+    write_synth(folder, SynthParams(instruments=60, start="2016-01-01", end="2018-12-31", seed=0))
+    return folder
+
+
+def _dataset(synth_dir: Path, handler: str, ts: bool = False, **handler_kwargs: Any) -> Any:
+    from qexp_data.alpha import Alpha158, Alpha360
+    from qexp_data.dataset import DatasetH, TSDatasetH
+    with _provider(synth_dir):
+        h = {"Alpha158": Alpha158, "Alpha360": Alpha360}[handler](**SPAN, **handler_kwargs)
+        if ts:
+            return TSDatasetH(step_len=20, handler=h, segments=dict(SEGMENTS))
+        return DatasetH(h, dict(SEGMENTS))
+
+
+@pytest.fixture(scope="session")
+def ds158(synth_dir: Path) -> Any:
+    """Alpha158 as in Qlib's LightGBM config: raw features, z-scored label."""
+    return _dataset(synth_dir, "Alpha158", learn_processors=ZSCORE_LABEL)
+
+
+@pytest.fixture(scope="session")
+def ds158_norm(synth_dir: Path) -> Any:
+    """Alpha158 as in Qlib's Linear config: robust z-scored and filled features, ranked label."""
+    return _dataset(synth_dir, "Alpha158", infer_processors=NORM_FEATURES, learn_processors=RANK_LABEL)
+
+
+@pytest.fixture(scope="session")
+def ds360(synth_dir: Path) -> Any:
+    """Alpha360 as in Qlib's ALSTM config (DatasetH, d_feat 6)."""
+    return _dataset(synth_dir, "Alpha360", infer_processors=NORM_FEATURES, learn_processors=RANK_LABEL)
+
+
+@pytest.fixture(scope="session")
+def ts158(synth_dir: Path) -> Any:
+    """Alpha158's selected 20 features as in Qlib's ALSTM Alpha158 config (TSDatasetH, step_len 20)."""
+    procs = [{"class": "FilterCol", "kwargs": {"fields_group": "feature", "col_list": SELECTED_20}}] + NORM_FEATURES
+    return _dataset(synth_dir, "Alpha158", ts=True, infer_processors=procs, learn_processors=RANK_LABEL)
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    """A fresh file store as qexp's tracking URI."""
+    import qexp
+    uri = tmp_path / "runs"
+    qexp.init(uri=str(uri))
+    return uri
+
+
+def test_labels(dataset: Any, segment: str = "test") -> pd.Series:
+    """The raw (infer) label of every row of ``segment`` (for a TSDatasetH too: read from its handler)."""
+    start, end = dataset.segments[segment]
+    return dataset.handler.fetch(slice(start, end), col_set="label", data_key="infer").iloc[:, 0]
+
+
+test_labels.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+def test_ic(pred: pd.Series, dataset: Any, segment: str = "test") -> float:
+    """Mean over days of the Pearson correlation between predictions and the raw (infer) label."""
+    label = test_labels(dataset, segment)
+    df = pd.DataFrame({"pred": pred, "label": label.reindex(pred.index)}).dropna()
+    daily = df.groupby(level="datetime").apply(lambda g: g["pred"].corr(g["label"]))
+    return float(daily.mean())
+
+
+test_ic.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+def predict_in_subprocess(uri: Path, recorder_id: str, dataset: Any, tmp_path: Path,
+                          segment: str = "test") -> pd.Series:
+    """Load ``params.pkl`` of run ``recorder_id`` in a new Python process and predict ``segment`` there.
+
+    The dataset travels as a pickle with its data (``dump_all``), so the child needs no data provider.
+    """
+    ds_file = tmp_path / "dataset.pkl"
+    dataset.config(dump_all=True, recursive=True)
+    try:
+        ds_file.write_bytes(pickle.dumps(dataset))
+    finally:
+        dataset.config(dump_all=False, recursive=True)
+    out = tmp_path / "pred.pkl"
+    script = (
+        "import pickle, sys\n"
+        "import qexp\n"
+        "from qexp import R\n"
+        "qexp.init(uri=sys.argv[1])\n"
+        "model = R.get_recorder(recorder_id=sys.argv[2]).load_object('params.pkl')\n"
+        "dataset = pickle.loads(open(sys.argv[3], 'rb').read())\n"
+        "model.predict(dataset, sys.argv[4]).to_pickle(sys.argv[5])\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.run([sys.executable, "-c", script, str(uri), recorder_id, str(ds_file), segment, str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return pd.read_pickle(out)
+
+
+def assert_test_index(pred: pd.Series, dataset: Any) -> None:
+    """Predictions cover exactly the test rows of the infer data, one finite score each."""
+    expected = test_labels(dataset).index
+    assert isinstance(pred, pd.Series)
+    assert list(pred.index.names) == ["datetime", "instrument"]
+    assert pred.index.equals(expected)
+    assert np.isfinite(pred.to_numpy()).all()
+
+
+class FrameDataset:
+    """A minimal DatasetH stand-in over one frame with ``feature``/``label`` column groups, for inputs the
+    real handlers cannot produce (all-NaN labels, NaN features, missing segments)."""
+
+    def __init__(self, frame: pd.DataFrame, segments: dict[str, tuple[str, str]]):
+        self.frame = frame
+        self.segments = segments
+
+    def prepare(self, segments: str, col_set: Any = "__all", data_key: str = "infer") -> pd.DataFrame:
+        if segments not in self.segments:
+            raise KeyError(segments)
+        start, end = self.segments[segments]
+        dates = self.frame.index.get_level_values("datetime")
+        df = self.frame[(dates >= pd.Timestamp(start)) & (dates <= pd.Timestamp(end))]
+        if isinstance(col_set, str) and col_set in ("feature", "label"):
+            return df[col_set]
+        return df
+
+
+def random_frame(n_days: int = 60, n_inst: int = 8, n_feat: int = 6, seed: int = 0) -> pd.DataFrame:
+    """A panel whose label is a noisy linear function of the features."""
+    rng = np.random.default_rng(seed)
+    index = pd.MultiIndex.from_product([pd.bdate_range("2020-01-01", periods=n_days), [f"S{i}" for i in range(n_inst)]],
+                                       names=["datetime", "instrument"])
+    x = rng.standard_normal((len(index), n_feat)).astype(np.float32)
+    y = x @ rng.standard_normal(n_feat) * 0.1 + rng.standard_normal(len(index)) * 0.1
+    cols = pd.MultiIndex.from_tuples([("feature", f"F{i}") for i in range(n_feat)] + [("label", "LABEL0")])
+    return pd.DataFrame(np.c_[x, y].astype(np.float32), index=index, columns=cols)
+
+
+FRAME_SEGMENTS = {"train": ("2020-01-01", "2020-02-14"), "valid": ("2020-02-15", "2020-03-05"),
+                  "test": ("2020-03-06", "2020-12-31")}
