@@ -4,7 +4,8 @@
 
 Prices come from the shared CSVs (``../shared/data/sp500_5yr`` or ``$QEXP_SHARED_DATA``), read with pandas into
 a quote frame (``$close``, ``$change``, ``$factor`` = 1); the data plugin's provider is used instead when
-``--provider-uri`` names a Qlib-format folder of the same data. Exchange settings are Qlib's benchmark ones
+``--provider-uri`` names a Qlib-format folder of the same data (then the timed backtest reads its prices
+from the provider itself, e.g. a folder made by ``qexp_data.importer.import_csv``). Exchange settings are Qlib's benchmark ones
 (9.5% limit, close price, 5/15 bp costs, minimum 5, lots of 100). The benchmark return is the equal-weighted
 mean of the stocks' daily returns. The timed call is ``qexp_records.backtest.backtest`` end to end: pivoting
 the quotes, aligning the signal, simulating every day and building the report, positions and indicators.
@@ -66,7 +67,7 @@ def main() -> int:
         prov = get_provider()
         codes = prov.list_instruments("all", start, end, as_list=True)
         quote = prov.features(codes, ["$close", "$change", "$factor"], start - pd.Timedelta(days=10), end)
-        source = f"provider {args.provider_uri}"
+        source = f"provider {args.provider_uri} (read inside the timed backtest)"
     else:
         folder = data_dir()
         if not folder.is_dir():
@@ -96,7 +97,7 @@ def main() -> int:
         executor = SimulatorExecutor(time_per_step="day", generate_portfolio_metrics=True)
         t = time.perf_counter()
         pf, _ = backtest(cal[0], cal[-1], strategy, executor, benchmark=bench, account=1e8,
-                         exchange_kwargs=exchange_kwargs, quote=quote)
+                         exchange_kwargs=exchange_kwargs, quote=None if args.provider_uri else quote)
         times.append(time.perf_counter() - t)
         report = pf["1day"][0]
     best, med = min(times), statistics.median(times)

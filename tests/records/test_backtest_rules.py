@@ -92,6 +92,13 @@ def test_missing_factor_falls_back_to_adjusted_prices_without_rounding():
     assert _orders(orders, 1) == [("A", "BUY", 4750.0), ("B", "BUY", 2375.0)]
 
 
+def test_quote_without_factor_column_trades_adjusted_amounts():
+    q = make_quote({"A": [10.0] * 3, "B": [20.0] * 3}).drop(columns="$factor")
+    with pytest.warns(UserWarning, match="adjusted prices"):
+        _, _, orders, _ = run_bt(q, make_pred({0: {"A": 2, "B": 1}}), topk=2, n_drop=0)
+    assert _orders(orders, 1) == [("A", "BUY", 4750.0), ("B", "BUY", 2375.0)]
+
+
 def test_min_cost_applies_to_small_trades():
     q = make_quote({"A": [10.0] * 4, "B": [20.0] * 4})
     pred = make_pred({0: {"A": 2, "B": 1}, 1: {"A": 1, "B": 2}})

@@ -113,7 +113,9 @@ def test_all_three_records_write_every_artifact_and_metric(store, market):
     assert metrics["ICIR"] == pytest.approx(ic.mean() / ic.std())
 
 
-def test_port_ana_default_config_is_qlibs():
+def test_port_ana_default_config_is_qlibs(monkeypatch):
+    from qexp import data_api
+    monkeypatch.setitem(data_api._global, "region", "cn")
     rec = PortAnaRecord(recorder=object())
     assert rec.strategy_config == {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
                                    "kwargs": {"signal": "<PRED>", "topk": 50, "n_drop": 5}}
@@ -122,6 +124,15 @@ def test_port_ana_default_config_is_qlibs():
     assert rec.backtest_config["benchmark"] == "SH000300" and rec.backtest_config["account"] == 100000000
     assert rec.executor_config["kwargs"] == {"time_per_step": "day", "generate_portfolio_metrics": True}
     assert rec.risk_analysis_freq == ["1day"] and rec.indicator_analysis_freq == ["1day"]
+
+
+def test_port_ana_default_config_for_us_has_no_limit():
+    cfg = PortAnaRecord(recorder=object(), config=None)
+    from qexp_records import default_port_analysis_config
+    us = default_port_analysis_config("us")
+    assert us["backtest"]["exchange_kwargs"]["limit_threshold"] is None
+    assert us["backtest"]["benchmark"] == "^gspc"
+    assert us["strategy"] == cfg.strategy_config
 
 
 def test_missing_dependency_is_a_clear_error(store, market):

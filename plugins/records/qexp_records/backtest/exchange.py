@@ -151,14 +151,19 @@ class Exchange:
         price_fields = list(dict.fromkeys(["$close", self.buy_price_field, self.sell_price_field]))
         fields = list(dict.fromkeys(price_fields + self._limit_fields()
                                     + (["$volume"] if self.impact_cost else [])))
-        df = self.source.features(list(self.codes), fields, self.dates[0], self.dates[-1])
-        arrays = self._pivot(df, fields)
-        # $factor is optional: without it trading falls back to adjusted prices, as Qlib does
+        # $factor is optional: without it trading falls back to adjusted prices, as Qlib does. One read with it
+        # first (reads are the slow part); only a source that lacks it is read again without it.
+        with_factor = list(dict.fromkeys(fields + ["$factor"]))
         try:
-            fdf = self.source.features(list(self.codes), ["$factor"], self.dates[0], self.dates[-1])
-            factor = self._pivot(fdf, ["$factor"])["$factor"]
-        except Exception:  # a source without the field
-            factor = np.full((len(self.dates), len(self.codes)), np.nan)
+            df = self.source.features(list(self.codes), with_factor, self.dates[0], self.dates[-1])
+            arrays = self._pivot(df, with_factor)
+        except Exception as exc:
+            if "factor" not in str(exc):
+                raise
+            df = self.source.features(list(self.codes), fields, self.dates[0], self.dates[-1])
+            arrays = self._pivot(df, fields)
+            arrays["$factor"] = np.full((len(self.dates), len(self.codes)), np.nan)
+        factor = arrays["$factor"]
 
         close = arrays["$close"]
         self.close = close
