@@ -28,7 +28,7 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 LOCK_TIMEOUT_S = 1800.0  # a slow cold build of a large universe may hold the lock for minutes
 
 
@@ -231,7 +231,8 @@ def _level_array(level: pd.Index) -> tuple[np.ndarray, str]:
         # keep the unit: pandas 3 builds datetime64[us] indexes by default, and a reloaded frame must
         # compare equal to a freshly computed one
         return level.asi8, str(level.dtype)
-    return np.asarray(level.astype(str), dtype=str), "str"
+    # the dtype name ("object", "str", ...) so the reloaded level has the dtype of the computed one
+    return np.asarray(level.astype(str), dtype=str), f"labels:{level.dtype}"
 
 
 def _index_to_arrays(index: pd.MultiIndex) -> tuple[dict[str, np.ndarray], dict]:
@@ -244,13 +245,19 @@ def _index_to_arrays(index: pd.MultiIndex) -> tuple[dict[str, np.ndarray], dict]
     return arrays, {"index_names": list(index.names), "level_kinds": kinds}
 
 
+def _level_from_array(raw: np.ndarray, kind: str) -> pd.Index:
+    if kind.startswith("datetime64["):
+        return pd.DatetimeIndex(raw.view(kind))
+    dtype = kind.split(":", 1)[1] if kind.startswith("labels:") else "object"
+    labels = pd.Index(raw.astype(object), dtype=object)
+    return labels if dtype == "object" else labels.astype(dtype)
+
+
 def _index_from_arrays(meta: dict, z: Any) -> pd.MultiIndex:
     levels = []
     codes = []
     for i, kind in enumerate(meta["level_kinds"]):
-        raw = z[f"level{i}"]
-        levels.append(pd.DatetimeIndex(raw.view(kind)) if kind.startswith("datetime64[")
-                      else pd.Index(raw.astype(object)))
+        levels.append(_level_from_array(z[f"level{i}"], kind))
         codes.append(z[f"codes{i}"])
     return pd.MultiIndex(levels=levels, codes=codes, names=meta["index_names"], verify_integrity=False)
 
