@@ -23,7 +23,7 @@ class SignalMseRecord(ACRecordTemp):
     artifact_path = "sig_analysis"
     depend_cls = SignalRecord
 
-    def __init__(self, recorder: Any = None, skip_existing: bool = False, **kwargs: Any):
+    def __init__(self, recorder: Any = None, skip_existing: bool = False):
         super().__init__(recorder=recorder, skip_existing=skip_existing)
 
     def _generate(self, **kwargs: Any) -> dict[str, Any]:

@@ -68,12 +68,10 @@ class PortAnaRecord(ACRecordTemp):
 
     def __init__(self, recorder: Any = None, config: dict | None = None, risk_analysis_freq: Any = None,
                  indicator_analysis_freq: Any = None, indicator_analysis_method: str | None = None,
-                 skip_existing: bool = False, plot: bool = True, **kwargs: Any):
+                 skip_existing: bool = False, plot: bool = True):
+        # no **kwargs (unlike Qlib's signature): a misspelt argument is a TypeError naming it, and task_train's
+        # model/dataset try_kwargs are filtered out instead of swallowed
         super().__init__(recorder=recorder, skip_existing=skip_existing)
-        if kwargs:
-            raise ConfigError(f"PortAnaRecord got unknown argument(s) {', '.join(sorted(kwargs))}; it takes "
-                              f"config, risk_analysis_freq, indicator_analysis_freq, indicator_analysis_method, "
-                              f"skip_existing, plot")
         from qexp.config import deepcopy_basic_type
         config = default_port_analysis_config() if config is None else deepcopy_basic_type(config)
         if not isinstance(config, dict) or "strategy" not in config:
