@@ -301,3 +301,12 @@ def test_runs_report_cli(store, market):
     assert "Rank ICIR" in out.output and "information_ratio" in out.output and "report_1day.png" in out.output
     out = runner.invoke(cli, ["runs", "report", "no-such-run", "--uri", str(store)])
     assert out.exit_code != 0 and "no-such-run" in out.output
+
+
+def test_sig_ana_with_a_label_passed_in_needs_no_label_artifact(store, market):
+    q, pred, label = market
+    with R.start(experiment_name="records"):
+        rec = R.get_recorder()
+        rec.save_objects(**{"pred.pkl": pred})
+        SigAnaRecord(rec).generate(label=label)
+        assert rec.list_metrics()["IC"] > 0.3

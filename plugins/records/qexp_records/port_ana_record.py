@@ -108,14 +108,16 @@ class PortAnaRecord(ACRecordTemp):
         from qexp.config import deepcopy_basic_type, fill_placeholder
         pred = self.load("pred.pkl")
         try:
-            to_score_series(pred, "pred.pkl")
+            scores = to_score_series(pred, "pred.pkl")
         except QexpError as exc:
             raise QexpError(f"PortAnaRecord cannot backtest recorder {self.recorder.id}: {exc}") from None
+        if scores.empty:
+            raise QexpError(f"PortAnaRecord: pred.pkl of recorder {self.recorder.id} has no rows to backtest")
         # fill a fresh copy each time, so generate() can run again on new predictions
         strategy = fill_placeholder(deepcopy_basic_type(self.strategy_config), {"<PRED>": pred})
         executor = fill_placeholder(deepcopy_basic_type(self.executor_config), {"<PRED>": pred})
         bt = dict(self.backtest_config)
-        dates = pd.DatetimeIndex(pred.index.get_level_values("datetime"))
+        dates = pd.DatetimeIndex(scores.index.get_level_values("datetime"))
         if bt.get("start_time") is None:
             bt["start_time"] = dates.min()
         if bt.get("end_time") is None:

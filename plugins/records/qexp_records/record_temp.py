@@ -11,9 +11,8 @@ Differences from Qlib, each on purpose:
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Collection
 
-import numpy as np
 import pandas as pd
 
 from qexp import LoadObjectError, QexpError
@@ -101,10 +100,13 @@ class RecordTemp:
         raise MissingArtifactError(f"{type(self).__name__}: recorder {getattr(self.recorder, 'id', '?')} has no "
                                    f"artifact {' or '.join(map(repr, tried))}{hint}")
 
-    def check(self, include_self: bool = False, parents: bool = True) -> None:
+    def check(self, include_self: bool = False, parents: bool = True, provided: Collection[str] = ()) -> None:
         """Raise :class:`MissingArtifactError` when an artifact is missing: this record's own
-        (``include_self``) and the ones it reads from its dependencies, recursively (``parents``)."""
+        (``include_self``) and the ones it reads from its dependencies, recursively (``parents``).
+        ``provided`` names dependency artifacts the caller passes in directly, so they need not exist."""
         present = set(self.recorder.list_artifacts(recursive=True))
+        if self.depend_cls is not None:
+            present |= {self.depend_cls.get_path(a) for a in provided}
         if include_self:
             missing = [self.get_path(a) for a in self.list() if self.get_path(a) not in present]
             if missing:
@@ -163,11 +165,15 @@ class ACRecordTemp(RecordTemp):
                 logger.info("%s: artifacts already exist in recorder %s; skipped", type(self).__name__,
                             self.recorder.id)
                 return None
-        self.check(include_self=False, parents=True)
+        self.check(include_self=False, parents=True, provided=self.provided_artifacts(**kwargs))
         artifacts = self._generate(*args, **kwargs)
         if isinstance(artifacts, dict):
             self.save(**artifacts)
         return artifacts
+
+    def provided_artifacts(self, **kwargs: Any) -> set[str]:
+        """Dependency artifacts that ``generate(**kwargs)`` receives directly instead of loading them."""
+        return set()
 
     def _generate(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         raise NotImplementedError(f"{type(self).__name__} must implement _generate()")
@@ -250,7 +256,11 @@ class SigAnaRecord(ACRecordTemp):
         self.label_col = label_col
         self.plot = plot
 
+    def provided_artifacts(self, label: Any = None, **kwargs: Any) -> set[str]:
+        return {"label.pkl"} if label is not None else set()
+
     def _generate(self, label: pd.DataFrame | None = None, **kwargs: Any) -> dict[str, Any]:
+        """IC/Rank IC (and long-short) of ``pred.pkl``; ``label`` overrides the saved ``label.pkl``."""
         pred = _first_column(self.load("pred.pkl"), "pred.pkl")
         if label is None:
             label = self.load("label.pkl")
