@@ -254,6 +254,7 @@ class WandbMirror:
         st.run_tags = wandb_run_tags(tags)
         kwargs = self._init_kwargs(wandb, recorder, tags, sorted(st.run_tags.values()))
         run = None
+        online_failed = False
         if mode == "online":
             if not has_credentials():
                 self._to_offline(f"no W&B credentials are configured; {CREDENTIALS_HINT}")
@@ -261,8 +262,20 @@ class WandbMirror:
                 try:
                     run = wandb.init(mode="online", **kwargs)
                 except Exception as exc:
+                    online_failed = True
                     self._to_offline(f"starting the online W&B run failed ({type(exc).__name__}: "
                                      f"{str(exc).splitlines()[0] if str(exc) else ''})")
+        if run is None and online_failed:
+            # W&B's service keeps the failed run's id "in use": a new run gets a new id, a resumed one
+            # tries its own id first
+            if kwargs["resume"] is None:
+                kwargs["id"] = new_run_id()
+            try:
+                run = wandb.init(mode="offline", **kwargs)
+            except Exception:
+                if kwargs["resume"] is None:
+                    raise
+                kwargs.update(id=new_run_id(), resume=None)
         if run is None:
             run = wandb.init(mode="offline", **kwargs)
         st.run = run
@@ -306,6 +319,8 @@ class WandbMirror:
         }
         if self.target.init_timeout is not None:
             settings["init_timeout"] = self.target.init_timeout
+        if os.environ.get("WANDB_BASE_URL"):  # read per run, like the credentials check (W&B reads it once)
+            settings["base_url"] = os.environ["WANDB_BASE_URL"]
         # passed on every init: W&B reads $WANDB_DIR once per process, at its first run
         folder = self.target.dir or os.environ.get("WANDB_DIR") or None
         if folder:
