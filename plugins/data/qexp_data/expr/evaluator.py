@@ -44,18 +44,41 @@ class _Step:
     children: list[Any]   # keys (tuples) or ("const", value)
 
 
+def _window_n(node: Call) -> int | float | None:
+    kind = OPERATORS.get(node.op)
+    if kind in (ROLLING, QUANTILE):
+        return node.args[1].value  # type: ignore[union-attr]
+    if kind == PAIR_ROLLING:
+        return node.args[2].value  # type: ignore[union-attr]
+    return None
+
+
+def _int_window(node: Call) -> bool:
+    n = _window_n(node)
+    return n is not None and n >= 1
+
+
 def _deps(node: Call) -> list[Node]:
-    """Inputs of a node, including the helper nodes it shares with others (Std for masks, fit moments)."""
+    """Inputs of a node, including the helper nodes it shares with others: running sums for Mean/Sum/Count,
+    block extrema for Max/Min, sorted windows for Quantile/Med, Std for the 2e-5 masks, fit moments."""
     op, args = node.op, node.args
     kind = OPERATORS.get(op)
     if kind == INSTRUMENT:
         return []
+    if op in ("Mean", "Sum", "Count") and _int_window(node):
+        return [Call("_Prefix", (args[0],))]
+    if op in ("Max", "Min") and _int_window(node):
+        return [Call("_Prefix", (args[0],)), Call("_ExtTable", (args[0], Str(op.lower())))]
+    if op in ("Quantile", "Med") and _int_window(node):
+        return [Call("_Quantiles", (args[0], args[1]))]
     if op == "Rsquare":
         return [Call("_Moments", (args[0], args[1])), Call("Std", (args[0], args[1]))]
     if op == "Slope":
         return [Call("_Moments", (args[0], args[1]))]
     if op == "Resi":
         return [args[0], Call("_Moments", (args[0], args[1]))]
+    if op == "Rank" and _int_window(node):
+        return [Call("_Ranks", (args[0],))]
     if op in ("IdxMax", "IdxMin"):
         return [args[0], Call("_ArgTable", (args[0], Str("max" if op == "IdxMax" else "min")))]
     if op == "Corr":
@@ -64,7 +87,9 @@ def _deps(node: Call) -> list[Node]:
         return [args[0]]
     if kind == PAIR_ROLLING:
         return [args[0], args[1]]
-    if op in ("_Moments", "_ArgTable"):
+    if op == "_Moments":
+        return [Call("_FitPrefix", (args[0],))]
+    if op in ("_ArgTable", "_Prefix", "_ExtTable", "_Quantiles", "_FitPrefix", "_Ranks"):
         return [args[0]]
     return list(args)
 
@@ -92,6 +117,8 @@ class Evaluator:
         self._plan: dict[tuple, _Step] = {}
         self._refs: Counter = Counter()
         self._values: dict[tuple, Any] = {}
+        self._quantiles: dict[tuple, set[float]] = {}   # _Quantiles key -> every q asked of it
+        self._rank_windows: dict[tuple, set[int]] = {}  # _Ranks key -> every window asked of it
 
     # -- frames
     def set_global_range(self, q: int, qend: int) -> None:
@@ -132,6 +159,11 @@ class Evaluator:
             child_forced = forced or start_sensitive(node)
             children = [self.plan(d, fkey, child_forced) for d in _deps(node)]
         self._plan[key] = _Step(node, frame, children)
+        if isinstance(node, Call) and node.op in ("Quantile", "Med") and _int_window(node):
+            q = float(node.args[2].value) if node.op == "Quantile" else 0.5  # type: ignore[union-attr]
+            self._quantiles.setdefault(children[0], set()).add(q)
+        if isinstance(node, Call) and node.op == "Rank" and _int_window(node):
+            self._rank_windows.setdefault(children[0], set()).add(int(_window_n(node)))  # type: ignore[arg-type]
         for ck in children:
             if ck[0] != "const":
                 self._refs[ck] += 1
@@ -184,10 +216,30 @@ class Evaluator:
             return K.if_(args[0], args[1], args[2], fr)
         if kind == INSTRUMENT:
             return self._other_instrument(node, step.frame, fr)
+        if op == "_FitPrefix":
+            return K.fit_prefix(args[0], fr)
         if op == "_Moments":
-            return K.moments(args[0], node.args[1].value, fr)  # type: ignore[union-attr]
+            return K.moments(args[0], int(node.args[1].value), fr)  # type: ignore[union-attr]
+        if op == "_Ranks":
+            return K.ranks(args[0], sorted(self._rank_windows[(node.canon(), step.frame)]), fr)
         if op == "_ArgTable":
             return K.ArgTable(args[0], node.args[1].value, fr)  # type: ignore[union-attr]
+        if op == "_Prefix":
+            return K.prefix(args[0], fr)
+        if op == "_ExtTable":
+            return K.ExtTable(args[0], node.args[1].value, fr)  # type: ignore[union-attr]
+        if op == "_Quantiles":
+            qs = sorted(self._quantiles.get((node.canon(), step.frame), {0.5}))
+            return K.quantiles(args[0], int(node.args[1].value), qs, fr)  # type: ignore[union-attr]
+        if op in ("Mean", "Sum", "Count") and _int_window(node):
+            return K.window_stat(op, args[0], int(_window_n(node)), fr)  # type: ignore[arg-type]
+        if op in ("Max", "Min") and _int_window(node):
+            n = int(_window_n(node))  # type: ignore[arg-type]
+            cnt, _ = args[0].window(n)
+            return args[1].query(n, cnt, fr)
+        if op in ("Quantile", "Med") and _int_window(node):
+            q = float(node.args[2].value) if op == "Quantile" else 0.5  # type: ignore[union-attr]
+            return args[0][q]
         n = node.args[2 if kind == PAIR_ROLLING else 1].value  # type: ignore[union-attr]
         if kind == REF:
             return K.ref(args[0], int(n), fr)
@@ -202,7 +254,7 @@ class Evaluator:
             return K.ema(args[0], n, fr)
         n = int(n)
         if op == "Rank":
-            return K.rank(args[0], n, fr)
+            return args[0][n] if n >= 1 else K.rank(args[0], n, fr)
         if op == "Mad":
             return K.mad(args[0], n, fr)
         if op == "Delta":

@@ -14,7 +14,7 @@ converted (absent -> NaN) before they enter arithmetic or windows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -256,63 +256,240 @@ class _quiet:
 
 
 # ---------------------------------------------------------------------------------------------- regression
+def _diff(p: np.ndarray, n: int) -> np.ndarray:
+    """Trailing n-column window sums from running sums ``p`` (leading zero column); NaN before column n-1
+    (padding)."""
+    I, W1 = p.shape
+    out = np.empty((I, W1 - 1))
+    out[:, :n - 1] = np.nan
+    np.subtract(p[:, n:], p[:, :W1 - n], out=out[:, n - 1:])
+    return out
+
+
+def _running(v: np.ndarray) -> np.ndarray:
+    out = np.zeros((v.shape[0], v.shape[1] + 1))
+    np.cumsum(v, axis=1, out=out[:, 1:])
+    return out
+
+
+@dataclass
+class FitPrefix:
+    """Running sums behind Slope/Rsquare/Resi of one input, shared by all its windows. Positions are panel
+    columns c; window sums are re-based to Qlib's x = 1..N (oldest first) exactly, since every x-sum is an
+    integer. y is centred per instrument (the fit is invariant to that shift) to keep the sums small."""
+    count: np.ndarray
+    c1: np.ndarray
+    c2: np.ndarray
+    y1: np.ndarray
+    cy: np.ndarray
+    y2: np.ndarray
+    centre: np.ndarray
+
+
+def fit_prefix(x: Value, fr: Frame) -> FitPrefix:
+    x = as_float(x, fr)
+    with _quiet():
+        centre = np.nan_to_num(np.nanmean(x, axis=1, keepdims=True))
+    valid = ~np.isnan(x)
+    y = np.where(valid, x - centre, 0.0)
+    cols = np.arange(x.shape[1], dtype=np.float64)[None, :]
+    vc = np.where(valid, cols, 0.0)
+    return FitPrefix(_running(valid.astype(np.float64)), _running(vc), _running(vc * cols), _running(y),
+                     _running(y * cols), _running(y * y), centre)
+
+
 @dataclass
 class Moments:
-    """Window sums for the least-squares fit of y on its position (Slope, Rsquare, Resi).
-
-    Positions are the absolute panel columns; the fit is invariant to shifting them, and integer positions
-    make the x-sums exact. y is centred per instrument for the same reason (shift invariance) to keep the
-    y-sums well conditioned.
-    """
+    """Window sums of the least-squares fit of y on x = 1..N (oldest first), as Qlib's Cython keeps them."""
     n: np.ndarray
     sx: np.ndarray
     sxx: np.ndarray
     sy: np.ndarray
     sxy: np.ndarray
     syy: np.ndarray
+    window: int
+    centre: np.ndarray
 
 
-def moments(x: Value, n: int, fr: Frame) -> Moments:
-    x = as_float(x, fr)
-    with _quiet():
-        centre = np.nanmean(x, axis=1, keepdims=True)
-    y = x - np.nan_to_num(centre)
-    valid = ~np.isnan(y)
-    cols = np.arange(x.shape[1], dtype=np.float64)[None, :]
-    cnt = count_valid(y, n)
-    sx = window_sums(np.where(valid, cols, 0.0), n, exact=True)
-    sxx = window_sums(np.where(valid, cols * cols, 0.0), n, exact=True)
-    sy = window_sums(y, n)
-    sxy = window_sums(y * cols, n)
-    syy = window_sums(y * y, n)
-    return Moments(cnt, sx, sxx, sy, sxy, syy)
+def moments(p: FitPrefix, n: int, fr: Frame) -> Moments:
+    W = p.count.shape[1] - 1
+    if n == 0:
+        # Expanding: positions count from the first loaded day (x = c - first + 1).
+        base = (fr.first - 1).astype(np.float64)[:, None]
+        cnt, c1, c2 = p.count[:, 1:], p.c1[:, 1:], p.c2[:, 1:]
+        sy, cy, y2 = p.y1[:, 1:], p.cy[:, 1:], p.y2[:, 1:]
+    else:
+        # Window ending at column t: x = c - (t - n), so sums of x and x*y shift by (t - n).
+        base = (np.arange(W, dtype=np.float64) - n)[None, :]
+        cnt, c1, c2 = _diff(p.count, n), _diff(p.c1, n), _diff(p.c2, n)
+        sy, cy, y2 = _diff(p.y1, n), _diff(p.cy, n), _diff(p.y2, n)
+    sx = c1 - base * cnt
+    sxx = c2 - 2 * base * c1 + base * base * cnt
+    sxy = cy - base * sy
+    return Moments(cnt, sx, sxx, sy, sxy, y2, n, p.centre)
+
+
+def _beta(m: Moments) -> np.ndarray:
+    """OLS slope; NaN when fewer than two points (x-spread exactly 0: the x-sums are exact integers, so
+    the 0/0 of Qlib stays NaN even though the y-sums carry rounding)."""
+    den = m.n * m.sxx - m.sx * m.sx
+    with np.errstate(all="ignore"):
+        b = (m.n * m.sxy - m.sx * m.sy) / den
+    b[den == 0] = np.nan
+    return b
 
 
 def slope(m: Moments, fr: Frame) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        out = (m.n * m.sxy - m.sx * m.sy) / (m.n * m.sxx - m.sx * m.sx)
-    return mask(out, fr)
+    return mask(_beta(m), fr)
 
 
 def rsquare(m: Moments, std: np.ndarray, fr: Frame) -> np.ndarray:
     """r squared; NaN where the window's std is <= 2e-5 (Qlib's np.isclose(std, 0, atol=2e-5) mask)."""
     with np.errstate(all="ignore"):
-        r = (m.n * m.sxy - m.sx * m.sy) / np.sqrt((m.n * m.sxx - m.sx * m.sx) * (m.n * m.syy - m.sy * m.sy))
+        den = m.n * m.sxx - m.sx * m.sx
+        r = (m.n * m.sxy - m.sx * m.sy) / np.sqrt(den * (m.n * m.syy - m.sy * m.sy))
         out = r * r
+        out[den == 0] = np.nan
         out[np.abs(std) <= 2e-5] = np.nan
     return mask(out, fr)
 
 
 def resi(x: Value, m: Moments, fr: Frame) -> np.ndarray:
-    """Residual of the newest point: y_t - (slope * t + (mean(y) - slope * mean(x)))."""
+    """Residual of the newest point: y_t - (slope * x_t + (mean(y) - slope * mean(x))), x_t = N."""
     x = as_float(x, fr)
-    with _quiet():
-        centre = np.nan_to_num(np.nanmean(x, axis=1, keepdims=True))
-    t = np.arange(x.shape[1], dtype=np.float64)[None, :]
+    if m.window == 0:
+        x_last = (np.arange(x.shape[1])[None, :] - fr.first[:, None] + 1).astype(np.float64)
+    else:
+        x_last = float(m.window)
+    b = _beta(m)
     with np.errstate(all="ignore"):
-        b = (m.n * m.sxy - m.sx * m.sy) / (m.n * m.sxx - m.sx * m.sx)
-        out = (x - centre) - (b * t + (m.sy / m.n - b * m.sx / m.n))
+        out = (x - m.centre) - (b * x_last + (m.sy / m.n - b * m.sx / m.n))
     return mask(out, fr)
+
+
+# ---------------------------------------------------------------------------------------------- fast windows
+@dataclass
+class Prefix:
+    """Running count of valid values and running sum (NaN as 0), with a leading zero column, so any trailing
+    window sum is one subtraction. Shared by every Mean/Sum/Count window of the same input."""
+    count: np.ndarray
+    total: np.ndarray
+
+    def window(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Count and sum of the trailing n-column window ending at each column (NaN before column n-1,
+        which is padding)."""
+        return _diff(self.count, n), _diff(self.total, n)
+
+
+def prefix(x: Value, fr: Frame) -> Prefix:
+    x = as_float(x, fr)
+    I = x.shape[0]
+    valid = ~np.isnan(x)
+    count = np.zeros((I, x.shape[1] + 1))
+    total = np.zeros((I, x.shape[1] + 1))
+    np.cumsum(valid, axis=1, out=count[:, 1:])
+    np.cumsum(np.where(valid, x, 0.0), axis=1, out=total[:, 1:])
+    return Prefix(count, total)
+
+
+def window_stat(op: str, p: Prefix, n: int, fr: Frame) -> np.ndarray:
+    """Mean, Sum or Count over a trailing window from running sums. A window with no valid value gives
+    NaN (Count: 0), as pandas does with ``min_periods=1``. Prefix sums are plain float64 sums: their rounding
+    is ~1e-13 relative, far below the float32 output, and an all-zero window still sums to exactly 0."""
+    cnt, tot = p.window(n)
+    with np.errstate(all="ignore"):
+        if op == "Count":
+            out = cnt
+        elif op == "Sum":
+            out = tot
+            out[cnt == 0] = np.nan
+        else:
+            out = np.divide(tot, cnt, out=tot)
+    return mask(out, fr)
+
+
+class ExtTable:
+    """Sparse table of block maxima (or minima) over 2**j columns, NaN skipped: Max/Min of any window is
+    the max of two overlapping blocks."""
+
+    def __init__(self, x: Value, kind: str, fr: Frame):
+        x = as_float(x, fr)
+        self.sign = 1.0 if kind == "max" else -1.0
+        self.levels = [np.where(np.isnan(x), -np.inf, self.sign * x)]
+
+    def level(self, j: int) -> np.ndarray:
+        while len(self.levels) <= j:
+            h = 1 << (len(self.levels) - 1)
+            prev = self.levels[-1]
+            nxt = prev.copy()
+            np.maximum(prev[:, :-h], prev[:, h:], out=nxt[:, :-h])
+            self.levels.append(nxt)
+        return self.levels[j]
+
+    def query(self, n: int, count: np.ndarray, fr: Frame) -> np.ndarray:
+        j = int(np.floor(np.log2(n)))
+        lv = self.level(j)
+        W = lv.shape[1]
+        out = np.full(lv.shape, np.nan)
+        out[:, n - 1:] = np.maximum(lv[:, :W - n + 1], lv[:, n - (1 << j):W - (1 << j) + 1])
+        out *= self.sign
+        out[count == 0] = np.nan
+        return mask(out, fr)
+
+
+def quantiles(x: Value, n: int, qs: Sequence[float], fr: Frame) -> dict[float, np.ndarray]:
+    """Rolling quantiles (linear interpolation over the window's valid values, as pandas) for several q at
+    once from one sort of the windows."""
+    x = as_float(x, fr)
+    I, W = x.shape
+    out = {q: np.full((I, W), np.nan) for q in qs}
+    if n == 0:
+        frame = _columns(x).expanding(min_periods=1)
+        return {q: _unflat(frame.quantile(q).to_numpy().T, fr) for q in qs}
+    win = np.lib.stride_tricks.sliding_window_view(x, n, axis=1)
+    cnt = count_valid(x, n)[:, n - 1:]
+    step = max(1, int(3e6 // max(1, n * win.shape[1])))
+    for i in range(0, I, step):
+        srt = np.sort(win[i:i + step], axis=2)             # NaNs sort last: valid values come first
+        m = cnt[i:i + step]
+        for q in qs:
+            pos = q * (m - 1)
+            lo = np.clip(np.floor(pos), 0, n - 1).astype(np.intp)
+            hi = np.clip(lo + 1, 0, n - 1)
+            vlo = np.take_along_axis(srt, lo[..., None], axis=2)[..., 0]
+            vhi = np.take_along_axis(srt, hi[..., None], axis=2)[..., 0]
+            frac = pos - lo
+            with np.errstate(all="ignore"):
+                val = np.where(frac > 0, vlo + (vhi - vlo) * frac, vlo)
+            val[m == 0] = np.nan
+            out[q][i:i + step, n - 1:] = val
+    return {q: mask(v, fr) for q, v in out.items()}
+
+
+def ranks(x: Value, windows: Sequence[int], fr: Frame) -> dict[int, np.ndarray]:
+    """Percentile rank of the current value in trailing windows of several lengths at once:
+    (less + (equal + 1) / 2) / valid count, the average-ties ``rolling(n).rank(pct=True)``; NaN when the
+    current value is NaN. One pass over lags 1..max(n)-1 serves every window."""
+    x = as_float(x, fr)
+    I, W = x.shape
+    less = np.zeros((I, W))
+    equal = np.zeros((I, W))
+    p = prefix(x, fr)
+    out: dict[int, np.ndarray] = {}
+    todo = sorted(set(windows))
+    for k in range(0, max(todo)):
+        if k:
+            past, cur = x[:, :W - k], x[:, k:]
+            less[:, k:] += past < cur
+            equal[:, k:] += past == cur
+        if k + 1 in todo:
+            n = k + 1
+            cnt, _ = p.window(n)
+            with np.errstate(all="ignore"):
+                r = (less + (equal + 2) / 2) / cnt
+            r[np.isnan(x)] = np.nan
+            out[n] = mask(r, fr)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- pairs
