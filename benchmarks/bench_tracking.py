@@ -5,6 +5,10 @@
 Workloads (issue 2): 200 runs x (10 params, 20 metrics); 10,000 step metrics in one run; a metric-filtered
 search over 10,000 runs; save + load of a 50 MB DataFrame; and 100,000 metric points logged and flushed.
 Each peer runs in this process, on a fresh store in a temp folder; the table prints times and ratios.
+
+W&B column (issue 7): ``wandb://`` offline (a local file store plus one offline W&B run per qexp run) against
+the file backend alone, on a smaller run count (a W&B run costs far more than a file run): per-run and
+per-point cost and the ratio. ``--no-wandb`` skips it.
 """
 from __future__ import annotations
 
@@ -84,6 +88,47 @@ class QexpPeer:
             R.save_objects(**{"frame.pkl": df})
             back = R.load_object("frame.pkl")
         assert back.shape == df.shape
+
+
+class QexpWandbPeer(QexpPeer):
+    """The same R workloads on ``wandb://`` offline: the local file store plus an offline W&B run per run."""
+    name = "qexp on wandb offline"
+
+    def __init__(self, root: str, autolog: bool = True):
+        import qexp
+        from qexp import R
+        self.R = R
+        os.makedirs(os.path.join(root, "wandb"), exist_ok=True)
+        os.environ["WANDB_SILENT"] = "true"
+        qexp.init(uri=f"wandb://qexp-bench?mode=offline&dir={os.path.join(root, 'wandb')}"
+                      f"&store={os.path.join(root, 'qexp_store')}", autolog=autolog)
+
+
+def wandb_section(root: str, quick: bool) -> None:
+    """File backend alone vs wandb:// offline on the same (smaller) workload; prints its own table."""
+    try:
+        import wandb
+    except ImportError:
+        print("wandb is not installed: pip install \"qexp[wandb]\" for the W&B column", file=sys.stderr)
+        return
+    n_runs, n_steps = (20, 1000) if quick else (50, 2000)
+    f = QexpPeer(os.path.join(root, "wf"))
+    res_f = {"runs": timed(lambda: f.runs(n_runs, 10, 20)), "steps": timed(lambda: f.step_metrics(n_steps))}
+    w = QexpWandbPeer(os.path.join(root, "ww"))
+    w.runs(2, 10, 20)  # W&B's service process starts with the first run: timed separately below
+    res_w = {"runs": timed(lambda: w.runs(n_runs, 10, 20)), "steps": timed(lambda: w.step_metrics(n_steps))}
+    t0 = time.perf_counter()
+    wandb.teardown()  # waits until W&B has written every run to disk
+    shutdown = time.perf_counter() - t0
+    print(f"\n| workload (W&B, offline) | qexp file | qexp on wandb offline | wandb / file |")
+    print("|---|---|---|---|")
+    for label, key in ((f"{n_runs} runs x (10 params, 20 metrics)", "runs"),
+                       (f"{n_steps:,} step metrics, one run", "steps")):
+        print(f"| {label} | {res_f[key]:.3f} s | {res_w[key]:.3f} s | {res_w[key] / res_f[key]:.1f}x |")
+    print(f"\nW&B offline: {res_w['runs'] / n_runs * 1000:.1f} ms per run (file alone "
+          f"{res_f['runs'] / n_runs * 1000:.2f} ms), {res_w['steps'] / n_steps * 1000:.3f} ms per step-metric "
+          f"point (file alone {res_f['steps'] / n_steps * 1000:.4f} ms); W&B service shutdown at exit "
+          f"{shutdown:.2f} s once per process")
 
 
 # ---- MLflow ---------------------------------------------------------------------------------------
@@ -175,6 +220,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not the published table)")
     ap.add_argument("--no-mlflow", action="store_true")
+    ap.add_argument("--no-wandb", action="store_true")
     args = ap.parse_args()
     n_runs, n_steps, n_search = (50, 2000, 1000) if args.quick else (200, 10_000, 10_000)
     root = tempfile.mkdtemp(prefix="qexp-bench-")
@@ -232,6 +278,8 @@ def main() -> None:
         print(f"\nqexp: {per_run:.2f} ms per run (with auto-logging: tags + git diff artifacts)")
         if "runs" in res_m:
             print(f"MLflow: {res_m['runs'] / n_runs * 1000:.2f} ms per run")
+        if not args.no_wandb:
+            wandb_section(os.path.join(root, "w"), args.quick)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -316,6 +316,8 @@ class WandbMirror:
             "console": "off",  # a library must not redirect the process's output, once per concurrent run
             "x_disable_stats": not self.target.system,   # a sampler per run; qexp records its own context
             "x_disable_meta": not self.target.system,
+            # W&B reads the metadata of every installed package at each init (~0.5 s in a large venv)
+            "x_save_requirements": self.target.system,
         }
         if self.target.init_timeout is not None:
             settings["init_timeout"] = self.target.init_timeout

@@ -25,7 +25,7 @@ class WandbTarget:
     artifacts: bool = False          # also upload artifacts as one W&B Artifact per run
     dir: str | None = None           # W&B's run folder root; None: $WANDB_DIR or W&B's default
     init_timeout: float | None = None
-    system: bool = False             # W&B system metrics and machine/git metadata (off: qexp logs its own)
+    system: bool = False             # W&B system metrics, machine/git metadata, requirements.txt (costly)
 
     def wandb_key(self) -> tuple:
         """What identifies the W&B side: two targets with equal keys write to the same place."""
