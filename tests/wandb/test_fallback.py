@@ -105,12 +105,18 @@ def test_without_wandb_installed_the_error_says_what_to_install(tmp_path):
                 qexp.init(**kwargs)
             except qexp.MissingExtraError as exc:
                 print("ERROR:", exc)
+        import click
+        from qexp.cli.main import get_cli
+        try:
+            get_cli().main(["runs", "sync-wandb", "--uri", "{tmp_path}/f"], standalone_mode=False)
+        except click.ClickException as exc:
+            print("ERROR:", exc.message)
         """, tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("ERROR:")]
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert all('pip install "qexp[wandb]"' in ln for ln in lines)
-    assert "wandb:// backend" in lines[0] and "wandb:// mirror" in lines[1]
+    assert "wandb:// backend" in lines[0] and "wandb:// mirror" in lines[1] and "wandb sync" in lines[2]
 
 
 @pytest.mark.parametrize("ending,status,exit_code", [("pass", "FINISHED", 0), ("1 / 0", "FAILED", 1)])

@@ -45,12 +45,19 @@ def sync_wandb(uri: str | None, exp: tuple[str, ...], include_synced: bool, dry_
     It needs W&B credentials: `wandb login` or WANDB_API_KEY (and WANDB_BASE_URL for a self-hosted
     server). Without them it lists the folders and says what to set.
     """
+    from qexp.exceptions import QexpError
     from qexp.settings import create_manager
 
+    from ._lazy import import_wandb
     from .credentials import CREDENTIALS_HINT, has_credentials
     from .sync import find_offline_runs, mark_synced, sync_command, sync_run
 
-    manager = create_manager(uri)
+    try:
+        if not dry_run:  # finding the folders needs only the store; uploading needs wandb
+            import_wandb("uploading runs with `wandb sync`")
+        manager = create_manager(uri)
+    except QexpError as exc:  # wandb not installed: the message says what to install
+        raise click.ClickException(str(exc)) from None
     runs = find_offline_runs(manager, _experiment_ids(manager, exp), include_synced=include_synced)
     runs_with_dirs = [r for r in runs if r.dirs]
     for r in runs:
