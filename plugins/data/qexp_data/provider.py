@@ -119,11 +119,13 @@ class LocalProvider:
         t_idx, i_idx = np.nonzero(rows.T)                       # datetime-major order
         flat = i_idx * layout.width + (layout.col(s) + t_idx)
         out = np.empty((len(nodes), len(flat)), dtype=np.float32)
+        gathered = np.empty(len(flat))   # np.take into a reused buffer, then one float32 cast
         for j, key in enumerate(keys):
             val = ev.compute(key)
             fr = ev.frame(key[1] if key[0] != "const" else ())
             arr = np.ascontiguousarray(K.as_float(val, fr))
-            out[j] = arr.reshape(-1)[flat]
+            np.take(arr.reshape(-1), flat, out=gathered)
+            out[j] = gathered
             ev.release(key)
         cal = self.store.calendar()
         index = pd.MultiIndex(levels=[cal[s:e + 1], pd.Index(codes, dtype=object)], codes=[t_idx, i_idx],
