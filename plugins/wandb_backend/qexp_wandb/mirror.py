@@ -265,19 +265,17 @@ class WandbMirror:
                     online_failed = True
                     self._to_offline(f"starting the online W&B run failed ({type(exc).__name__}: "
                                      f"{str(exc).splitlines()[0] if str(exc) else ''})")
-        if run is None and online_failed:
-            # W&B's service keeps the failed run's id "in use": a new run gets a new id, a resumed one
-            # tries its own id first
-            if kwargs["resume"] is None:
-                kwargs["id"] = new_run_id()
+        if run is None:
+            if online_failed and kwargs["resume"] is None:
+                kwargs["id"] = new_run_id()  # W&B's service keeps the failed attempt's id "in use"
             try:
                 run = wandb.init(mode="offline", **kwargs)
             except Exception:
-                if kwargs["resume"] is None:
+                if not (online_failed and kwargs["resume"]):
                     raise
+                # a resumed run whose id the failed online attempt still holds: a new W&B run then
                 kwargs.update(id=new_run_id(), resume=None)
-        if run is None:
-            run = wandb.init(mode="offline", **kwargs)
+                run = wandb.init(mode="offline", **kwargs)
         st.run = run
         _install_atexit()
         # W&B's step must only grow; qexp's may repeat or go back, so it is a column and every metric's x-axis
