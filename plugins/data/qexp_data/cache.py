@@ -72,25 +72,26 @@ def _local_dir(uri: Any) -> Path | None:
     return path if path.is_dir() else None
 
 
-def _stat_entries(paths: list[Path], root: Path) -> list[tuple[str, int, int]]:
-    out = []
-    for p in paths:
-        try:
-            st = p.stat()
-        except FileNotFoundError:
-            out.append((str(p.relative_to(root)), -1, -1))
-            continue
-        out.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
+def _stat_tree(folder: Path, root: Path) -> list[tuple[str, int, int]]:
+    """``(relative path, size, mtime_ns)`` of every file under ``folder``; one ``-1`` entry if it is missing.
+
+    ``os.scandir`` rather than ``Path`` objects: a 505-stock universe has thousands of files and this runs on
+    every handler construction.
+    """
+    out: list[tuple[str, int, int]] = []
+    prefix = os.path.relpath(folder, root)
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return [(prefix, -1, -1)]
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            out.extend(_stat_tree(Path(entry.path), root))
+        else:
+            st = entry.stat()
+            out.append((f"{prefix}/{entry.name}", st.st_size, st.st_mtime_ns))
     return out
-
-
-def _files_under(path: Path) -> list[Path]:
-    if not path.is_dir():
-        return []
-    out = []
-    for dirpath, _, files in os.walk(path):
-        out.extend(Path(dirpath) / f for f in files)
-    return sorted(out)
 
 
 def data_version(provider: Any, instruments: Any = "all", start_time: Any = None, end_time: Any = None) -> str | None:
@@ -108,20 +109,27 @@ def data_version(provider: Any, instruments: Any = "all", start_time: Any = None
                 return f"{attr}:{value}"
     root = _local_dir(getattr(provider, "uri", None))
     if root is None:
+        # e.g. the lazy synthetic market: a "synth:" URI over a generated local folder
+        try:
+            root = _local_dir(getattr(provider, "root", None))
+        except Exception:  # noqa: BLE001 - a provider property may fail; then there is no fingerprint
+            root = None
+    if root is None:
         return None
     features = root / "features"
     if not features.is_dir():
-        entries = _stat_entries(_files_under(root), root)
+        entries = _stat_tree(root, root)
     else:
-        entries = _stat_entries(_files_under(root / "calendars") + _files_under(root / "instruments"), root)
+        entries = _stat_tree(root / "calendars", root) + _stat_tree(root / "instruments", root)
         if isinstance(instruments, str) or (isinstance(instruments, dict) and "market" in instruments):
             codes = provider.list_instruments(instruments, start_time, end_time, as_list=True)
         else:
             codes = list(instruments)
         for code in sorted({str(c) for c in codes}):
             folder = features / code.lower()
-            files = _files_under(folder)
-            entries.extend(_stat_entries(files, root) if files else [(str(folder.relative_to(root)), -1, -1)])
+            if not folder.is_dir() and (features / f"_qlib_{code.lower()}").is_dir():
+                folder = features / f"_qlib_{code.lower()}"  # Qlib's prefix for reserved names (CON, PRN, ...)
+            entries.extend(_stat_tree(folder, root))
     digest = hashlib.sha256(json.dumps(entries).encode()).hexdigest()
     return f"files:{digest}"
 

@@ -6,7 +6,6 @@ with ``"independent"``). All are indexed ``(datetime, instrument)`` with ``(grou
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable
 
 import pandas as pd
@@ -78,7 +77,6 @@ class DataHandler(Serializable):
 
     def _fetch_data(self, data: pd.DataFrame, selector: Any, level: str | int | None, col_set: Any,
                     squeeze: bool, proc_func: Callable | None) -> Any:
-        selector = _normalise_selector(selector)
         if proc_func is not None:
             df = proc_func(fetch_df_by_index(data, selector, level).copy())
             df = fetch_df_by_col(df, col_set)
@@ -264,15 +262,3 @@ class DataHandlerLP(DataHandler):
         new = cls.__new__(cls)
         new.__dict__.update(handler.__dict__)
         return new
-
-
-def _normalise_selector(selector: Any) -> Any:
-    # date strings in a slice are compared as timestamps by the fast path; a bare date string too
-    if isinstance(selector, slice):
-        return selector
-    if isinstance(selector, str):
-        try:
-            return pd.Timestamp(selector)
-        except ValueError:
-            warnings.warn(f"fetch: selector {selector!r} is not a date; using it as an index label", stacklevel=3)
-    return selector
