@@ -36,6 +36,21 @@ LGB_PARAMS = {"learning_rate": 0.02, "num_leaves": 7, "min_data_in_leaf": 500, "
               "num_threads": 1, "seed": 0}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tests run torch on one thread: the machine is shared, and OpenMP threads that wait on each other on an
+    oversubscribed CPU slow tiny models down by an order of magnitude."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @contextlib.contextmanager
 def _provider(folder: Path) -> Iterator[None]:
     from qexp import data_api
