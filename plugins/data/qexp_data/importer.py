@@ -92,7 +92,53 @@ def _read_raw(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     return header, rows, list(range(1, len(rows) + 1))
 
 
+def _parse_fast(path: Path, date_col: str, symbol_col: str | None) -> _Table | None:
+    """Clean files (every date ISO, every numeric cell a number or empty) in one vectorised read; None
+    sends the file to the line-by-line path, which can say which line is wrong."""
+    try:
+        if path.suffix.lower() == ".csv":
+            df = pd.read_csv(path, low_memory=False)
+        else:
+            df = pd.read_parquet(path)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        return None
+    lower = {str(c).strip().lower(): c for c in df.columns}
+    if date_col.lower() not in lower or (symbol_col and symbol_col.lower() not in lower):
+        return None
+    raw_dates = df[lower[date_col.lower()]]
+    dates = pd.to_datetime(raw_dates.astype(str), errors="coerce", format="ISO8601") \
+        if not pd.api.types.is_datetime64_any_dtype(raw_dates) else raw_dates
+    if dates.isna().any():
+        return None
+    if symbol_col:
+        sym = df[lower[symbol_col.lower()]]
+        if sym.isna().any():
+            return None
+        symbols = sym.astype(str).str.strip().str.upper().to_numpy(dtype=object)
+        if (symbols == "").any():
+            return None
+    else:
+        symbols = np.full(len(df), path.stem.strip().upper(), dtype=object)
+    skip = {date_col.lower()} | ({symbol_col.lower()} if symbol_col else set())
+    columns: dict[str, np.ndarray] = {}
+    for name, col in lower.items():
+        if name in skip:
+            continue
+        values = df[col]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            columns[name] = values.to_numpy(dtype=np.float64)
+        elif name in BASE_FIELDS or name in ("vwap", "factor", "change") or \
+                pd.to_numeric(values, errors="coerce").notna().any():
+            return None   # numbers mixed with text: find the offending lines the slow way
+    dates = pd.DatetimeIndex(dates).tz_localize(None) if getattr(dates.dt, "tz", None) else dates
+    return _Table(dates.dt.normalize().to_numpy(), symbols, columns, np.arange(2, len(df) + 2))
+
+
 def parse_file(path: Path, date_col: str, symbol_col: str | None, bad: list[BadRow]) -> _Table:
+    """Parse one file; rows that cannot be parsed are appended to ``bad`` and left out."""
+    fast = _parse_fast(path, date_col, symbol_col)
+    if fast is not None:
+        return fast
     header, rows, lines = _read_raw(path)
     lower = {h.lower(): i for i, h in enumerate(header)}
     if date_col.lower() not in lower:
@@ -113,9 +159,13 @@ def parse_file(path: Path, date_col: str, symbol_col: str | None, bad: list[BadR
     ok = np.ones(len(keep), dtype=bool)
 
     raw_dates = grid[:, lower[date_col.lower()]].astype(str)
-    dates = pd.to_datetime(pd.Series(raw_dates), errors="coerce", format="mixed").dt.normalize()
+    dates = pd.to_datetime(pd.Series(raw_dates), errors="coerce", format="ISO8601")
+    odd = dates.isna().to_numpy() & (raw_dates != "")
+    if odd.any():   # other layouts (01/31/2020, 31 Jan 2020...) parsed one by one; ISO is the fast path
+        dates[odd] = pd.to_datetime(pd.Series(raw_dates[odd]), errors="coerce", format="mixed").to_numpy()
+    dates = dates.dt.normalize()
     for k in np.nonzero(dates.isna().to_numpy())[0]:
-        bad.append(BadRow(str(path), int(line_no[k]), f"cannot parse date {raw_dates[k]!r}"))
+        bad.append(BadRow(str(path), int(line_no[k]), f"cannot parse date {str(raw_dates[k])!r}"))
     ok &= dates.notna().to_numpy()
 
     if symbol_col:
