@@ -29,6 +29,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -215,6 +216,10 @@ def check(handler: str, provider_uri: str, n_inst: int) -> list[tuple[str, float
     return bad
 
 
+def _median_run(runs: list[dict]) -> dict:
+    return sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
+
+
 def import_data(work: Path) -> Path:
     dst = work / "sp500_qlib"
     if (dst / "calendars" / "day.txt").is_file():
@@ -234,6 +239,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--instruments", type=int, default=None, help="first N instruments (default: all)")
     ap.add_argument("--handlers", default="Alpha158,Alpha360")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of cold and cached (median reported)")
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--check", action="store_true", help="compare engine and naive values (50 instruments)")
     ap.add_argument("--work", default=None, help="folder for the imported data and caches (default: temp)")
@@ -253,23 +259,31 @@ def main() -> int:
     uri = str(import_data(work))
     rows = []
     for handler in args.handlers.split(","):
-        cache_dir = Path(tempfile.mkdtemp(prefix=f"cache-{handler}-", dir=work))
-        cold = run_child("cold", handler, uri, cache_dir, args.instruments)
-        cached = run_child("cached", handler, uri, cache_dir, args.instruments)
-        naive = None if args.skip_naive else run_child("naive", handler, uri, cache_dir, args.instruments)
+        colds, cacheds = [], []
+        for _ in range(max(1, args.repeat)):
+            # every cold run starts from an empty cache; the cached run reads what it wrote
+            cache_dir = Path(tempfile.mkdtemp(prefix=f"cache-{handler}-", dir=work))
+            colds.append(run_child("cold", handler, uri, cache_dir, args.instruments))
+            cacheds.append(run_child("cached", handler, uri, cache_dir, args.instruments))
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        cold, cached = _median_run(colds), _median_run(cacheds)
+        naive = None if args.skip_naive else run_child("naive", handler, uri, work, args.instruments)
         for r in (cold, cached, naive):
             if r is not None:
                 r["vs_naive"] = naive["wall_s"] / r["wall_s"] if naive else None
                 rows.append(r)
-        print(f"{handler}: cold {cold['wall_s']:.2f} s, cached {cached['wall_s']:.2f} s"
-              + (f", naive {naive['wall_s']:.1f} s" if naive else ""), file=sys.stderr)
+        print(f"{handler}: cold {[round(r['wall_s'], 2) for r in colds]} s, cached "
+              f"{[round(r['wall_s'], 2) for r in cacheds]} s" + (f", naive {naive['wall_s']:.1f} s" if naive else ""),
+              file=sys.stderr)
         if args.check:
             bad = check(handler, uri, 50)
             print(f"{handler} check: {'all columns agree' if not bad else bad}", file=sys.stderr)
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     n = args.instruments or "all 505"
-    print(f"\nRaw features, {n} S&P 500 stocks x 1259 days, {os.cpu_count()} CPUs "
-          f"(peak = max RSS of the measuring process, baseline after imports in brackets)\n")
+    print(f"\nRaw features, {n} S&P 500 stocks x 1259 days, {os.cpu_count()} CPUs (load average {load:.1f} at the "
+          f"end); cold and cached: median of {max(1, args.repeat)} runs; peak = max RSS of the measuring process, "
+          f"baseline after imports in brackets\n")
     print("| handler | run | wall (s) | peak RSS (MB) | rows x cols | speed-up vs naive pandas |")
     print("|---|---|---:|---:|---|---:|")
     labels = {"cold": "cold (engine + cache write)", "cached": "from dataset cache", "naive": "naive pandas peer"}

@@ -209,3 +209,26 @@ def test_concurrent_store_is_atomic(provider):
     assert not list(cache.cache_root().glob(".tmp-*"))
     got = cache.load(key)
     pd.testing.assert_frame_equal(got, raw(build(cache=False)))
+
+
+def test_data_version_sources(tmp_path):
+    _write_qlib_layout(tmp_path / "d", ["AAA"])
+
+    class Hooked:
+        uri = "memory://x"
+
+        def data_version(self):
+            return "v7"
+
+    class SynthLike:  # a non-path URI over a generated local folder (the lazy synthetic market)
+        uri = "synth:params"
+        root = tmp_path / "d"
+
+        def list_instruments(self, *a, **k):
+            return ["AAA"]
+
+    assert cache.data_version(Hooked()) == "data_version:v7"
+    v1 = cache.data_version(SynthLike())
+    assert v1 is not None and v1.startswith("files:")
+    np.array([0, 9], dtype="<f4").tofile(tmp_path / "d" / "features" / "aaa" / "close.day.bin")
+    assert cache.data_version(SynthLike()) != v1

@@ -219,3 +219,14 @@ def test_progress_bar_chunks_give_the_same_frame(provider, monkeypatch, capsys):
     assert provider.calls - calls == 2  # 4 fields in chunks of 2
     pd.testing.assert_frame_equal(shown, quiet)
     assert "features (4 fields)" in capsys.readouterr().err
+
+
+def test_span_mask_with_several_spans_per_code(panel):
+    from qexp_data.loader import _mask_spans
+    d = pd.bdate_range("2020-01-01", periods=40)
+    spans = {"AAA": [(d[2], d[4]), (d[10], d[11])], "BBB": [(d[0], d[39])]}
+    out = _mask_spans(panel, spans)
+    aaa = out.xs("AAA", level="instrument").index
+    assert list(aaa) == [d[2], d[3], d[4], d[10], d[11]]
+    assert len(out.xs("BBB", level="instrument")) == 30  # BBB starts on day 10
+    assert set(out.index.get_level_values("instrument")) == {"AAA", "BBB"}
