@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -32,7 +31,6 @@ class QlibStore:
         if not cal.is_file():
             raise ProviderNotFoundError(f"{self.root} is not a Qlib-format data folder: {cal} is missing. "
                                         f"{CREATE_DATA_HINT}")
-        self._lock = threading.Lock()
         self._calendar: pd.DatetimeIndex | None = None
         self._future: pd.DatetimeIndex | None = None
         self._markets: dict[str, binfmt.Spans] = {}
