@@ -230,3 +230,39 @@ def test_span_mask_with_several_spans_per_code(panel):
     assert list(aaa) == [d[2], d[3], d[4], d[10], d[11]]
     assert len(out.xs("BBB", level="instrument")) == 30  # BBB starts on day 10
     assert set(out.index.get_level_values("instrument")) == {"AAA", "BBB"}
+
+
+class _InPlace:
+    """A Qlib-style user processor that changes its input in place in several ways."""
+
+    def fit(self, df=None):
+        pass
+
+    def __call__(self, df):
+        df.fillna(-7.0, inplace=True)
+        df.iloc[0, 0] = 12345.0
+        df[("feature", "MA5")] = 0.5
+        return df
+
+    def is_for_infer(self):
+        return True
+
+    def readonly(self):
+        return False
+
+
+def test_in_place_processors_leave_raw_and_infer_untouched(provider):
+    from qexp_data.processor import Processor
+
+    class InPlace(_InPlace, Processor):
+        pass
+
+    h = handler(infer_processors=[InPlace()], learn_processors=[InPlace()], process_type="independent")
+    fresh = handler(cache=False).fetch(col_set="__raw", data_key="raw")
+    pd.testing.assert_frame_equal(h.fetch(col_set="__raw", data_key="raw"), fresh)
+    infer = h.fetch(data_key="infer")
+    assert infer.iloc[0, 0] == 12345.0 and (infer["MA5"] == 0.5).all() and not infer.isna().any().any()
+    ha = handler(infer_processors=[ZScoreNorm(fit_start_time=FIT[0], fit_end_time=FIT[1])],
+                 learn_processors=[InPlace()])
+    assert ha.fetch(data_key="infer").iloc[0, 0] != 12345.0  # append: learn ran on a protected infer frame
+    assert ha.fetch(data_key="learn").iloc[0, 0] == 12345.0

@@ -21,6 +21,25 @@ from .processor import Processor
 from .serial import Serializable
 
 
+def _copy_on_write() -> bool:
+    if int(pd.__version__.split(".")[0]) >= 3:
+        return True
+    return bool(getattr(pd.options.mode, "copy_on_write", False) is True)
+
+
+# Under pandas' copy-on-write a shallow copy protects the source frame from any in-place change made through
+# pandas (and ``df.values`` is read-only), so the processors' defensive deep copy is not needed: it would
+# double the peak memory of every processed frame.
+_COW = _copy_on_write()
+
+
+def _input_for(df: pd.DataFrame, procs: list[Processor]) -> pd.DataFrame:
+    """``df`` as the input of ``procs``: protected from their in-place changes unless all are readonly."""
+    if all(p.readonly() for p in procs):
+        return df
+    return df.copy(deep=not _COW)
+
+
 class DataNotLoadedError(QexpError, AttributeError):
     """The handler holds no data of that kind (it was unpickled without data, or ``drop_raw`` removed it).
 
@@ -186,21 +205,14 @@ class DataHandlerLP(DataHandler):
 
     def process_data(self, with_fit: bool = False) -> None:
         """Build the infer and learn data from the raw data (fitting the processors when ``with_fit``)."""
-        shared = self._storage()
-        if not self._is_proc_readonly(self.shared_processors):
-            shared = shared.copy()
+        shared = _input_for(self._storage(), self.shared_processors)
         shared = self._run_proc_l(shared, self.shared_processors, with_fit)
 
-        infer = shared
-        if not self._is_proc_readonly(self.infer_processors):
-            infer = infer.copy()
-        infer = self._run_proc_l(infer, self.infer_processors, with_fit)
+        infer = self._run_proc_l(_input_for(shared, self.infer_processors), self.infer_processors, with_fit)
         self._infer = infer
 
         learn = shared if self.process_type == self.PTYPE_I else infer
-        if not self._is_proc_readonly(self.learn_processors):
-            learn = learn.copy()
-        self._learn = self._run_proc_l(learn, self.learn_processors, with_fit)
+        self._learn = self._run_proc_l(_input_for(learn, self.learn_processors), self.learn_processors, with_fit)
 
         if self.drop_raw:
             del self._data

@@ -59,28 +59,41 @@ def _is_fitted_attr(name: str) -> bool:
     return name in {"mean_train", "std_train", "min_val", "max_val", "ignore", "cols"}
 
 
-def _values(df: pd.DataFrame, cols: pd.Index) -> np.ndarray:
-    """A float ndarray copy of ``df[cols]``, keeping float32 when every column is float32."""
-    sub = df.loc[:, cols]
-    dtype = np.float32 if all(dt == np.float32 for dt in sub.dtypes) else np.float64
-    return sub.to_numpy(dtype=dtype, copy=True)
+def _columns_block(df: pd.DataFrame, cols: pd.Index) -> np.ndarray:
+    """A writable copy of ``df[cols]`` laid out column-major: shape ``(n_cols, n_rows)``, C-contiguous.
 
-
-def _assign(df: pd.DataFrame, cols: pd.Index, values: Any) -> pd.DataFrame:
-    """``df[cols] = values``; when ``cols`` is every column, build one new block instead (much faster).
-
-    Results of float32 inputs are stored as float32 (pandas computes group statistics in float64): the
-    frames are large and the raw features carry float32 precision anyway.
+    pandas stores a frame's block as ``(n_cols, n_rows)``, so this is one memcpy (or one row gather) of it,
+    and per-column statistics and broadcasts then run over contiguous memory; float32 is kept when every
+    selected column is float32.
     """
-    if isinstance(values, pd.DataFrame):
-        values = values.to_numpy()
-    if values.dtype == np.float64 and all(dt == np.float32 for dt in df.dtypes.loc[cols]):
-        values = values.astype(np.float32)
+    pos = df.columns.get_indexer(cols)
+    dtypes = df.dtypes.iloc[pos]
+    dtype = np.float32 if all(dt == np.float32 for dt in dtypes) else np.float64
+    if len(set(df.dtypes)) == 1:
+        full_t = df.to_numpy(dtype=dtype).T  # a view of the single block when no cast is needed
+        if len(pos) == df.shape[1] and (pos == np.arange(df.shape[1])).all():
+            return np.array(full_t, dtype=dtype, order="C", copy=True)
+        return np.take(full_t, pos, axis=0)
+    return np.array(df.iloc[:, pos].to_numpy(dtype=dtype).T, dtype=dtype, order="C", copy=True)
+
+
+def _assign(df: pd.DataFrame, cols: pd.Index, block: np.ndarray) -> pd.DataFrame:
+    """``df[cols] = block.T`` for a column-major ``block``; when ``cols`` is every column the block becomes
+    the new frame's storage without a copy."""
     if len(cols) == len(df.columns) and cols.equals(df.columns):
-        return pd.DataFrame(values, index=df.index, columns=df.columns, copy=False)
+        return pd.DataFrame(block.T, index=df.index, columns=df.columns, copy=False)
     # replace the columns (not .loc, which would try to keep the old dtype)
-    df[cols] = values
+    df[cols] = block.T
     return df
+
+
+def _assign_frame(df: pd.DataFrame, cols: pd.Index, values: pd.DataFrame) -> pd.DataFrame:
+    """``df[cols] = values`` for a result frame of pandas group statistics (computed in float64); stored as
+    float32 when the inputs were float32: the frames are large and the raw data carries float32 precision."""
+    out = values.to_numpy()
+    if out.dtype == np.float64 and all(dt == np.float32 for dt in df.dtypes.loc[cols]):
+        out = out.astype(np.float32)
+    return _assign(df, cols, np.ascontiguousarray(out.T))
 
 
 def _datetime_groupby(frame: pd.DataFrame) -> Any:
@@ -171,27 +184,27 @@ class TanhProcess(Processor):
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
         names = df.columns.get_level_values(-1).astype(str)
         cols = df.columns[~names.str.contains("LABEL")]
-        return _assign(df, cols, np.tanh(_values(df, cols) - 1))
+        x = _columns_block(df, cols)
+        x -= 1
+        return _assign(df, cols, np.tanh(x, out=x))
 
 
 class ProcessInf(Processor):
     """Replace ``±inf`` by the mean of that column's finite values on the same datetime."""
 
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
-        values = _values(df, df.columns)
-        inf = np.isinf(values)
-        has_inf = inf.any(axis=0)
+        has_inf = np.isinf(df.to_numpy()).any(axis=0) if len(set(df.dtypes)) == 1 \
+            else np.array([np.isinf(df.iloc[:, i].to_numpy()).any() for i in range(df.shape[1])])
         if not has_inf.any():
             return df
         cols = df.columns[has_inf]
-        sub = pd.DataFrame(np.where(inf[:, has_inf], np.nan, values[:, has_inf]), index=df.index,
-                           columns=cols, copy=False)
-        # mean over non-inf, non-NaN values of the date: NaN when there is none
-        means = _datetime_groupby(sub).transform("mean").to_numpy()
-        block = values[:, has_inf]
-        block[inf[:, has_inf]] = means[inf[:, has_inf]]
-        values[:, has_inf] = block
-        return _assign(df, df.columns, values)
+        block = _columns_block(df, cols)
+        inf = np.isinf(block)
+        # mean over the date's non-inf, non-NaN values (NaN when there is none)
+        finite = pd.DataFrame(np.where(inf, np.nan, block).T, index=df.index, columns=cols, copy=False)
+        means = _datetime_groupby(finite).transform("mean").to_numpy().T
+        block[inf] = means[inf]
+        return _assign(df, cols, block)
 
 
 class Fillna(Processor):
@@ -204,9 +217,9 @@ class Fillna(Processor):
 
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
         cols = get_group_columns(df, self.fields_group)
-        values = _values(df, cols)
-        np.nan_to_num(values, copy=False, nan=self.fill_value, posinf=np.inf, neginf=-np.inf)
-        return _assign(df, cols, values)
+        block = _columns_block(df, cols)
+        block[np.isnan(block)] = self.fill_value
+        return _assign(df, cols, block)
 
 
 class CSZFillna(Processor):
@@ -219,7 +232,7 @@ class CSZFillna(Processor):
         cols = get_group_columns(df, self.fields_group)
         sub = df.loc[:, cols]
         means = _datetime_groupby(sub).transform("mean")
-        return _assign(df, cols, sub.fillna(means))
+        return _assign_frame(df, cols, sub.fillna(means))
 
 
 class _FitWindowProcessor(Processor):
@@ -231,9 +244,10 @@ class _FitWindowProcessor(Processor):
         self.fields_group = fields_group
 
     def _fit_values(self, df: pd.DataFrame) -> np.ndarray:
+        """The fit window's values of the group, column-major ``(n_cols, n_rows)``."""
         frame = _fit_frame(df, self.fit_start_time, self.fit_end_time)
         self.cols = get_group_columns(frame, self.fields_group)
-        return _values(frame, self.cols)
+        return _columns_block(frame, self.cols)
 
     def _require_fitted(self) -> None:
         if not hasattr(self, "cols"):
@@ -246,8 +260,8 @@ class MinMaxNorm(_FitWindowProcessor):
 
     def fit(self, df: pd.DataFrame | None = None) -> None:
         x = self._fit_values(df)
-        self.min_val = np.nanmin(x, axis=0)
-        self.max_val = np.nanmax(x, axis=0)
+        self.min_val = np.nanmin(x, axis=1)
+        self.max_val = np.nanmax(x, axis=1)
         self.ignore = self.min_val == self.max_val
         # identity on ignored columns: (x - 0) / (1 - 0)
         self.min_val[self.ignore] = 0
@@ -255,8 +269,10 @@ class MinMaxNorm(_FitWindowProcessor):
 
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
         self._require_fitted()
-        x = _values(df, self.cols)
-        return _assign(df, self.cols, (x - self.min_val) / (self.max_val - self.min_val))
+        x = _columns_block(df, self.cols)
+        x -= self.min_val[:, None]
+        x /= (self.max_val - self.min_val)[:, None]
+        return _assign(df, self.cols, x)
 
 
 class ZScoreNorm(_FitWindowProcessor):
@@ -264,16 +280,18 @@ class ZScoreNorm(_FitWindowProcessor):
 
     def fit(self, df: pd.DataFrame | None = None) -> None:
         x = self._fit_values(df)
-        self.mean_train = np.nanmean(x, axis=0)
-        self.std_train = np.nanstd(x, axis=0)
+        self.mean_train = np.nanmean(x, axis=1)
+        self.std_train = np.nanstd(x, axis=1)
         self.ignore = self.std_train == 0
         self.std_train[self.ignore] = 1
         self.mean_train[self.ignore] = 0
 
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
         self._require_fitted()
-        x = _values(df, self.cols)
-        return _assign(df, self.cols, (x - self.mean_train) / self.std_train)
+        x = _columns_block(df, self.cols)
+        x -= self.mean_train[:, None]
+        x /= self.std_train[:, None]
+        return _assign(df, self.cols, x)
 
 
 class RobustZScoreNorm(_FitWindowProcessor):
@@ -287,16 +305,17 @@ class RobustZScoreNorm(_FitWindowProcessor):
 
     def fit(self, df: pd.DataFrame | None = None) -> None:
         x = self._fit_values(df)
-        self.mean_train = np.nanmedian(x, axis=0)
-        self.std_train = np.nanmedian(np.abs(x - self.mean_train), axis=0)
+        self.mean_train = np.nanmedian(x, axis=1)
+        x -= self.mean_train[:, None]
+        self.std_train = np.nanmedian(np.abs(x, out=x), axis=1)
         self.std_train += EPS
         self.std_train *= MAD_TO_STD
 
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
         self._require_fitted()
-        x = _values(df, self.cols)
-        x -= self.mean_train
-        x /= self.std_train
+        x = _columns_block(df, self.cols)
+        x -= self.mean_train[:, None]
+        x /= self.std_train[:, None]
         if self.clip_outlier:
             np.clip(x, -3, 3, out=x)
         return _assign(df, self.cols, x)
@@ -326,7 +345,7 @@ class CSZScoreNorm(Processor):
                 centred = sub - gb.transform("median")
                 mad = _datetime_groupby(centred.abs()).transform("median")
                 out = (centred / mad / MAD_TO_STD).clip(-3, 3)
-            df = _assign(df, cols, out)
+            df = _assign_frame(df, cols, out)
         return df
 
 
@@ -341,7 +360,7 @@ class CSRankNorm(Processor):
         ranks = _datetime_groupby(df.loc[:, cols]).rank(pct=True)
         ranks -= 0.5
         ranks *= RANK_SCALE
-        return _assign(df, cols, ranks)
+        return _assign_frame(df, cols, ranks)
 
 
 PROCESSORS: tuple[type[Processor], ...] = (
