@@ -218,7 +218,7 @@ class Fillna(Processor):
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
         cols = get_group_columns(df, self.fields_group)
         block = _columns_block(df, cols)
-        block[np.isnan(block)] = self.fill_value
+        np.copyto(block, np.asarray(self.fill_value, dtype=block.dtype), where=np.isnan(block))
         return _assign(df, cols, block)
 
 
