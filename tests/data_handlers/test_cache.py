@@ -232,3 +232,15 @@ def test_data_version_sources(tmp_path):
     assert v1 is not None and v1.startswith("files:")
     np.array([0, 9], dtype="<f4").tofile(tmp_path / "d" / "features" / "aaa" / "close.day.bin")
     assert cache.data_version(SynthLike()) != v1
+
+
+def test_stale_temp_entries_are_removed(provider):
+    root = cache.cache_root()
+    root.mkdir(parents=True)
+    stale, fresh = root / ".tmp-dead-1", root / ".tmp-live-2"
+    stale.mkdir()
+    fresh.mkdir()
+    old = time.time() - cache.STALE_TEMP_S - 60
+    os.utime(stale, (old, old))
+    build()
+    assert not stale.exists() and fresh.exists()

@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
-import uuid
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -187,6 +187,7 @@ def store(key: str, df: pd.DataFrame) -> bool:
     final = entry_dir(key)
     if (final / "meta.json").is_file():
         return True
+    _remove_stale_temps(root)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=root))
     try:
         block = np.ascontiguousarray(df.to_numpy().T)
@@ -209,6 +210,19 @@ def store(key: str, df: pd.DataFrame) -> bool:
         shutil.rmtree(tmp, ignore_errors=True)
         log.warning("dataset cache: could not write %s (%s); continuing without cache", final, exc)
         return False
+
+
+STALE_TEMP_S = 6 * 3600  # a temp entry this old belongs to a writer that died
+
+
+def _remove_stale_temps(root: Path) -> None:
+    now = time.time()
+    for tmp in root.glob(".tmp-*"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TEMP_S:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def get_or_create(key: str, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
