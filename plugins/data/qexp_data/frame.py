@@ -99,12 +99,3 @@ def get_group_columns(df: pd.DataFrame, group: str | None) -> pd.Index:
         groups = list(dict.fromkeys(df.columns.get_level_values(0)))
         raise KeyError(f"fields_group {group!r} is not a column group of the data; groups: {groups}")
     return df.columns[mask]
-
-
-def datetime_codes(df: pd.DataFrame) -> np.ndarray:
-    """Integer group ids of the datetime level, for vectorised per-date statistics."""
-    if isinstance(df.index, pd.MultiIndex) and "datetime" in df.index.names:
-        pos = df.index.names.index("datetime")
-        return np.asarray(df.index.codes[pos])
-    raise KeyError("cross-sectional processors need a 'datetime' index level; the index levels are "
-                   f"{list(df.index.names)}")

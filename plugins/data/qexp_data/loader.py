@@ -404,8 +404,3 @@ def _describe(obj: Any) -> Any:
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
     return f"{type(obj).__module__}.{type(obj).__qualname__}:{sorted(vars(obj).items()) if hasattr(obj, '__dict__') else repr(obj)}"
-
-
-def exprs_fields(exprs: Sequence[str]) -> list[str]:
-    """The raw fields (``$close`` -> ``close``) the expressions read."""
-    return sorted({m.lower() for e in exprs for m in re.findall(r"\$(\w+)", e)})
