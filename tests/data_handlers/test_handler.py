@@ -266,3 +266,16 @@ def test_in_place_processors_leave_raw_and_infer_untouched(provider):
                  learn_processors=[InPlace()])
     assert ha.fetch(data_key="infer").iloc[0, 0] != 12345.0  # append: learn ran on a protected infer frame
     assert ha.fetch(data_key="learn").iloc[0, 0] == 12345.0
+
+
+def _double_aaa(df, instrument=None):
+    return df * 2 if instrument == "AAA" else df
+
+
+def test_inst_processors_run_per_instrument(provider):
+    plain = QlibDataLoader(config={"feature": FEATURES}).load("all", START, END)
+    loader = QlibDataLoader(config={"feature": FEATURES}, inst_processors=[_double_aaa])
+    df = loader.load("all", START, END)
+    pd.testing.assert_frame_equal(df.xs("AAA", level="instrument"), plain.xs("AAA", level="instrument") * 2)
+    pd.testing.assert_frame_equal(df.xs("BBB", level="instrument"), plain.xs("BBB", level="instrument"))
+    assert list(df.index.names) == ["datetime", "instrument"] and df.index.is_monotonic_increasing

@@ -135,7 +135,7 @@ def data_version(provider: Any, instruments: Any = "all", start_time: Any = None
 
 
 def entry_key(provider: Any, config: dict, *, instruments: Any = "all", start_time: Any = None,
-              end_time: Any = None, fields: list[str] | None = None) -> str | None:
+              end_time: Any = None) -> str | None:
     """The cache key for ``config`` on ``provider``'s current data; None when the data version is unknown."""
     version = data_version(provider, instruments, start_time, end_time)
     if version is None:

@@ -84,9 +84,10 @@ class QlibDataLoader(DLWParser):
     """Loads expressions through the active data provider.
 
     ``instruments`` is a market name (``"csi300"``, ``"all"``: rows are limited to the membership spans) or a
-    list of codes. ``filter_pipe`` accepts Qlib's ``NameDFilter`` (applied) and ignores other filters with a
-    warning; ``inst_processors`` are callables (or configs) ``proc(df, instrument) -> df`` applied per
-    instrument. ``cache=None`` follows ``QEXP_DATASET_CACHE`` (on unless ``0``/``false``/``off``).
+    list of codes. ``filter_pipe`` (Qlib's ``NameDFilter``/``ExpressionDFilter`` dicts) is applied by the
+    provider when it accepts Qlib's ``{"market", "filter_pipe"}`` instruments config, else ``NameDFilter``
+    is applied here and other filters are ignored with a warning. ``inst_processors`` are callables (or
+    configs) ``proc(df, instrument=code) -> df`` applied per instrument. ``cache=None`` follows ``QEXP_DATASET_CACHE`` (on unless ``0``/``false``/``off``).
     """
 
     def __init__(self, config: dict | list | tuple, filter_pipe: list | None = None, swap_level: bool = True,
@@ -111,8 +112,7 @@ class QlibDataLoader(DLWParser):
         key = None
         if dataset_cache.enabled(self.cache):
             key = dataset_cache.entry_key(provider, self.cache_config(instruments, start_time, end_time),
-                                          instruments=instruments, start_time=start_time, end_time=end_time,
-                                          fields=self.all_exprs())
+                                          instruments=instruments, start_time=start_time, end_time=end_time)
             if key is not None:
                 hit = dataset_cache.load(key)
                 if hit is not None:
