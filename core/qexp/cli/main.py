@@ -253,3 +253,6 @@ def qrun_main() -> None:
     """``qrun CONFIG``: the Qlib-style alias of ``qexp run CONFIG``."""
     get_cli()  # plugins loaded, as for `qexp run`
     run_cmd.main(args=sys.argv[1:], prog_name="qrun")
+
+
+from . import migrate_cmd  # noqa: E402,F401  (adds `qexp runs migrate` to runs_group)

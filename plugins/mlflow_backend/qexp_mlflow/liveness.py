@@ -1,21 +1,20 @@
 """Detect runs whose process died without ending them (SIGKILL, OOM killer, power loss).
 
-MLflow leaves such runs RUNNING forever. qexp tags each run it starts with the owner process
-(``qexp.host``, ``qexp.pid``, ``qexp.pid_start``); whoever reads a RUNNING run on the same host checks
+MLflow leaves such runs RUNNING forever. qexp tags each run it starts with its owner process
+(``qexp.owner = "<pid>@<host>#<start ticks>"``); whoever reads a RUNNING run on the same host checks
 that this process still exists (the pid's start time tells a reused pid apart) and, if not, marks the
 run FAILED. A run owned by another host cannot be judged without a heartbeat, so it stays RUNNING.
 """
 from __future__ import annotations
 
 import os
+import re
 import socket
 
 HOST = socket.gethostname()
-TAG_HOST = "qexp.host"
-TAG_PID = "qexp.pid"
-TAG_PID_START = "qexp.pid_start"
+TAG_OWNER = "qexp.owner"            # "<pid>@<host>" or "<pid>@<host>#<pid start ticks>"
 TAG_FAILURE = "qexp.failure_reason"
-OWNER_TAGS = (TAG_HOST, TAG_PID, TAG_PID_START)
+_OWNER = re.compile(r"^(?P<pid>\d+)@(?P<host>[^#]+)(?:#(?P<start>\d+))?$")
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -29,38 +28,31 @@ def process_start_ticks(pid: int) -> int | None:
 
 
 def owner_tags() -> dict[str, str]:
-    """Tags naming this process as the owner of a run."""
+    """The tag naming this process as the owner of a run (one tag: each tag costs rows in every search)."""
     pid = os.getpid()
     start = process_start_ticks(pid)
-    tags = {TAG_HOST: HOST, TAG_PID: str(pid)}
-    if start is not None:
-        tags[TAG_PID_START] = str(start)
-    return tags
+    return {TAG_OWNER: f"{pid}@{HOST}" + (f"#{start}" if start is not None else "")}
 
 
 def owner_dead(tags: dict[str, str]) -> bool:
     """True only when the owner is known to be gone: same host, and its pid is absent or reused."""
-    if tags.get(TAG_HOST) != HOST:
+    m = _OWNER.match(tags.get(TAG_OWNER, ""))
+    if m is None or m.group("host") != HOST:
         return False
-    try:
-        pid = int(tags.get(TAG_PID, ""))
-    except ValueError:
-        return False
+    pid = int(m.group("pid"))
     if pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
-        return False  # exists, owned by another user
-    except OSError:
+    except OSError:  # PermissionError: it exists, owned by another user
         return False
-    started = tags.get(TAG_PID_START)
-    now_started = process_start_ticks(pid)
+    started, now_started = m.group("start"), process_start_ticks(pid)
     return started is not None and now_started is not None and started != str(now_started)
 
 
 def failure_reason(tags: dict[str, str]) -> str:
-    return (f"process {tags.get(TAG_PID)} on {tags.get(TAG_HOST)} stopped without ending the run "
-            f"(killed or crashed)")
+    m = _OWNER.match(tags.get(TAG_OWNER, ""))
+    pid, host = (m.group("pid"), m.group("host")) if m else ("?", "?")
+    return f"process {pid} on {host} stopped without ending the run (killed or crashed)"

@@ -188,12 +188,12 @@ class MlflowExpManager(ExpManager):
         ids = self._all_experiment_ids() if experiment_ids is None else experiment_ids
         if not ids:
             return []
+        self._reap_dead(ids)
         filter_string, local = search.split_clauses(clauses)
         mlflow_orders = search.orders_to_mlflow(orders)
         in_memory = bool(local) or mlflow_orders is None
         runs = list(search.iter_runs(self.client, ids, filter_string, mlflow_orders or None,
                                      None if in_memory else max_results, run_view_type))
-        runs = [self._reaped(r) for r in runs]
         if in_memory:
             by_id = {r.info.run_id: r for r in runs}
             rows = search.filter_rows([search.run_to_row(r) for r in runs], local)
@@ -204,14 +204,13 @@ class MlflowExpManager(ExpManager):
                 runs = runs[:max_results]
         return runs
 
-    def _reaped(self, run: Any) -> Any:
-        """The run, marked FAILED first when it is RUNNING and its process is gone."""
-        if run.info.status == "RUNNING":
+    def _reap_dead(self, experiment_ids: list[str]) -> None:
+        """Mark FAILED the RUNNING runs whose process is gone, before a search filters on status (MLflow
+        alone would keep them RUNNING forever)."""
+        for run in search.iter_runs(self.client, experiment_ids, "attributes.status = 'RUNNING'", None, None):
             rec = MlflowRecorder(self, str(run.info.experiment_id), run.info.run_name)
             rec._load(run)
-            if rec.reap_if_dead(run.data.tags):
-                return retry(self.client.get_run, run.info.run_id)
-        return run
+            rec.reap_if_dead(run.data.tags)
 
     def _search_recorders(self, experiment_ids: list[str], clauses: list[Clause],
                           max_results: int | None) -> list[MlflowRecorder]:

@@ -6,7 +6,11 @@ and tags are written at once, so an immutability clash or a bad name fails the c
 """
 from __future__ import annotations
 
+import io
 import os
+import pickle
+import posixpath
+import shutil
 import tempfile
 import threading
 import time
@@ -133,6 +137,10 @@ class MlflowRecorder(Recorder):
     def _log_params(self, params: dict[str, str]) -> None:
         for k in params:
             limits.check_name(k, "param")
+        # values this run already holds need no write (nor a second long-value warning)
+        params = {k: v for k, v in params.items() if self._known_params.get(k) not in (v, self._stored_param(k, v))}
+        if not params:
+            return
         clash = {k: v for k, v in params.items() if k in self._known_params
                  and self._known_params[k] != v and self._stored_param(k, v) != self._known_params[k]}
         if clash:
@@ -208,13 +216,14 @@ class MlflowRecorder(Recorder):
                 self._valid_metric_keys.add(m.key)
         limit = self.manager.batch_limits["metrics"]
         with self._buf_lock:
-            if not self._pending:
+            first = not self._pending
+            if first:
                 self._pending_since = time.monotonic()
             self._pending.extend(metrics)
             full = len(self._pending) >= limit
         if full:
             self.flush()
-        else:
+        elif first:
             FLUSHER.add(self)
 
     def pending_age(self) -> float:
@@ -268,24 +277,55 @@ class MlflowRecorder(Recorder):
 
     def get_local_dir(self) -> str:
         """The run's folder when its artifacts are on the local disk (the parent of ``artifacts/``)."""
-        uri = self.get_artifact_uri()
-        if uri.startswith("file:") or uri.startswith("/"):
-            from qexp.fileuri import file_uri_to_path
-            return os.path.dirname(file_uri_to_path(uri).rstrip("/"))
+        self._require_id()
+        root = self._local_artifact_root()
+        if root is not None:
+            return os.path.dirname(root.rstrip("/"))
+        uri = self._artifact_uri()
         raise RuntimeError(f"run {self.id} keeps its artifacts at {uri}, not on the local disk; use "
                            f"download_artifact() to get a local copy")
 
     def _log_artifact(self, local_path: str, artifact_path: str | None) -> None:
         self.client.log_artifact(self._require_id(), local_path, artifact_path)
 
-    def _read_artifact(self, path: str) -> bytes:
+    def _save_object(self, obj: Any, artifact_file: str) -> None:
+        # pickled straight into the file MLflow uploads: no second in-memory copy of a large frame
+        parent, name = posixpath.split(artifact_file)
         with tempfile.TemporaryDirectory(prefix="qexp-mlflow-") as tmp:
+            p = os.path.join(tmp, name)
+            with open(p, "wb") as f:
+                pickle.dump(obj, f, protocol=4)
+            self._log_artifact(p, parent or None)
+
+    def _open_artifact(self, path: str) -> Any:
+        """The artifact as a binary file: read in place when the run's artifacts are on the local disk,
+        otherwise downloaded to a temp folder that goes away when the file is closed."""
+        local_root = self._local_artifact_root()
+        if local_root is not None:
+            p = os.path.join(local_root, *path.split("/"))
+            if os.path.isdir(p):
+                raise IsADirectoryError(f"artifact {path!r} of run {self.id} is a folder")
+            return open(p, "rb")  # FileNotFoundError for a missing one, as load_object expects
+        tmp = tempfile.mkdtemp(prefix="qexp-mlflow-")
+        try:
             local = self._download_artifact(path, tmp)
             if os.path.isdir(local):
-                raise IsADirectoryError(f"artifact {path!r} of run {self.id} is a folder; list it with "
-                                        f"list_artifacts({path!r})")
-            with open(local, "rb") as f:
-                return f.read()
+                raise IsADirectoryError(f"artifact {path!r} of run {self.id} is a folder")
+            return _TempFile(local, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _local_artifact_root(self) -> str | None:
+        uri = self._artifact_uri()
+        if uri.startswith("file:"):
+            from qexp.fileuri import file_uri_to_path
+            return file_uri_to_path(uri)
+        return uri if uri.startswith("/") else None
+
+    def _read_artifact(self, path: str) -> bytes:
+        with self._open_artifact(path) as f:
+            return f.read()
 
     def _download_artifact(self, path: str, dst: str) -> str:
         try:
@@ -315,6 +355,20 @@ class MlflowRecorder(Recorder):
             else:
                 out.append(info.path)
         return sorted(out)
+
+
+class _TempFile(io.BufferedReader):
+    """A read-only file in a temp folder that is removed on close."""
+
+    def __init__(self, path: str, folder: str):
+        super().__init__(io.FileIO(path, "rb"), buffer_size=1 << 20)
+        self._folder = folder
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            shutil.rmtree(self._folder, ignore_errors=True)
 
 
 def _immutable(run_id: str | None, key: str, old: str, new: str) -> QexpError:
