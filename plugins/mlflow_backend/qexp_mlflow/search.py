@@ -91,9 +91,16 @@ def sort_rows(rows: list[dict], orders: list[Order]) -> list[dict]:
     for o in reversed(orders):
         present = [r for r in rows if row_value(r, o.entity, o.key) is not None]
         missing = [r for r in rows if row_value(r, o.entity, o.key) is None]
-        present.sort(key=lambda r: row_value(r, o.entity, o.key), reverse=not o.ascending)
+        present.sort(key=lambda r: _sort_key(row_value(r, o.entity, o.key), o.key), reverse=not o.ascending)
         rows = present + missing
     return rows
+
+
+def _sort_key(value: Any, key: str) -> Any:
+    # experiment ids are numbers in MLflow's SQL stores: "10" after "9"
+    if key == "experiment_id" and isinstance(value, str) and value.isdigit():
+        return (0, int(value), "")
+    return (1, 0, value) if key == "experiment_id" else value
 
 
 def iter_runs(client: Any, experiment_ids: list[str], filter_string: str, order_by: list[str] | None,
