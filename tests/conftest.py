@@ -27,10 +27,12 @@ def _isolate_qexp(tmp_path, monkeypatch):
     monkeypatch.setenv("QEXP_URI", str(tmp_path / "default_store"))
     yield
     from qexp.api import R, _stack
+    from qexp.settings import clear_mirrors
     try:
         R._end_all_open("FINISHED")
     finally:
         _stack.set(())
+        clear_mirrors()
 
 
 @pytest.fixture

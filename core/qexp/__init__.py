@@ -12,7 +12,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .hookspecs import hookimpl
-from .exceptions import (ArtifactPathError, ConfigError, ExpAlreadyExistError, ExpNotFoundError, FilterSyntaxError,
+from .exceptions import (ArtifactNotFoundError, ArtifactPathError, ConfigError, ExpAlreadyExistError, ExpNotFoundError, FilterSyntaxError,
                          LoadObjectError, MissingExtraError, NoActiveRecorderError, QexpError, RecorderNotFoundError,
                          UnknownSchemeError)
 from .recorder import Recorder
@@ -23,5 +23,5 @@ from .settings import init, get_settings
 
 __all__ = ["R", "init", "get_settings", "hookimpl", "Recorder", "Experiment", "ExpManager", "QexpError",
            "UnknownSchemeError", "MissingExtraError", "ExpNotFoundError", "ExpAlreadyExistError",
-           "RecorderNotFoundError", "NoActiveRecorderError", "LoadObjectError", "ArtifactPathError",
+           "RecorderNotFoundError", "NoActiveRecorderError", "LoadObjectError", "ArtifactNotFoundError", "ArtifactPathError",
            "FilterSyntaxError", "ConfigError", "__version__"]

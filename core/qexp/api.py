@@ -35,6 +35,16 @@ _open: dict[int, Recorder] = {}
 _open_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    # the parent's open runs are the parent's to end: a forked child's exit must not finish them
+    global _open_lock
+    _open_lock = threading.Lock()
+    _open.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class QexpRecorder:
     """The ``R`` object. Methods mirror Qlib's ``QlibRecorder``, with its warts fixed (see README)."""
 

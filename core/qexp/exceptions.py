@@ -34,6 +34,10 @@ class LoadObjectError(QexpError):
     """An artifact could not be loaded as an object."""
 
 
+class ArtifactNotFoundError(LoadObjectError, FileNotFoundError):
+    """The run has no artifact with this name (as opposed to one that exists but cannot be unpickled)."""
+
+
 class ArtifactPathError(QexpError, ValueError):
     """An artifact path is unsafe (absolute, or escapes the run with '..')."""
 

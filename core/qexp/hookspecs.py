@@ -95,6 +95,11 @@ def recorder_tags_set(recorder: Any, tags: dict) -> None:
 
 
 @hookspec
+def recorder_tags_deleted(recorder: Any, keys: list) -> None:
+    """Tags were deleted."""
+
+
+@hookspec
 def recorder_artifact_logged(recorder: Any, local_path: str, artifact_path: str | None) -> None:
     """A file or folder was logged as an artifact."""
 

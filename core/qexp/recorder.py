@@ -15,7 +15,7 @@ from typing import Any, Iterable, NamedTuple
 import pandas as pd
 
 from . import pickling
-from .exceptions import ArtifactPathError, LoadObjectError, QexpError
+from .exceptions import ArtifactNotFoundError, ArtifactPathError, LoadObjectError, QexpError
 
 
 class Metric(NamedTuple):
@@ -200,6 +200,7 @@ class Recorder:
     def delete_tags(self, *keys: str) -> None:
         self._require_id()
         self._delete_tags(list(keys))
+        _fire("recorder_tags_deleted", recorder=self, keys=list(keys))
 
     def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
         """Copy a local file or folder into the run's artifacts under ``artifact_path``."""
@@ -282,7 +283,7 @@ class Recorder:
             stream = self._open_artifact(clean)
             data = None if stream is not None else self._read_artifact(clean)
         except (FileNotFoundError, KeyError, IsADirectoryError) as exc:
-            raise LoadObjectError(f"run {self.id} has no artifact file {name!r}; it has: "
+            raise ArtifactNotFoundError(f"run {self.id} has no artifact file {name!r}; it has: "
                                   f"{', '.join(self.list_artifacts(recursive=True)[:20]) or 'none'}") from exc
         try:
             if stream is not None:

@@ -101,6 +101,11 @@ def _install_mirrors(uris: list[str]) -> None:
         _mirror_plugins.append(register(mirror, name=f"mirror-{i}-{registry.uri_scheme(uri)}"))
 
 
+def clear_mirrors() -> None:
+    """Remove the mirrors installed by ``qexp.init(mirrors=...)``."""
+    _install_mirrors([])
+
+
 def get_settings() -> dict[str, Any]:
     """The settings of the last ``qexp.init``."""
     return dict(_settings)

@@ -448,3 +448,15 @@ def test_uri_get_set_context(store, tmp_path):
     assert R.get_uri() == os.path.abspath(other) and "ctx" in R.list_experiments()
     R.set_uri(first)
     assert R.get_uri() == first
+
+
+def test_many_params_in_one_call(store):
+    params = {f"group.sub.key_{i}": i for i in range(250)}
+    with R.start(experiment_name="many"):
+        R.log_params(**params)
+        R.set_tags(**{f"t{i}": i for i in range(150)})
+        rec = R.get_recorder()
+    got = R.get_recorder(recorder_id=rec.id, experiment_name="many")
+    assert got.list_params() == {k: str(v) for k, v in params.items()}
+    df = R.search_records([rec.experiment_id], filter_string="params.`group.sub.key_249` = '249'")
+    assert list(df["run_id"]) == [rec.id]

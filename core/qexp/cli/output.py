@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any, Sequence
 
 import click
@@ -40,4 +41,5 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: st
         table.add_column(str(c), overflow="fold")
     for r in rows:
         table.add_row(*[fmt(v) for v in r])
-    Console(soft_wrap=False, width=None if click.get_text_stream("stdout").isatty() else 200).print(table)
+    stream = sys.stdout
+    Console(file=stream, soft_wrap=False, width=None if stream.isatty() else 200).print(table)

@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 import warnings
+import weakref
 from typing import Any, Iterable
 
 from qexp.search import Clause, Order
@@ -51,6 +52,7 @@ class RunIndex:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        _live_indexes.add(self)
 
     # ---- connection ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -123,13 +125,17 @@ class RunIndex:
         """Merge ``values`` into the JSON column (``params``, ``metrics`` or ``tags``)."""
         if column == "metrics":
             values = {k: _finite_or_none(v) for k, v in values.items()}
-        # json_set keeps explicit nulls (json_patch would delete keys set to null, e.g. a NaN metric)
-        args: list[Any] = []
-        expr = column
-        for k, v in values.items():
-            expr = f"json_set({expr}, ?, json(?))"
-            args += [_json_path(k), json.dumps(v)]
-        self._exec(f"UPDATE runs SET {column}={expr} WHERE run_id=?", [*args, run_id])
+        # json_set keeps explicit nulls (json_patch would delete keys set to null, e.g. a NaN metric);
+        # one call takes many path/value pairs, chunked under SQLite's function-argument limit
+        items = list(values.items())
+        with self._lock:
+            for i in range(0, len(items), 60):
+                chunk = items[i:i + 60]
+                pairs = ", ".join("?, json(?)" for _ in chunk)
+                args: list[Any] = []
+                for k, v in chunk:
+                    args += [_json_path(k), json.dumps(v)]
+                self._exec(f"UPDATE runs SET {column}=json_set({column}, {pairs}) WHERE run_id=?", [*args, run_id])
 
     def remove_keys(self, run_id: str, column: str, keys: list[str]) -> None:
         if keys:
@@ -191,6 +197,20 @@ class RunIndex:
                 d["params"], d["metrics"], d["tags"] = loads(r[n]), loads(r[n + 1]), loads(r[n + 2])
             out.append(d)
         return out
+
+
+_live_indexes: "weakref.WeakSet[RunIndex]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # a lock held by another thread at fork time would never be released in the child;
+    # the parent's SQLite connection must not be used there either
+    for idx in list(_live_indexes):
+        idx._lock = threading.RLock()
+        idx._conn = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Inserter:

@@ -99,3 +99,13 @@ class Heartbeat:
 
 
 HEARTBEAT = Heartbeat()
+
+
+def _after_fork_in_child() -> None:
+    HEARTBEAT._lock = threading.Lock()
+    HEARTBEAT._runs = weakref.WeakSet()
+    HEARTBEAT._thread = None
+    HEARTBEAT._pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

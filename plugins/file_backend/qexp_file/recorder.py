@@ -29,6 +29,7 @@ class FileRecorder(Recorder):
         self.store = store
         self._buffer: list[Metric] = []
         self._buf_lock = threading.Lock()
+        self._buf_pid = os.getpid()
         self._latest: dict[str, tuple[float, int, int]] | None = None
         self._params: dict[str, str] | None = None
         self._initial_tags: dict[str, str] = {}
@@ -185,6 +186,8 @@ class FileRecorder(Recorder):
             self.flush()
 
     def flush(self) -> None:
+        if self._buf_pid != os.getpid():  # forked: the lock may have been held by a parent thread
+            self._buf_lock, self._buf_pid = threading.Lock(), os.getpid()
         with self._buf_lock:
             if not self._buffer or self.id is None:
                 return

@@ -44,14 +44,23 @@ class FileStore:
         self.uri = uri
         self.system_dir = os.path.join(self.root, ".qexp")
         os.makedirs(self.system_dir, exist_ok=True)
-        # absolute, inside the store: processes with different working directories share it
-        self.lock = FileLock(os.path.join(self.system_dir, "lock"), timeout=120)
+        self._lock: FileLock | None = None
+        self._lock_pid = -1
         fmt_path = os.path.join(self.system_dir, "store.json")
         if not os.path.exists(fmt_path):
             with self.lock:
                 if not os.path.exists(fmt_path):
                     atomic_write_json(fmt_path, {"format": STORE_FORMAT, "created": int(time.time() * 1000)})
         self.index = RunIndex(os.path.join(self.system_dir, "index.sqlite"), self._index_all_runs)
+
+    @property
+    def lock(self) -> FileLock:
+        """The store lock: absolute, inside the store, so processes with different working directories
+        share it (Qlib's was CWD-relative). A forked child makes its own (file locks do not cross a fork)."""
+        if self._lock is None or self._lock_pid != os.getpid():
+            self._lock = FileLock(os.path.join(self.system_dir, "lock"), timeout=120)
+            self._lock_pid = os.getpid()
+        return self._lock
 
     # ---- paths -------------------------------------------------------------------------------
     def exp_dir(self, exp_id: str) -> str:
