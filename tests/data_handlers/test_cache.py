@@ -32,6 +32,7 @@ def raw(h):
 
 
 def entries() -> list[Path]:
+    assert cache.wait_for_writes(timeout=60)
     root = cache.cache_root()
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
 
@@ -243,4 +244,18 @@ def test_stale_temp_entries_are_removed(provider):
     old = time.time() - cache.STALE_TEMP_S - 60
     os.utime(stale, (old, old))
     build()
+    assert cache.wait_for_writes(timeout=60)
     assert not stale.exists() and fresh.exists()
+
+
+def test_background_write_is_isolated_from_later_changes(provider, monkeypatch):
+    monkeypatch.delenv("QEXP_CACHE_SYNC_WRITE", raising=False)
+    assert cache.background_writes()
+    h = build()
+    h._data.iloc[0, 0] = 12345.0  # an in-place change right after construction, maybe while writing
+    assert cache.wait_for_writes(timeout=60)
+    fresh = raw(build(cache=False))
+    assert fresh.iloc[0, 0] != 12345.0
+    pd.testing.assert_frame_equal(cache.load(entries()[0].name), fresh)
+    monkeypatch.setenv("QEXP_CACHE_SYNC_WRITE", "1")
+    assert not cache.background_writes()

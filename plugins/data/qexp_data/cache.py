@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -150,13 +151,13 @@ def entry_key(provider: Any, config: dict, *, instruments: Any = "all", start_ti
 
 
 # ---- entries ---------------------------------------------------------------------------------------
-def entry_dir(key: str) -> Path:
-    return cache_root() / key
+def entry_dir(key: str, root: Path | None = None) -> Path:
+    return (root or cache_root()) / key
 
 
-def load(key: str) -> pd.DataFrame | None:
+def load(key: str, root: Path | None = None) -> pd.DataFrame | None:
     """The cached frame for ``key``, or None when there is no complete entry."""
-    folder = entry_dir(key)
+    folder = entry_dir(key, root)
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
         return None
@@ -175,16 +176,16 @@ def load(key: str) -> pd.DataFrame | None:
     return pd.DataFrame(values.T, index=index, columns=columns, copy=False)
 
 
-def store(key: str, df: pd.DataFrame) -> bool:
+def store(key: str, df: pd.DataFrame, root: Path | None = None) -> bool:
     """Write ``df`` as the entry for ``key`` atomically; False (and no entry) if it cannot be cached."""
     dtypes = set(df.dtypes)
     if len(dtypes) > 1 or not all(np.issubdtype(dt, np.floating) for dt in dtypes) \
             or not isinstance(df.index, pd.MultiIndex) or df.index.nlevels != 2:
         log.debug("dataset cache: frame is not a 2-level, single float dtype frame; not caching")
         return False
-    root = cache_root()
+    root = root or cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    final = entry_dir(key)
+    final = entry_dir(key, root)
     if (final / "meta.json").is_file():
         return True
     _remove_stale_temps(root)
@@ -225,26 +226,83 @@ def _remove_stale_temps(root: Path) -> None:
             pass
 
 
-def get_or_create(key: str, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """The cached frame for ``key``, computing and storing it under a per-key lock when missing."""
+_writers: set[threading.Thread] = set()
+_writers_lock = threading.Lock()
+
+
+def background_writes() -> bool:
+    """Whether new entries are written by a background thread.
+
+    Only in a main process: a multiprocessing worker may be terminated as soon as it returns its result
+    (``Pool.__exit__``), which would kill a pending write. ``QEXP_CACHE_SYNC_WRITE=1`` turns it off.
+    """
+    import multiprocessing
+    if os.environ.get("QEXP_CACHE_SYNC_WRITE", "").strip().lower() in {"1", "true", "on", "yes"}:
+        return False
+    return multiprocessing.parent_process() is None
+
+
+def wait_for_writes(timeout: float | None = None) -> bool:
+    """Block until the pending background cache writes of this process are done; False on timeout."""
+    with _writers_lock:
+        pending = list(_writers)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for t in pending:
+        t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    return not any(t.is_alive() for t in pending)
+
+
+def get_or_create(key: str, compute: Callable[[], pd.DataFrame], background: bool | None = None) -> pd.DataFrame:
+    """The cached frame for ``key``, computing and storing it under a per-key lock when missing.
+
+    With ``background`` (default: :func:`background_writes`) the computed frame is returned at once and a
+    non-daemon thread writes the entry and then releases the lock: other processes asking for the same key
+    wait for the complete entry, and the interpreter finishes the write before it exits.
+    """
     from filelock import FileLock, Timeout
     root = cache_root()
     try:
         (root / ".locks").mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(root / ".locks" / f"{key}.lock"), timeout=LOCK_TIMEOUT_S)
+        # not thread-local: the writer thread releases what this thread acquired
+        lock = FileLock(str(root / ".locks" / f"{key}.lock"), timeout=LOCK_TIMEOUT_S, thread_local=False)
         lock.acquire()
     except (OSError, Timeout) as exc:
         log.warning("dataset cache: cannot lock %s (%s); computing without cache", root, exc)
         return compute()
+    handed_off = False
     try:
-        hit = load(key)
+        hit = load(key, root)
         if hit is not None:
             return hit
         df = compute()
-        store(key, df)
+        if background if background is not None else background_writes():
+            # a shallow copy keeps a pandas reference to the data, so copy-on-write protects the block being
+            # written from in-place changes made through the returned frame
+            snapshot = df.copy(deep=False)
+            # the root is fixed now: QEXP_CACHE_DIR may change before the thread runs
+            writer = threading.Thread(target=_store_and_release, args=(key, snapshot, lock, root),
+                                      name=f"qexp-dataset-cache-{key[:8]}", daemon=False)
+            with _writers_lock:
+                _writers.add(writer)
+            writer.start()
+            handed_off = True
+        else:
+            store(key, df, root)
         return df
     finally:
+        if not handed_off:
+            lock.release()
+
+
+def _store_and_release(key: str, df: pd.DataFrame, lock: Any, root: Path) -> None:
+    try:
+        store(key, df, root)
+    except Exception as exc:  # noqa: BLE001 - a failed cache write must never surface in the user's thread
+        log.warning("dataset cache: writing entry %s failed (%s)", key, exc)
+    finally:
         lock.release()
+        with _writers_lock:
+            _writers.discard(threading.current_thread())
 
 
 # ---- (de)serialising the index and columns -----------------------------------------------------------

@@ -78,7 +78,8 @@ class DataHandler(Serializable):
         super().config(recursive=recursive, **kwargs)
 
     def setup_data(self, enable_cache: bool = False) -> None:
-        """(Re)load the raw data from the loader."""
+        """(Re)load the raw data from the loader (``enable_cache`` is accepted for Qlib compatibility; the
+        dataset cache is steered by the loader's ``cache`` setting and ``QEXP_DATASET_CACHE``)."""
         df = self.data_loader.load(self.instruments, self.start_time, self.end_time)
         self._data = df if df.index.is_monotonic_increasing else df.sort_index()
 
