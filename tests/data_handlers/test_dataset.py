@@ -198,3 +198,16 @@ def test_ts_step_len_default_and_pickle():
     assert restored.step_len == 3
     restored.setup_data()
     np.testing.assert_array_equal(restored.prepare("all")[np.arange(5)], ds.prepare("all")[np.arange(5)])
+
+
+def test_ts_flt_col_keeps_flagged_rows_only():
+    df = tiny_frame()
+    keep = (df.index.get_level_values("instrument") == "X") & (df.index.get_level_values("datetime") >= D[6])
+    df[("filter", "keep")] = keep.astype(np.float32)
+    ds = TSDatasetH(handler=DataHandlerLP(data_loader=StaticDataLoader(df)), segments={"late": (D[5], D[7])},
+                    step_len=3)
+    s = ds.prepare("late", col_set=["feature", "label"], flt_col="filter")
+    assert list(s.get_index()) == [(D[6], "X"), (D[7], "X")]
+    np.testing.assert_array_equal(s[0][:, 0], [40, 50, 60])  # windows still see the unflagged rows
+    with pytest.raises(ValueError, match="exactly one column"):
+        ds.prepare("late", flt_col=["feature", "label"])
