@@ -25,6 +25,10 @@ def bar(iterable: Iterable | None = None, **kwargs: Any) -> Any:
     return tqdm(iterable, **kwargs)
 
 
+# (name, seconds) of every finished phase in this process, for benchmarks and summaries
+timings: list[tuple[str, float]] = []
+
+
 @contextmanager
 def phase(name: str) -> Iterator[None]:
     """Announce a phase of a long job and report its time (stderr, on a terminal)."""
@@ -33,5 +37,7 @@ def phase(name: str) -> Iterator[None]:
     if show:
         print(f"▶ {name} ...", file=sys.stderr, flush=True)
     yield
+    took = time.perf_counter() - t0
+    timings.append((name, took))
     if show:
-        print(f"  {name}: done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        print(f"  {name}: done in {took:.1f} s", file=sys.stderr, flush=True)
