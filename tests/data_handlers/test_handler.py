@@ -279,3 +279,27 @@ def test_inst_processors_run_per_instrument(provider):
     pd.testing.assert_frame_equal(df.xs("AAA", level="instrument"), plain.xs("AAA", level="instrument") * 2)
     pd.testing.assert_frame_equal(df.xs("BBB", level="instrument"), plain.xs("BBB", level="instrument"))
     assert list(df.index.names) == ["datetime", "instrument"] and df.index.is_monotonic_increasing
+
+
+def test_progress_callback_when_the_provider_takes_one(panel, monkeypatch, capsys):
+    from qexp import data_api
+
+    from .fake_provider import PanelProvider
+
+    class Reporting(PanelProvider):
+        def features(self, instruments, fields, start_time=None, end_time=None, freq="day", progress=None):
+            out = super().features(instruments, fields, start_time, end_time, freq)
+            for _ in fields:
+                progress(1)
+            return out
+
+    prov = Reporting(panel)
+    old = data_api._global["provider"]
+    data_api.set_provider(prov)
+    monkeypatch.setenv("QEXP_PROGRESS", "1")
+    try:
+        handler(cache=False)
+    finally:
+        data_api.set_provider(old)
+    assert prov.calls == 1  # one call, no chunks
+    assert "4/4" in capsys.readouterr().err

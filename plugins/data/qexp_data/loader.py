@@ -317,8 +317,10 @@ def _read_frame(src: Any) -> pd.DataFrame:
     raise ConfigError(f"StaticDataLoader: expected a DataFrame or a file path, got {type(src).__name__}")
 
 
-# fields per provider call when the progress bar needs steps and the provider cannot report progress itself
+# When the bar needs steps and the provider cannot report progress itself, the fields are requested in about
+# PROGRESS_STEPS calls of at least PROGRESS_CHUNK fields: each call repeats the raw-field loads, so few steps.
 PROGRESS_CHUNK = 16
+PROGRESS_STEPS = 5
 
 
 def _provider_features(provider: Any, codes: Any, exprs: list[str], start_time: Any, end_time: Any,
@@ -335,8 +337,9 @@ def _provider_features(provider: Any, codes: Any, exprs: list[str], start_time: 
             df = provider.features(codes, exprs, start_time, end_time, freq=freq, progress=update)
             return _columns_in_order(df, exprs)
         parts = []
-        for i in range(0, len(exprs), PROGRESS_CHUNK):
-            chunk = exprs[i:i + PROGRESS_CHUNK]
+        size = max(PROGRESS_CHUNK, -(-len(exprs) // PROGRESS_STEPS))
+        for i in range(0, len(exprs), size):
+            chunk = exprs[i:i + size]
             parts.append(_columns_in_order(provider.features(codes, chunk, start_time, end_time, freq=freq), chunk))
             update(len(chunk))
     if all(p.index.equals(parts[0].index) for p in parts[1:]):
