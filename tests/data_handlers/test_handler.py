@@ -291,9 +291,11 @@ def test_progress_callback_when_the_provider_takes_one(panel, monkeypatch, capsy
             out = super().features(instruments, fields, start_time, end_time, freq)
             for _ in fields:
                 progress(1)
+                self.updates += 1
             return out
 
     prov = Reporting(panel)
+    prov.updates = 0
     old = data_api._global["provider"]
     data_api.set_provider(prov)
     monkeypatch.setenv("QEXP_PROGRESS", "1")
@@ -301,5 +303,5 @@ def test_progress_callback_when_the_provider_takes_one(panel, monkeypatch, capsy
         handler(cache=False)
     finally:
         data_api.set_provider(old)
-    assert prov.calls == 1  # one call, no chunks
-    assert "4/4" in capsys.readouterr().err
+    assert prov.calls == 1 and prov.updates == 4  # one call, no chunks, one step per field
+    assert "features (4 fields)" in capsys.readouterr().err
