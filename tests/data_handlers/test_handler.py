@@ -34,10 +34,12 @@ def expected_raw(panel: pd.DataFrame) -> pd.DataFrame:
     parts = []
     for code, g in panel.groupby(level="instrument"):
         c = g["close"].droplevel("instrument").astype(np.float64)
-        parts.append(pd.DataFrame({
+        part = pd.DataFrame({
             ("feature", "CLOSE"): c, ("feature", "MA5"): c.rolling(5, min_periods=1).mean() / c,
             ("feature", "ROC1"): c.shift(1) / c, ("label", "LABEL0"): c.shift(-2) / c.shift(-1) - 1,
-        }).assign(instrument=code).set_index("instrument", append=True))
+        })
+        part.index = pd.MultiIndex.from_arrays([part.index, [code] * len(part)], names=["datetime", "instrument"])
+        parts.append(part)
     out = pd.concat(parts).sort_index()
     return out.loc[pd.Timestamp(START):pd.Timestamp(END)].astype(np.float32)
 
