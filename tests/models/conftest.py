@@ -53,10 +53,11 @@ def _one_torch_thread() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _provider(folder: Path) -> Iterator[None]:
+    """The synthetic market as the data provider, through ``qexp.init(provider_uri=...)``."""
+    import qexp
     from qexp import data_api
-    from qexp_data.provider import LocalProvider
     old = (data_api._global["provider"], data_api._global["region"])
-    data_api.set_provider(LocalProvider(str(folder)), "cn")
+    qexp.init(uri=str(folder.parent / "runs"), provider_uri=str(folder))
     try:
         yield
     finally:
@@ -65,9 +66,11 @@ def _provider(folder: Path) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from qexp_data.synth import SynthParams, write_synth
     folder = tmp_path_factory.mktemp("synth") / "market"
-    write_synth(folder, SynthParams(instruments=60, start="2016-01-01", end="2018-12-31", seed=0))
+    proc = subprocess.run([sys.executable, "-m", "qexp", "data", "synth", "--out", str(folder), "--instruments",
+                           "60", "--start", "2016-01-01", "--end", "2018-12-31", "--seed", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     return folder
 
 
@@ -157,7 +160,8 @@ def predict_in_subprocess(uri: Path, recorder_id: str, dataset: Any, tmp_path: P
         "dataset = pickle.loads(open(sys.argv[3], 'rb').read())\n"
         "model.predict(dataset, sys.argv[4]).to_pickle(sys.argv[5])\n"
     )
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    # one thread as in this process: a matrix product's rounding depends on how many threads share it
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", script, str(uri), recorder_id, str(ds_file), segment, str(out)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -8,6 +8,8 @@ This module imports torch; the model imports it only when it fits or predicts.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -15,7 +17,14 @@ RNN_TYPES = ("GRU", "LSTM")
 
 
 class ALSTMNet(nn.Module):
-    """``forward(x: [B, T, d_feat]) -> [B]`` scores."""
+    """``forward(x: [B, T, d_feat]) -> [B]`` scores.
+
+    A GRU on the CPU runs through :mod:`.gru_cpu` when training and when scoring without gradients (same
+    function and weights, faster); set ``fast_cpu_gru = False`` to use ``nn.GRU`` there too. GPUs always use
+    ``nn.GRU`` (cuDNN).
+    """
+
+    fast_cpu_gru = True
 
     def __init__(self, d_feat: int = 6, hidden_size: int = 64, num_layers: int = 2, dropout: float = 0.0,
                  rnn_type: str = "GRU"):
@@ -37,13 +46,41 @@ class ALSTMNet(nn.Module):
         self.att_net.add_module("att_act", nn.Tanh())
         self.att_net.add_module("att_fc_out", nn.Linear(int(hidden_size / 2), 1, bias=False))
         self.att_net.add_module("att_softmax", nn.Softmax(dim=1))
+        self._workspace: Any = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._use_fast_gru(x):
+            return self._forward_time_major(x)
         rnn_out, _ = self.rnn(self.net(x))                       # [B, T, H]
         score = self.att_net(rnn_out)                            # [B, T, 1], softmax over time
         att = torch.sum(rnn_out * score, dim=1)                  # [B, H]
         out = self.fc_out(torch.cat((rnn_out[:, -1, :], att), dim=1))
         return out[..., 0]
+
+    def _use_fast_gru(self, x: torch.Tensor) -> bool:
+        # training (with gradients) or scoring (without); not an eval-mode pass that needs gradients
+        return (self.fast_cpu_gru and x.device.type == "cpu" and isinstance(self.rnn, nn.GRU)
+                and x.dtype in (torch.float32, torch.float64)
+                and (self.training and torch.is_grad_enabled()
+                     or not self.training and not torch.is_grad_enabled()))
+
+    def _forward_time_major(self, x: torch.Tensor) -> torch.Tensor:
+        """The same computation as ``forward``, time-major so each step's rows are contiguous."""
+        from .gru_cpu import Workspace, gru_forward, tanh
+        if self._workspace is None:
+            self._workspace = Workspace()
+        inputs = tanh(self.net.fc_in(x.transpose(0, 1).contiguous()))                 # [T, B, H]
+        rnn_out = gru_forward(self.rnn, inputs, self._workspace)                       # [T, B, H]
+        att = self.att_net
+        score = att.att_fc_out(tanh(att.att_dropout(att.att_fc_in(rnn_out))))         # [T, B, 1]
+        score = torch.softmax(score, dim=0)                                            # over time
+        summary = torch.sum(rnn_out * score, dim=0)                                    # [B, H]
+        out = self.fc_out(torch.cat((rnn_out[-1], summary), dim=1))
+        return out[..., 0]
+
+    def release_workspace(self) -> None:
+        """Free the CPU training buffers (hundreds of MB at Qlib's sizes) once training is over."""
+        self._workspace = None
 
 
 def flat_to_steps(x: torch.Tensor, d_feat: int) -> torch.Tensor:
