@@ -134,3 +134,27 @@ def test_calendar_and_list_instruments(edge_store):
     expr_filter = {"market": "all", "filter_pipe": [{"filter_type": "ExpressionDFilter",
                                                      "rule_expression": "$close > 1000000", "keep": False}]}
     assert p.list_instruments(expr_filter) == {}
+
+
+def test_absent_standard_field_reads_as_nan_like_qlib(tmp_path):
+    """Qlib's Yahoo cn_data has no $vwap: Alpha158's VWAP0 must be an all-NaN column, not an error."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from qexp_data.provider import LocalProvider
+    from qexp_data.writer import InstrumentData, write_folder
+
+    cal = pd.bdate_range("2020-01-01", periods=5)
+    close = np.arange(1.0, 6.0)
+    write_folder(tmp_path / "d", cal, [InstrumentData("SH600000", 0, {"close": close})],
+                 {"all": {"SH600000": [(cal[0], cal[-1])]}})
+    p = LocalProvider(str(tmp_path / "d"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = p.features(["SH600000"], ["$vwap/$close", "$close"])
+    assert df["$vwap/$close"].isna().all() and df["$close"].tolist() == list(close)
+    assert any("$vwap" in str(w.message) for w in caught)
+    with pytest.raises(Exception, match="Available fields"):
+        p.features(["SH600000"], ["$nosuchfield"])

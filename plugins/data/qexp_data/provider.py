@@ -16,6 +16,8 @@ The ``features`` contract (the handlers code against it):
 """
 from __future__ import annotations
 
+import warnings
+
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,6 +26,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import ExpressionError, UnknownFieldError
+
+# price/volume fields Qlib data folders may lack; reading an absent one gives NaN, as Qlib does
+STANDARD_FIELDS = frozenset({"open", "close", "high", "low", "volume", "vwap", "factor", "change", "amount"})
 from .expr import Evaluator, Layout, fields as expr_fields, max_window, parse, top_frame
 from .expr import kernels as K
 from .store import QlibStore, check_freq
@@ -98,6 +103,15 @@ class LocalProvider:
     def _check_fields(self, used: list[str], names: list[str], nodes: list) -> None:
         available = self.store.fields()
         missing = [f for f in used if f not in available]
+        # Qlib reads an absent standard field as NaN: Yahoo cn_data has no $vwap, and Alpha158's VWAP0
+        # is then an all-NaN column rather than an error
+        standard = [f for f in missing if f in STANDARD_FIELDS]
+        if standard and not getattr(self, "_warned_missing", None) == set(standard):
+            self._warned_missing = set(standard)
+            warnings.warn(f"{self.root} has no {', '.join('$' + f for f in standard)}; expressions using "
+                          f"{'it' if len(standard) == 1 else 'them'} are NaN, as in Qlib", RuntimeWarning,
+                          stacklevel=4)
+        missing = [f for f in missing if f not in STANDARD_FIELDS]
         if missing:
             where = next(n for n, node in zip(names, nodes) if missing[0] in repr(node))
             raise UnknownFieldError(
