@@ -76,8 +76,8 @@ class ALSTM(Model):
         self.GPU = GPU
         self.seed = seed
         self.rnn_type = rnn_type.upper()
-        # batch size for scoring and predicting: no gradients are kept, so bigger batches cost little memory
-        self.eval_batch_size = max(self.batch_size, 8192)
+        # rows per forward pass when scoring and predicting; None chooses per device (see _eval_batch)
+        self.eval_batch_size: int | None = None
         self.fitted = False
         self.input_kind: str | None = None      # "DatasetH" or "TSDatasetH", set by fit
         self.best_epoch: int | None = None
@@ -112,6 +112,13 @@ class ALSTM(Model):
             warnings.warn(f"ALSTM: GPU={self.GPU} was requested but {why}; using the CPU (set GPU: -1 to "
                           f"choose the CPU without this warning)", stacklevel=3)
         return torch.device("cpu")
+
+    def _eval_batch(self, device: Any) -> int:
+        """Scoring batch: on a GPU large (few kernel launches); on the CPU about 1000 rows, where one step's
+        activations stay in cache (larger batches were slower there)."""
+        if self.eval_batch_size is not None:
+            return int(self.eval_batch_size)
+        return 16384 if device.type == "cuda" else 1024
 
     def _new_net(self) -> Any:
         from .alstm_net import ALSTMNet
@@ -162,7 +169,8 @@ class ALSTM(Model):
 
         net = self._new_net().to(device)
         params = list(net.parameters())
-        opt = (torch.optim.Adam(params, lr=self.lr) if self.optimizer == "adam"
+        # fused Adam on a GPU: one kernel for all parameters instead of several per parameter
+        opt = (torch.optim.Adam(params, lr=self.lr, fused=device.type == "cuda") if self.optimizer == "adam"
                else torch.optim.SGD(params, lr=self.lr))
         # the data go to the device once; batches are index_select-ed there
         x_tr, y_tr = _to_device(torch, train, device)
@@ -202,6 +210,7 @@ class ALSTM(Model):
                     break
         bar.close()
         net.load_state_dict(best_state)
+        net.release_workspace()
         self.net, self.net_state = net, None
         self.best_epoch, self.best_score = best_epoch, float(best_score)
         self.fitted = True
@@ -226,10 +235,11 @@ class ALSTM(Model):
     def _loss(self, torch: Any, net: Any, x: Any, y: Any) -> float:
         """Mean squared error over all rows (NaN labels were dropped at load), one host sync."""
         net.eval()
+        step = self._eval_batch(y.device)
         with torch.inference_mode():
             sse = torch.zeros((), dtype=torch.float64, device=y.device)
-            for start in range(0, len(y), self.eval_batch_size):
-                stop = start + self.eval_batch_size
+            for start in range(0, len(y), step):
+                stop = start + step
                 sse += torch.sum((net(x[start:stop]) - y[start:stop]) ** 2, dtype=torch.float64)
             return float(sse.item() / len(y))
 
@@ -247,10 +257,12 @@ class ALSTM(Model):
         net = self._net_on(torch, device)
         net.eval()
         out = []
+        step = self._eval_batch(device)
         with torch.inference_mode():
-            for start in range(0, len(steps.x), self.eval_batch_size):
-                xb = torch.from_numpy(steps.x[start:start + self.eval_batch_size]).to(device)
+            for start in range(0, len(steps.x), step):
+                xb = torch.from_numpy(steps.x[start:start + step]).to(device)
                 out.append(net(xb).float().cpu().numpy())
+        net.release_workspace()
         return pd.Series(np.concatenate(out).astype(np.float64), index=steps.index)
 
 

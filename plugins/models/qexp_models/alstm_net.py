@@ -66,10 +66,10 @@ class ALSTMNet(nn.Module):
 
     def _forward_time_major(self, x: torch.Tensor) -> torch.Tensor:
         """The same computation as ``forward``, time-major so each step's rows are contiguous."""
-        from .gru_cpu import Workspace, gru_forward, tanh
+        from .gru_cpu import Workspace, gru_forward, linear_tanh, tanh
         if self._workspace is None:
             self._workspace = Workspace()
-        inputs = tanh(self.net.fc_in(x.transpose(0, 1).contiguous()))                 # [T, B, H]
+        inputs = linear_tanh(x.transpose(0, 1).contiguous(), self.net.fc_in)           # [T, B, H]
         rnn_out = gru_forward(self.rnn, inputs, self._workspace)                       # [T, B, H]
         att = self.att_net
         score = att.att_fc_out(tanh(att.att_dropout(att.att_fc_in(rnn_out))))         # [T, B, 1]
