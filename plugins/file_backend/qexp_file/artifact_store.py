@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 
 from qexp.fileuri import file_uri_to_path, path_to_file_uri
 
-from .fsutil import atomic_write_bytes
+from .fsutil import atomic_write_bytes, atomic_writer
 
 
 class LocalArtifactStore:
@@ -45,17 +44,8 @@ class LocalArtifactStore:
         import pickle
         target = self._abs(path)
         _ensure_dir(os.path.dirname(target))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(target))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(obj, f, protocol=4)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_writer(target) as f:
+            pickle.dump(obj, f, protocol=4)
 
     def open(self, path: str):  # type: ignore[no-untyped-def]
         p = self._abs(path)
@@ -122,17 +112,8 @@ def _ensure_dir(path: str) -> None:
 
 
 def _copy_atomic(src: str, dst: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(dst))
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with open(src, "rb") as fin, atomic_writer(dst) as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 def local_store_factory(uri: str) -> LocalArtifactStore:

@@ -4,16 +4,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, BinaryIO, Iterator
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to a temp file in the same folder, then rename over ``path``."""
+@contextmanager
+def atomic_writer(path: str) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` by a rename when the block ends, or vanishes on error."""
     folder = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -21,6 +23,12 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to a temp file in the same folder, then rename over ``path``."""
+    with atomic_writer(path) as f:
+        f.write(data)
 
 
 def atomic_write_json(path: str, obj: Any) -> None:
@@ -45,25 +53,29 @@ def append_lines(path: str, records: list[dict]) -> None:
         os.close(fd)
 
 
-def replay(path: str, first_wins: bool = False) -> dict:
-    """The key -> value state of a JSON-lines log (``{"key", "value"}`` or ``{"key", "deleted": true}``);
-    a torn last line from a crash is ignored."""
-    out: dict = {}
+def iter_json_lines(path: str) -> Iterator[dict]:
+    """The records of a JSON-lines log; a torn last line (a crash mid-write) ends it, a bad line is skipped."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
-        return out
+        return
     with f:
         for line in f:
             if not line.endswith(b"\n"):
                 break
             try:
-                rec = json.loads(line)
+                yield json.loads(line)
             except ValueError:
                 continue
-            key = rec.get("key")
-            if rec.get("deleted"):
-                out.pop(key, None)
-            elif not (first_wins and key in out):
-                out[key] = rec.get("value")
+
+
+def replay(path: str, first_wins: bool = False) -> dict:
+    """The key -> value state of a JSON-lines log (``{"key", "value"}`` or ``{"key", "deleted": true}``)."""
+    out: dict = {}
+    for rec in iter_json_lines(path):
+        key = rec.get("key")
+        if rec.get("deleted"):
+            out.pop(key, None)
+        elif not (first_wins and key in out):
+            out[key] = rec.get("value")
     return out

@@ -21,7 +21,7 @@ from filelock import FileLock
 from qexp.exceptions import QexpError
 from qexp.fileuri import file_uri_to_path, path_to_file_uri
 
-from .fsutil import atomic_write_bytes, atomic_write_json, read_json, replay
+from .fsutil import atomic_write_bytes, atomic_write_json, iter_json_lines, read_json, replay
 from .index import RunIndex
 
 STORE_FORMAT = 1
@@ -177,20 +177,9 @@ def index_info(meta: dict, artifact_uri: str) -> dict:
 
 
 def iter_metric_lines(path: str) -> Iterator[tuple[str, float, int, int]]:
-    """``(key, value, timestamp, step)`` per line of a metrics log; a torn last line (crash) is skipped."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return
-    with f:
-        for line in f:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            yield rec["key"], float(rec["value"]), int(rec["timestamp"]), int(rec["step"])
+    """``(key, value, timestamp, step)`` per line of a metrics log."""
+    for rec in iter_json_lines(path):
+        yield rec["key"], float(rec["value"]), int(rec["timestamp"]), int(rec["step"])
 
 
 def latest_metrics(path: str) -> dict[str, tuple[float, int, int]]:
