@@ -82,7 +82,8 @@ class ALSTM(Model):
         self.input_kind: str | None = None      # "DatasetH" or "TSDatasetH", set by fit
         self.best_epoch: int | None = None
         self.best_score: float | None = None
-        self.epoch_seconds: list[float] = []     # wall time of each epoch (train + scoring)
+        self.epoch_seconds: list[float] = []     # wall time of each epoch (training pass + scoring)
+        self.train_seconds: list[float] = []     # the training pass of each epoch
         self.net: Any = None                     # the torch module; pickled as ``net_state`` (numpy, CPU)
         self.net_state: dict[str, np.ndarray] | None = None
 
@@ -180,12 +181,15 @@ class ALSTM(Model):
         evals_result["train"], evals_result["valid"] = [], []
         points: list[tuple[str, float, int, int]] = []
         best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
-        self.epoch_seconds = []
+        self.epoch_seconds, self.train_seconds = [], []
         bar = tqdm(range(self.n_epochs), desc="ALSTM", unit="epoch", disable=None, leave=False)
         for epoch in bar:
             t0 = time.perf_counter()
             perm = torch.randperm(len(y_tr), generator=shuffle).to(device)
             self._train_epoch(torch, net, opt, params, x_tr, y_tr, perm)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # only so that train_seconds measures the training pass
+            self.train_seconds.append(time.perf_counter() - t0)
             train_loss = self._loss(torch, net, x_tr, y_tr)
             valid_loss = self._loss(torch, net, x_va, y_va) if x_va is not None else train_loss
             train_score, valid_score = -train_loss, -valid_loss  # metric "" / "loss": minus the loss
