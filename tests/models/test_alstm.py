@@ -268,3 +268,27 @@ def test_reweighter_is_refused() -> None:
 def test_predict_before_fit() -> None:
     with pytest.raises(ValueError, match="not fitted yet"):
         ALSTM().predict(FrameDataset(random_frame(), FRAME_SEGMENTS))
+
+
+def test_interrupted_training_still_logs_the_epochs_done(runs, monkeypatch) -> None:
+    real_loss = ALSTM._loss
+    calls = []
+
+    def loss_then_interrupt(self, torch_, net, x, y):
+        calls.append(1)
+        if len(calls) == 5:  # train and valid of epochs 0 and 1 scored, then the user presses Ctrl-C
+            raise KeyboardInterrupt
+        return real_loss(self, torch_, net, x, y)
+
+    monkeypatch.setattr(ALSTM, "_loss", loss_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with R.start(experiment_name="alstm-interrupted"):
+            rec = R.get_recorder()
+            ALSTM(d_feat=6, **{**TINY, "n_epochs": 5}).fit(FrameDataset(random_frame(), FRAME_SEGMENTS))
+    assert rec.get_metric_history("valid_loss")["step"].tolist() == [0, 1]
+
+
+def test_nan_loss_in_every_epoch_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setattr(ALSTM, "_loss", lambda self, torch_, net, x, y: float("nan"))
+    with pytest.raises(FloatingPointError, match="valid loss was NaN in every epoch.*lower lr"):
+        ALSTM(d_feat=6, **TINY).fit(FrameDataset(random_frame(), FRAME_SEGMENTS))

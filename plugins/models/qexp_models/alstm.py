@@ -183,42 +183,47 @@ class ALSTM(Model):
         best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
         self.epoch_seconds, self.train_seconds = [], []
         bar = tqdm(range(self.n_epochs), desc="ALSTM", unit="epoch", disable=None, leave=False)
-        for epoch in bar:
-            t0 = time.perf_counter()
-            perm = torch.randperm(len(y_tr), generator=shuffle).to(device)
-            self._train_epoch(torch, net, opt, params, x_tr, y_tr, perm)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)  # only so that train_seconds measures the training pass
-            self.train_seconds.append(time.perf_counter() - t0)
-            train_loss = self._loss(torch, net, x_tr, y_tr)
-            valid_loss = self._loss(torch, net, x_va, y_va) if x_va is not None else train_loss
-            train_score, valid_score = -train_loss, -valid_loss  # metric "" / "loss": minus the loss
-            self.epoch_seconds.append(time.perf_counter() - t0)
-            ts = int(time.time() * 1000)
-            points += [("train_loss", train_loss, ts, epoch), ("train_score", train_score, ts, epoch)]
-            if x_va is not None:
-                points += [("valid_loss", valid_loss, ts, epoch), ("valid_score", valid_score, ts, epoch)]
-            evals_result["train"].append(train_score)
-            evals_result["valid"].append(valid_score)
-            bar.set_postfix(train=f"{train_loss:.5f}", valid=f"{valid_loss:.5f}" if x_va is not None else "-")
-            logger.info("epoch %d: train loss %.6f, valid loss %.6f (%.1fs)", epoch, train_loss, valid_loss,
-                        self.epoch_seconds[-1])
-            if x_va is None or valid_score > best_score:
-                best_score, best_epoch, stale = valid_score, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= self.early_stop:
-                    logger.info("early stop at epoch %d: best valid score %.6f at epoch %d", epoch, best_score,
-                                best_epoch)
-                    break
-        bar.close()
+        try:
+            for epoch in bar:
+                t0 = time.perf_counter()
+                perm = torch.randperm(len(y_tr), generator=shuffle).to(device)
+                self._train_epoch(torch, net, opt, params, x_tr, y_tr, perm)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)  # only so that train_seconds measures the training pass
+                self.train_seconds.append(time.perf_counter() - t0)
+                train_loss = self._loss(torch, net, x_tr, y_tr)
+                valid_loss = self._loss(torch, net, x_va, y_va) if x_va is not None else train_loss
+                train_score, valid_score = -train_loss, -valid_loss  # metric "" / "loss": minus the loss
+                self.epoch_seconds.append(time.perf_counter() - t0)
+                ts = int(time.time() * 1000)
+                points += [("train_loss", train_loss, ts, epoch), ("train_score", train_score, ts, epoch)]
+                if x_va is not None:
+                    points += [("valid_loss", valid_loss, ts, epoch), ("valid_score", valid_score, ts, epoch)]
+                evals_result["train"].append(train_score)
+                evals_result["valid"].append(valid_score)
+                bar.set_postfix(train=f"{train_loss:.5f}", valid=f"{valid_loss:.5f}" if x_va is not None else "-")
+                logger.info("epoch %d: train loss %.6f, valid loss %.6f (%.1fs)", epoch, train_loss, valid_loss,
+                            self.epoch_seconds[-1])
+                if x_va is None or valid_score > best_score:
+                    best_score, best_epoch, stale = valid_score, epoch, 0
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    stale += 1
+                    if stale >= self.early_stop:
+                        logger.info("early stop at epoch %d: best valid score %.6f at epoch %d", epoch, best_score,
+                                    best_epoch)
+                        break
+        finally:  # the epochs done so far reach the recorder even when training is interrupted
+            bar.close()
+            log_points(points)
+        if best_state is None:
+            raise FloatingPointError(f"ALSTM: the valid loss was NaN in every epoch ({len(self.epoch_seconds)}); "
+                                     f"training diverged: lower lr (now {self.lr}) or check the labels")
         net.load_state_dict(best_state)
         net.release_workspace()
         self.net, self.net_state = net, None
         self.best_epoch, self.best_score = best_epoch, float(best_score)
         self.fitted = True
-        log_points(points)
         if save_path is not None:
             torch.save({k: v.cpu() for k, v in best_state.items()}, save_path)
         if device.type == "cuda":
