@@ -80,3 +80,28 @@ def test_missing_extra_is_a_clear_error(module: str, cls: str, extra: str) -> No
     assert proc.returncode == 0, proc.stderr
     assert f'pip install "qexp[{extra}]"' in proc.stdout
     assert issubclass(qexp.MissingExtraError, ImportError)
+
+
+def test_the_documented_example_plugin_works(ds158_norm) -> None:
+    """The model plugin example in qexp.model's docstring (also in the README) runs as written."""
+    import textwrap
+    import types
+
+    import qexp.model
+    from qexp import plugins
+    doc = qexp.model.__doc__
+    start = doc.rindex("\n", 0, doc.index("# my_models/plugin.py")) + 1  # from the start of that line
+    code = doc[start:doc.index("# pyproject.toml")]
+    module = types.ModuleType("my_models_plugin")
+    exec(compile(textwrap.dedent(code), "my_models/plugin.py", "exec"), module.__dict__)
+    name = plugins.register(module, name="my_models_test")
+    try:
+        cls = registry.components.resolve("MeanReversion", "my_models")
+        assert cls is module.MeanReversion and registry.components.resolve("MeanReversion") is cls
+        model = cls().fit(ds158_norm)
+        pred = model(ds158_norm, segment="test")
+        x = ds158_norm.prepare("test", col_set="feature", data_key="infer")
+        assert pred.index.equals(x.index) and (pred == -x.iloc[:, 0]).all()
+    finally:
+        plugins.unregister(name)
+    assert registry.components.resolve("MeanReversion") is None
