@@ -124,15 +124,28 @@ def test_plain_mlflow_runs_read_through_r(client, tmp_path):
     assert len(client.get_metric_history(rid, "acc")) == 11
 
 
-def test_params_are_immutable_across_recorder_objects(mlflow_store):
+def test_params_are_immutable_across_recorder_objects(mlflow_store, client):
+    from qexp import QexpError
     with R.start(experiment_name="imm"):
         R.log_params(lr=0.1)
         rid = R.get_recorder().id
     again = R.get_recorder(recorder_id=rid)
     again.log_params(lr=0.1)
-    from qexp import QexpError
     with pytest.raises(QexpError, match="immutable"):
-        again.log_params(lr=0.3)
+        again.log_params(lr=0.3)  # this recorder knows the stored value: refused at the call
+
+    # two writers that do not know of each other: the second learns at its flush, and keeps the rest
+    first, second = R.get_recorder(recorder_id=rid), R.get_recorder(recorder_id=rid)
+    first.log_params(depth=3)
+    second.log_params(depth=5, seed=1)
+    second.log_metrics(step=1, acc=0.5)
+    first.flush()
+    with pytest.raises(QexpError, match="'depth' of run .* is already '3' and cannot change to '5'"):
+        second.flush()
+    second.flush()
+    run = client.get_run(rid)
+    assert run.data.params == {"lr": "0.1", "depth": "3", "seed": "1"}
+    assert run.data.metrics == {"acc": 0.5}
 
 
 def test_metric_names_mlflow_refuses_fail_at_the_call(mlflow_store):

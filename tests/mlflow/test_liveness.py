@@ -45,10 +45,18 @@ def test_killed_run_is_marked_failed_on_read(mlflow_store, client):
 
 def test_killed_run_is_failed_in_search(mlflow_store):
     env = {**os.environ, "QEXP_LOAD_PLUGINS": "file,mlflow"}
-    proc = subprocess.run([sys.executable, "-c", KILLED, mlflow_store], capture_output=True, env=env, timeout=120)
-    run_id = proc.stdout.decode().split()[0]
-    df = R.search_records(filter_string="attributes.status = 'FAILED'")
-    assert df["run_id"].tolist() == [run_id]
+
+    def killed_run() -> str:
+        proc = subprocess.run([sys.executable, "-c", KILLED, mlflow_store], capture_output=True, env=env, timeout=120)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+        return proc.stdout.decode().split()[0]
+
+    first = killed_run()
+    df = R.search_records(filter_string="params.lr = '0.1'")  # the rows MLflow returns are corrected
+    assert df["run_id"].tolist() == [first] and df["status"].tolist() == ["FAILED"]
+    second = killed_run()
+    df = R.search_records(filter_string="attributes.status = 'FAILED'")  # corrected before MLflow filters
+    assert set(df["run_id"]) == {first, second}
 
 
 def test_live_run_of_this_process_stays_running(mlflow_store, client):
@@ -67,3 +75,23 @@ def test_background_flush_writes_waiting_metrics(mlflow_store, client, monkeypat
         while time.monotonic() < deadline and not client.get_metric_history(rid, "loss"):
             time.sleep(0.1)
         assert [m.value for m in client.get_metric_history(rid, "loss")] == [0.5]
+
+
+LATE_WRITE = r"""
+import sys
+import qexp
+from qexp import R
+qexp.init(uri=sys.argv[1], autolog=False)
+rec = R.get_recorder(recorder_id=sys.argv[2])  # a finished run, written to and never ended or flushed
+rec.log_metrics(step=7, late=7.0)
+"""
+
+
+def test_points_buffered_at_exit_are_written(mlflow_store, client):
+    with R.start(experiment_name="exit"):
+        rid = R.get_recorder().id
+    env = {**os.environ, "QEXP_LOAD_PLUGINS": "file,mlflow", "QEXP_MLFLOW_FLUSH_INTERVAL": "3600"}
+    proc = subprocess.run([sys.executable, "-c", LATE_WRITE, mlflow_store, rid], capture_output=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert [(m.step, m.value) for m in client.get_metric_history(rid, "late")] == [(7, 7.0)]

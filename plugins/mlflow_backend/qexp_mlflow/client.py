@@ -92,8 +92,11 @@ def tracking_uri(uri: str) -> str:
 
 
 def default_artifact_root(uri: str) -> str | None:
-    """Where new experiments keep artifacts: ``$QEXP_MLFLOW_ARTIFACT_ROOT``, else ``mlartifacts`` next to
-    a SQLite file, else None (MLflow's choice: the server's, or ``./mlruns`` of the first process)."""
+    """Where new experiments keep artifacts. For a server, None (the server's choice); for a database,
+    ``$QEXP_MLFLOW_ARTIFACT_ROOT``, else ``mlartifacts/`` next to a SQLite file, else None (MLflow's
+    default: ``./mlruns`` of the process that first opened the store, made absolute)."""
+    if urlparse(uri).scheme.lower() in ("http", "https", "databricks") or uri.startswith("databricks"):
+        return None  # a server decides where its artifacts go; a local folder means nothing to it
     env = os.environ.get("QEXP_MLFLOW_ARTIFACT_ROOT")
     if env:
         return env if urlparse(env).scheme not in ("", "file") else _file_uri(env)

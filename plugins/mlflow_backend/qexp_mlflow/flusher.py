@@ -5,6 +5,7 @@ Full batches are written at once by the recorder itself; this only handles the s
 """
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
@@ -28,6 +29,7 @@ class Flusher:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._warned: set[str] = set()
+        self._atexit = False
 
     def add(self, recorder: Any) -> None:
         with self._lock:
@@ -35,10 +37,26 @@ class Flusher:
                 self._recorders = weakref.WeakSet()
                 self._thread = None
                 self._pid = os.getpid()
+                self._atexit = False
             self._recorders.add(recorder)
+            if not self._atexit:
+                # a recorder written to and never ended (a finished run fetched by id) keeps its points
+                atexit.register(self.flush_all)
+                self._atexit = True
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="qexp-mlflow-flush", daemon=True)
                 self._thread.start()
+
+    def flush_all(self) -> None:
+        """Write every recorder's buffered points (at interpreter exit)."""
+        with self._lock:
+            recorders = list(self._recorders)
+        for rec in recorders:
+            try:
+                rec.flush()
+            except Exception as exc:
+                warnings.warn(f"qexp: metrics of MLflow run {rec.id} could not be written at exit: "
+                              f"{type(exc).__name__}: {exc}", RuntimeWarning)
 
     def discard(self, recorder: Any) -> None:
         with self._lock:

@@ -29,6 +29,12 @@ def value_limits() -> dict[str, int]:
         return {"param": 6000, "tag": 8000}
 
 
+def is_valid_name(key: str) -> bool:
+    """Would MLflow accept ``key`` as a param, metric or tag name?"""
+    norm = posixpath.normpath(key)
+    return bool(_VALID_NAME.match(key)) and norm == key and norm != "." and not norm.startswith(("..", "/"))
+
+
 def check_name(key: str, what: str) -> str:
     """Raise a QexpError naming the fix when MLflow would reject ``key``."""
     if not _VALID_NAME.match(key):
@@ -54,21 +60,24 @@ def shorten(kind: str, key: str, value: str, limit: int) -> str:
     return value[:max(0, limit - len(marker))] + marker
 
 
+def stored_value(kind: str, key: str, value: str, limit: int) -> str:
+    """What MLflow stores for ``value``: itself, or the shortened form when it is over ``limit``."""
+    return shorten(kind, key, value, limit) if len(value) > limit else value
+
+
+def warn_long(kind: str, keys: list[str], limit: int, run_id: str | None) -> None:
+    if keys:
+        warnings.warn(
+            f"qexp: {kind[:-1]} value(s) of {', '.join(repr(k) for k in keys)} exceed MLflow's {limit}-character "
+            f"limit (run {run_id}); they are logged truncated and stored whole as artifact(s) "
+            f"{', '.join(artifact_for(kind, k) for k in keys)}", UserWarning, stacklevel=5)
+
+
 def split_long(kind: str, values: dict[str, str], limit: int, run_id: str | None) -> tuple[dict[str, str], dict[str, str]]:
     """``(stored values, {key: whole value})``: long values are shortened, with one warning per call."""
-    stored, whole = {}, {}
-    for k, v in values.items():
-        if len(v) > limit:
-            stored[k] = shorten(kind, k, v, limit)
-            whole[k] = v
-        else:
-            stored[k] = v
-    if whole:
-        singular = kind[:-1]
-        warnings.warn(
-            f"qexp: {singular} value(s) of {', '.join(repr(k) for k in whole)} exceed MLflow's {limit}-character "
-            f"limit (run {run_id}); they are logged truncated and stored whole as artifact(s) "
-            f"{', '.join(artifact_for(kind, k) for k in whole)}", UserWarning, stacklevel=4)
+    stored = {k: stored_value(kind, k, v, limit) for k, v in values.items()}
+    whole = {k: v for k, v in values.items() if len(v) > limit}
+    warn_long(kind, list(whole), limit, run_id)
     return stored, whole
 
 

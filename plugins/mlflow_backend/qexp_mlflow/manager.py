@@ -23,6 +23,7 @@ from . import search
 from .client import (batch_limits, default_artifact_root, error_code, is_not_found, make_client, normalize_uri,
                      retry)
 from .experiment import MlflowExperiment
+from .liveness import owner_dead
 from .recorder import MlflowRecorder
 
 DEFAULT_EXPERIMENT_ID = "0"  # the "Default" experiment MLflow puts in every new store
@@ -106,15 +107,18 @@ class MlflowExpManager(ExpManager):
             raise ExpNotFoundError(f"no experiment with {what} in {self.uri}; existing: {shown or 'none'}")
         return MlflowExperiment(exp.experiment_id, exp.name, self)
 
-    def _list_experiments(self) -> list[MlflowExperiment]:
+    def _active_experiments(self) -> list[Any]:
+        """Every active MLflow experiment, page by page."""
         out, token = [], None
         while True:
             page = retry(self.client.search_experiments, view_type=1, max_results=1000, page_token=token)
             out.extend(page)
             token = page.token
             if not token:
-                break
-        exps = [MlflowExperiment(e.experiment_id, e.name, self) for e in out
+                return out
+
+    def _list_experiments(self) -> list[MlflowExperiment]:
+        exps = [MlflowExperiment(e.experiment_id, e.name, self) for e in self._active_experiments()
                 if not (str(e.experiment_id) == DEFAULT_EXPERIMENT_ID and self._is_empty(DEFAULT_EXPERIMENT_ID))]
         return sorted(exps, key=lambda e: _id_key(e.id))
 
@@ -125,15 +129,6 @@ class MlflowExpManager(ExpManager):
     def _delete_exp(self, experiment_id: str) -> None:
         exp = retry(self.client.get_experiment, str(experiment_id))
         self._rename_and_delete(exp.experiment_id, exp.name)
-
-    def _all_experiment_ids(self) -> list[str]:
-        out, token = [], None
-        while True:
-            page = retry(self.client.search_experiments, view_type=1, max_results=1000, page_token=token)
-            out.extend(str(e.experiment_id) for e in page)
-            token = page.token
-            if not token:
-                return out
 
     # ---- runs --------------------------------------------------------------------------------
     def _get_recorder_by_id(self, recorder_id: str) -> MlflowRecorder:
@@ -185,15 +180,16 @@ class MlflowExpManager(ExpManager):
     def _search_run_objects(self, experiment_ids: list[str] | None, clauses: list[Clause], orders: list[Order],
                             max_results: int | None, run_view_type: int = 1) -> list[Any]:
         self.flush_all()
-        ids = self._all_experiment_ids() if experiment_ids is None else experiment_ids
+        ids = [str(e.experiment_id) for e in self._active_experiments()] if experiment_ids is None else experiment_ids
         if not ids:
             return []
-        self._reap_dead(ids)
+        if any(x.entity == "attributes" and x.key in ("status", "end_time") for x in [*clauses, *orders]):
+            self._reap_dead(ids)  # before MLflow filters or sorts on a status that is out of date
         filter_string, local = search.split_clauses(clauses)
         mlflow_orders = search.orders_to_mlflow(orders)
         in_memory = bool(local) or mlflow_orders is None
-        runs = list(search.iter_runs(self.client, ids, filter_string, mlflow_orders or None,
-                                     None if in_memory else max_results, run_view_type))
+        runs = [self._reaped(r) for r in search.iter_runs(self.client, ids, filter_string, mlflow_orders or None,
+                                                          None if in_memory else max_results, run_view_type)]
         if in_memory:
             by_id = {r.info.run_id: r for r in runs}
             rows = search.filter_rows([search.run_to_row(r) for r in runs], local)
@@ -203,6 +199,14 @@ class MlflowExpManager(ExpManager):
             if max_results is not None:
                 runs = runs[:max_results]
         return runs
+
+    def _reaped(self, run: Any) -> Any:
+        """The run as it should read: FAILED (marked so now) when it is RUNNING and its process is gone."""
+        if run.info.status != "RUNNING" or not owner_dead(run.data.tags):
+            return run
+        rec = MlflowRecorder(self, str(run.info.experiment_id), run.info.run_name)
+        rec._load(run)
+        return retry(self.client.get_run, run.info.run_id) if rec.reap_if_dead(run.data.tags) else run
 
     def _reap_dead(self, experiment_ids: list[str]) -> None:
         """Mark FAILED the RUNNING runs whose process is gone, before a search filters on status (MLflow

@@ -1,8 +1,10 @@
 """MlflowRecorder: one MLflow run, written through ``MlflowClient`` (never the fluent API).
 
-Metrics are buffered and written with ``log_batch`` (1000 points per call) when a batch is full, on
-``flush()``/``end_run``/any read, and by a background thread for points older than a few seconds. Params
-and tags are written at once, so an immutability clash or a bad name fails the call that caused it.
+Params and metrics are buffered and written together with ``log_batch`` (within MLflow's limits) when a
+batch is full, on ``flush()``/``end_run``/any read of the run/a search in this process, at interpreter exit,
+and by a background thread for anything older than a few seconds (``QEXP_MLFLOW_FLUSH_INTERVAL``). A bad
+name, or a param changed against a value this recorder knows, fails the call that logged it; a clash with a
+value logged meanwhile by another process surfaces at the flush. Tags are written at once.
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ class MlflowRecorder(Recorder):
         self.client = manager.client
         self._artifact_uri_value: str | None = None
         self._pending: list[Metric] = []
+        self._pending_params: dict[str, str] = {}   # as MLflow stores them (long ones shortened)
+        self._pending_long: dict[str, str] = {}     # whole values of shortened params, artifacts after the batch
         self._pending_since: float | None = None
         self._buf_lock = threading.Lock()     # guards the buffer; held only briefly
         self._flush_lock = threading.Lock()   # one write-out at a time, so flush() returning means stored
@@ -67,7 +71,7 @@ class MlflowRecorder(Recorder):
         self._end_ms = None if info.status == self.STATUS_R else info.end_time
         self._artifact_uri_value = info.artifact_uri
         self.parent_id = data.tags.get(TAG_PARENT)
-        self._known_params = dict(data.params)
+        self._known_params = {**data.params, **self._pending_params}  # buffered ones are known too
 
     def refresh(self) -> "MlflowRecorder":
         run = self._get_run()
@@ -82,6 +86,11 @@ class MlflowRecorder(Recorder):
         """Mark this RUNNING run FAILED when the process that owns it is gone (killed, crashed)."""
         if self.status != self.STATUS_R or self.id is None or not owner_dead(tags):
             return False
+        fresh = self._get_run()  # look again: another process may have resumed it meanwhile
+        if fresh.info.status != self.STATUS_R or not owner_dead(fresh.data.tags):
+            self._load(fresh)
+            return False
+        tags = fresh.data.tags
         end = now_ms()
         reason = failure_reason(tags)
         self._write_tags({TAG_FAILURE: reason})
@@ -112,7 +121,6 @@ class MlflowRecorder(Recorder):
             self._write_tags(owner_tags())
             self._end_ms = None
         self.status = self.STATUS_R
-        self.manager._track(self)
 
     def _take_initial_tags(self) -> dict[str, str]:
         """The context tags core hands over at start (``_initial_tags``) that can go into ``create_run``;
@@ -121,7 +129,7 @@ class MlflowRecorder(Recorder):
         limit = limits.value_limits()["tag"]
         take = {}
         for k, v in list(initial.items()):
-            if len(v) <= limit and limits._VALID_NAME.match(k):
+            if len(v) <= limit and limits.is_valid_name(k):
                 take[k] = v
                 del initial[k]
         return take
@@ -137,38 +145,24 @@ class MlflowRecorder(Recorder):
     def _log_params(self, params: dict[str, str]) -> None:
         for k in params:
             limits.check_name(k, "param")
-        # values this run already holds need no write (nor a second long-value warning)
-        params = {k: v for k, v in params.items() if self._known_params.get(k) not in (v, self._stored_param(k, v))}
-        if not params:
-            return
-        clash = {k: v for k, v in params.items() if k in self._known_params
-                 and self._known_params[k] != v and self._stored_param(k, v) != self._known_params[k]}
-        if clash:
-            k = next(iter(clash))
-            raise _immutable(self.id, k, self._whole_param(k, self._known_params[k]), clash[k])
-        stored, whole = limits.split_long("params", params, limits.value_limits()["param"], self.id)
-        from mlflow.entities import Param
-        try:
-            log_batch(self.client, self._require_id(), params=[Param(k, v) for k, v in stored.items()])
-        except Exception as exc:
-            if "Changing param values is not allowed" in str(exc):
-                current = dict(self._get_run().data.params)
-                self._known_params.update(current)
-                for k, v in stored.items():
-                    if k in current and current[k] != v:
-                        raise _immutable(self.id, k, self._whole_param(k, current[k]), params[k]) from None
-            raise
-        self._known_params.update(stored)
-        # the whole value after the param: a refused change must not overwrite the artifact
-        for k, v in whole.items():
-            self.log_bytes(v.encode("utf-8"), limits.artifact_for("params", k))
-
-    def _stored_param(self, key: str, value: str) -> str:
         limit = limits.value_limits()["param"]
-        return limits.shorten("params", key, value, limit) if len(value) > limit else value
-
-    def _whole_param(self, key: str, stored: str) -> str:
-        return self._whole_value(stored)
+        stored = {k: limits.stored_value("params", k, v, limit) for k, v in params.items()}
+        with self._buf_lock:
+            # values this run already holds need no write (nor a second long-value warning)
+            new = [k for k in params if self._known_params.get(k) != stored[k]]
+            clash = next((k for k in new if k in self._known_params), None)
+            if clash is not None:
+                old = self._known_params[clash]
+            else:
+                for k in new:
+                    self._known_params[k] = self._pending_params[k] = stored[k]
+                    if len(params[k]) > limit:
+                        self._pending_long[k] = params[k]
+        if clash is not None:
+            raise _immutable(self.id, clash, self._whole_value(old), params[clash])
+        limits.warn_long("params", [k for k in new if len(params[k]) > limit], limit, self.id)
+        if new:
+            self._buffered(len(self._pending_params) >= self.manager.batch_limits["params"])
 
     def _set_tags(self, tags: dict[str, str]) -> None:
         for k in tags:
@@ -191,6 +185,7 @@ class MlflowRecorder(Recorder):
                     raise
 
     def _list_params(self) -> dict[str, str]:
+        self.flush()
         params = dict(self._get_run().data.params)
         self._known_params.update(params)
         return {k: self._whole_value(v) for k, v in params.items()}
@@ -214,41 +209,73 @@ class MlflowRecorder(Recorder):
             if m.key not in self._valid_metric_keys:
                 limits.check_name(m.key, "metric")
                 self._valid_metric_keys.add(m.key)
-        limit = self.manager.batch_limits["metrics"]
         with self._buf_lock:
-            first = not self._pending
+            self._pending.extend(metrics)
+            full = len(self._pending) >= self.manager.batch_limits["metrics"]
+        self._buffered(full)
+
+    def _buffered(self, full: bool) -> None:
+        """Something was added to the buffer: write a full batch now, else let the flusher know."""
+        with self._buf_lock:
+            first = self._pending_since is None
             if first:
                 self._pending_since = time.monotonic()
-            self._pending.extend(metrics)
-            full = len(self._pending) >= limit
+        if first:
+            self.manager._track(self)  # a search in this process flushes it first
         if full:
             self.flush()
         elif first:
             FLUSHER.add(self)
 
     def pending_age(self) -> float:
-        """Seconds the oldest buffered metric has waited (0 when none)."""
+        """Seconds the oldest buffered value has waited (0 when none)."""
         since = self._pending_since
-        return 0.0 if since is None or not self._pending else time.monotonic() - since
+        return 0.0 if since is None else time.monotonic() - since
 
     def flush(self) -> None:
-        """Write every buffered metric; when this returns they are stored."""
+        """Write every buffered param and metric; when this returns they are stored."""
         if self.id is None:
             return
         with self._flush_lock:
             with self._buf_lock:
-                batch, self._pending, self._pending_since = self._pending, [], None
-            if not batch:
+                metrics, params, long = self._pending, self._pending_params, self._pending_long
+                self._pending, self._pending_params, self._pending_long = [], {}, {}
+                self._pending_since = None
+            if not metrics and not params:
                 return
-            from mlflow.entities import Metric as MlflowMetric
+            from mlflow.entities import Metric as MlflowMetric, Param
             try:
-                log_batch(self.client, self.id,
-                          metrics=[MlflowMetric(m.key, m.value, m.timestamp, m.step) for m in batch])
-            except BaseException:
-                with self._buf_lock:  # keep them for the next try; order by timestamp is preserved
-                    self._pending = batch + self._pending
+                log_batch(self.client, self.id, params=[Param(k, v) for k, v in params.items()],
+                          metrics=[MlflowMetric(m.key, m.value, m.timestamp, m.step) for m in metrics])
+            except BaseException as exc:
+                clash = self._param_clash(exc, params) if isinstance(exc, Exception) else None
+                attempted = (long.get(clash[0]) or params[clash[0]]) if clash is not None else ""
+                with self._buf_lock:  # keep what was not written for the next try
+                    if clash is not None:
+                        params = {k: v for k, v in params.items() if k != clash[0]}
+                        long = {k: v for k, v in long.items() if k != clash[0]}
+                    self._pending = metrics + self._pending
+                    self._pending_params = {**params, **self._pending_params}
+                    self._pending_long = {**long, **self._pending_long}
                     self._pending_since = self._pending_since or time.monotonic()
+                if clash is not None:
+                    raise _immutable(self.id, clash[0], self._whole_value(clash[1]), attempted) from None
                 raise
+            # the whole values after their params: a refused change must not overwrite the artifact
+            for k, v in long.items():
+                self.log_bytes(v.encode("utf-8"), limits.artifact_for("params", k))
+
+    def _param_clash(self, exc: Exception, params: dict[str, str]) -> tuple[str, str] | None:
+        """``(key, stored value)`` when ``exc`` is MLflow refusing to change a param another process logged."""
+        if "Changing param values is not allowed" not in str(exc):
+            return None
+        current = dict(self._get_run().data.params)
+        for k, v in params.items():
+            if k in current and current[k] != v:
+                with self._buf_lock:
+                    self._known_params[k] = current[k]
+                return k, current[k]
+        return None
 
     def _flush_quiet(self) -> None:
         try:
