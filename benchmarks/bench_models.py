@@ -1,7 +1,8 @@
 """Benchmark: LGBModel fit on Alpha158 and ALSTM epochs on Alpha360 for the 505 S&P 500 stocks, on the CPU.
 
-    .venv/bin/python benchmarks/bench_models.py [--epochs 2] [--qlib-batches N] [--skip-lgb] [--skip-alstm]
-                                                [--skip-qlib-loop] [--work DIR] [--json FILE]
+    .venv/bin/python benchmarks/bench_models.py [--epochs 1] [--rounds 4] [--batches 25] [--qlib-full]
+                                                [--skip-lgb] [--skip-alstm] [--skip-qlib-loop] [--work DIR]
+                                                [--json FILE]
 
 Steps:
 1. The shared CSVs (``../shared/data/sp500_5yr`` or ``$QEXP_SHARED_DATA``) are imported into a Qlib-format
@@ -15,8 +16,10 @@ Steps:
    ``--epochs`` epochs, each = one training pass + scoring train and valid; the time of each epoch.
 4. Qlib's training loop on the same data and machine (a port of ``pytorch_alstm.ALSTM.train_epoch`` and
    ``test_epoch``: numpy fancy indexing and a host-to-tensor copy per batch, the flat-to-sequence reshape in
-   every forward pass, ``nn.GRU``, the last partial batch dropped, one ``.item()`` per batch): one epoch, or
-   its first ``--qlib-batches`` batches of each pass scaled to the full epoch.
+   every forward pass, ``nn.GRU``, the last partial batch dropped, ``.item()`` per batch) against qexp's
+   epoch pieces, timed in alternation (``--rounds`` x ``--batches`` batches each) so that a shared machine's
+   changing load affects both alike; both are scaled to a full epoch. ``--qlib-full`` also times one whole
+   epoch of Qlib's loop.
 
 Segments: train 2013-02-08..2015-12-31, valid 2016-01-01..2016-12-31, test 2017-01-01..2018-02-07.
 Reference: Qlib's ALSTM takes about 148 s per epoch on 2 CPU cores for ~326k Alpha360 training rows.
@@ -111,80 +114,153 @@ def bench_alstm(ds, epochs: int) -> dict:
             "threads": torch.get_num_threads()}
 
 
-def bench_qlib_loop(ds, max_batches: int | None) -> dict:
-    """One epoch of Qlib's ``pytorch_alstm.ALSTM`` loop (``train_epoch`` then ``test_epoch`` on train and valid),
-    with the same network; ``max_batches`` limits each pass and scales its time to the full pass."""
-    import torch
+class QlibLoop:
+    """Qlib's ``pytorch_alstm.ALSTM`` loop (``train_epoch``, ``test_epoch``) on the same network: numpy fancy
+    indexing and a tensor copy per batch, the flat-to-sequence reshape in every forward pass, ``nn.GRU``,
+    full batches only, two ``.item()`` per scored batch."""
 
-    from qexp_models.alstm_net import ALSTMNet
-
-    torch.manual_seed(0)
-    net = ALSTMNet(6, 64, 2)
-    net.fast_cpu_gru = False  # Qlib's nn.GRU path throughout
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     batch = 800
 
-    def forward(feature: torch.Tensor) -> torch.Tensor:  # Qlib's ALSTMModel.forward: reshape per batch
-        inputs = feature.view(len(feature), 6, -1).permute(0, 2, 1)
+    def __init__(self, ds) -> None:
+        import torch
+
+        from qexp_models.alstm_net import ALSTMNet
+        torch.manual_seed(0)
+        np.random.seed(0)
+        self.torch = torch
+        self.net = ALSTMNet(6, 64, 2)
+        self.net.fast_cpu_gru = False  # nn.GRU throughout, as in Qlib
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
+        self.data = {seg: self._frames(ds, seg) for seg in ("train", "valid")}
+
+    @staticmethod
+    def _frames(ds, segment: str) -> tuple[np.ndarray, np.ndarray]:
+        df = ds.prepare(segment, col_set=["feature", "label"], data_key="learn")
+        return df["feature"].values, np.squeeze(df["label"].values).copy()
+
+    def _forward(self, feature):
+        net, torch = self.net, self.torch
+        inputs = feature.view(len(feature), 6, -1).permute(0, 2, 1)  # Qlib reshapes inside forward
         rnn_out, _ = net.rnn(net.net(inputs))
         att = torch.sum(torch.mul(rnn_out, net.att_net(rnn_out)), dim=1)
         return net.fc_out(torch.cat((rnn_out[:, -1, :], att), dim=1))[..., 0]
 
-    def loss_fn(pred: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        mask = ~torch.isnan(label)
-        return torch.mean((pred[mask] - label[mask]) ** 2)
+    def _loss(self, pred, label):
+        mask = ~self.torch.isnan(label)
+        return self.torch.mean((pred[mask] - label[mask]) ** 2)
 
-    def frames(segment: str) -> tuple[np.ndarray, np.ndarray]:
-        df = ds.prepare(segment, col_set=["feature", "label"], data_key="learn")
-        return df["feature"].values, np.squeeze(df["label"].values)
+    def starts(self, segment: str) -> list[int]:
+        n = len(self.data[segment][1])
+        return [i for i in range(n)[::self.batch] if n - i >= self.batch]
 
-    def train_epoch(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        net.train()
+    def train(self, starts: list[int]) -> tuple[float, int]:
+        """Train on the batches at ``starts`` of a fresh shuffle; (seconds, rows)."""
+        torch, (x, y) = self.torch, self.data["train"]
+        self.net.train()
         indices = np.arange(len(x))
         np.random.shuffle(indices)
-        starts = [i for i in range(len(indices))[::batch] if len(indices) - i >= batch]
-        todo = starts[:max_batches] if max_batches else starts
         t0 = time.perf_counter()
-        for i in todo:
-            feature = torch.from_numpy(x[indices[i:i + batch]]).float()
-            label = torch.from_numpy(y[indices[i:i + batch]]).float()
-            loss = loss_fn(forward(feature), label)
-            opt.zero_grad()
+        for i in starts:
+            feature = torch.from_numpy(x[indices[i:i + self.batch]]).float()
+            label = torch.from_numpy(y[indices[i:i + self.batch]]).float()
+            loss = self._loss(self._forward(feature), label)
+            self.opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_value_(net.parameters(), 3.0)
-            opt.step()
-        return (time.perf_counter() - t0) * len(starts) / len(todo), len(starts)
+            torch.nn.utils.clip_grad_value_(self.net.parameters(), 3.0)
+            self.opt.step()
+        return time.perf_counter() - t0, len(starts) * self.batch
 
-    def test_epoch(x: np.ndarray, y: np.ndarray) -> float:
-        net.eval()
-        starts = [i for i in range(len(x))[::batch] if len(x) - i >= batch]
-        todo = starts[:max_batches] if max_batches else starts
-        losses = []
+    def score(self, segment: str, starts: list[int]) -> tuple[float, int]:
+        torch, (x, y) = self.torch, self.data[segment]
+        self.net.eval()
+        losses, scores = [], []
         t0 = time.perf_counter()
-        for i in todo:
-            feature = torch.from_numpy(x[i:i + batch]).float()
-            label = torch.from_numpy(y[i:i + batch]).float()
+        for i in starts:
+            feature = torch.from_numpy(x[i:i + self.batch]).float()
+            label = torch.from_numpy(y[i:i + self.batch]).float()
             with torch.no_grad():
-                pred = forward(feature)
-                losses.append(loss_fn(pred, label).item())
-                losses.append(-loss_fn(pred, label).item())  # Qlib's metric_fn: minus the loss
-        return (time.perf_counter() - t0) * len(starts) / len(todo)
+                pred = self._forward(feature)
+                losses.append(self._loss(pred, label).item())
+                scores.append(-self._loss(pred, label).item())  # Qlib's metric_fn: minus the loss
+        return time.perf_counter() - t0, len(starts) * self.batch
 
-    np.random.seed(0)
-    x_tr, y_tr = frames("train")
-    x_va, y_va = frames("valid")
-    train_s, n_batches = train_epoch(x_tr, y_tr)
-    score_train_s = test_epoch(x_tr, y_tr)
-    score_valid_s = test_epoch(x_va, y_va)
-    return {"epoch_s": train_s + score_train_s + score_valid_s, "train_s": train_s,
-            "score_s": score_train_s + score_valid_s, "batches": n_batches, "scaled": bool(max_batches)}
+
+class OursLoop:
+    """qexp's ALSTM epoch pieces (``_train_epoch``, ``_loss``) on the same data, for paired timing."""
+
+    def __init__(self, ds) -> None:
+        import torch
+
+        from qexp_models._windows import load
+        from qexp_models.alstm import ALSTM, _learn, _to_device
+        self.torch = torch
+        self.model = ALSTM(d_feat=6, hidden_size=64, num_layers=2, batch_size=800, seed=0, GPU=-1)
+        torch.manual_seed(0)
+        self.net = self.model._new_net()
+        self.params = list(self.net.parameters())
+        self.opt = torch.optim.Adam(self.params, lr=1e-3)
+        device = torch.device("cpu")
+        self.data = {seg: _to_device(torch, _learn(load(ds, seg, 6, "learn", True, "ALSTM"), seg), device)
+                     for seg in ("train", "valid")}
+
+    def train(self, rows: int) -> tuple[float, int]:
+        x, y = self.data["train"]
+        perm = self.torch.randperm(len(y))[:rows]
+        t0 = time.perf_counter()
+        self.model._train_epoch(self.torch, self.net, self.opt, self.params, x, y, perm)
+        return time.perf_counter() - t0, rows
+
+    def score(self, segment: str, rows: int) -> tuple[float, int]:
+        x, y = self.data[segment]
+        t0 = time.perf_counter()
+        self.model._loss(self.torch, self.net, x[:rows], y[:rows])
+        return time.perf_counter() - t0, rows
+
+
+def bench_paired(ds, rounds: int, batches: int) -> dict:
+    """Seconds per row of training and of scoring for Qlib's loop and qexp's, measured in alternation
+    (``rounds`` x ``batches`` batches of each), so a change of the machine's load hits both alike; each is
+    scaled to a full epoch (train rows trained, train + valid rows scored)."""
+    qlib, ours = QlibLoop(ds), OursLoop(ds)
+    totals = {k: [0.0, 0] for k in ("qlib_train", "qlib_score", "ours_train", "ours_score")}
+
+    def add(key: str, res: tuple[float, int]) -> None:
+        totals[key][0] += res[0]
+        totals[key][1] += res[1]
+
+    starts = qlib.starts("train")
+    ours.train(800)  # warm-up (buffers, kernels)
+    for r in range(rounds):
+        chunk = starts[r * batches:(r + 1) * batches]
+        add("qlib_train", qlib.train(chunk))
+        add("ours_train", ours.train(len(chunk) * 800))
+        add("qlib_score", qlib.score("train", chunk))
+        add("ours_score", ours.score("train", len(chunk) * 800))
+    n_train, n_valid = len(qlib.data["train"][1]), len(qlib.data["valid"][1])
+    per_row = {k: t / n for k, (t, n) in totals.items()}
+    out = {}
+    for who in ("qlib", "ours"):
+        train_s = per_row[f"{who}_train"] * n_train
+        score_s = per_row[f"{who}_score"] * (n_train + n_valid)
+        out[who] = {"epoch_s": train_s + score_s, "train_s": train_s, "score_s": score_s}
+    out["rows_measured"] = totals["ours_train"][1]
+    return out
+
+
+def bench_qlib_full(ds) -> dict:
+    """One whole epoch of Qlib's loop."""
+    qlib = QlibLoop(ds)
+    train_s, _ = qlib.train(qlib.starts("train"))
+    score_s = qlib.score("train", qlib.starts("train"))[0] + qlib.score("valid", qlib.starts("valid"))[0]
+    return {"epoch_s": train_s + score_s, "train_s": train_s, "score_s": score_s}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=2, help="ALSTM epochs to time (default 2)")
-    ap.add_argument("--qlib-batches", type=int, default=None,
-                    help="time only the first N batches of each pass of Qlib's loop and scale (default: all)")
+    ap.add_argument("--epochs", type=int, default=1, help="ALSTM epochs to time (default 1)")
+    ap.add_argument("--rounds", type=int, default=4, help="paired comparison: rounds (default 4)")
+    ap.add_argument("--batches", type=int, default=25, help="paired comparison: batches per round (default 25)")
+    ap.add_argument("--qlib-full", action="store_true", help="also time one whole epoch of Qlib's loop")
     ap.add_argument("--skip-lgb", action="store_true")
     ap.add_argument("--skip-alstm", action="store_true")
     ap.add_argument("--skip-qlib-loop", action="store_true")
@@ -212,8 +288,11 @@ def main() -> int:
             results["alstm"] = bench_alstm(ds, args.epochs)
             print(json.dumps({"alstm": results["alstm"]}), file=sys.stderr)
         if not args.skip_qlib_loop:
-            results["qlib_loop"] = bench_qlib_loop(ds, args.qlib_batches)
-            print(json.dumps({"qlib_loop": results["qlib_loop"]}), file=sys.stderr)
+            results["paired"] = bench_paired(ds, args.rounds, args.batches)
+            print(json.dumps({"paired": results["paired"]}), file=sys.stderr)
+            if args.qlib_full:
+                results["qlib_full"] = bench_qlib_full(ds)
+                print(json.dumps({"qlib_full": results["qlib_full"]}), file=sys.stderr)
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -237,14 +316,23 @@ def table(r: dict) -> str:
         lines.append(f"| ALSTM epoch, qexp (batch 800, hidden 64, 2 layers, CPU, {a['threads']} threads) | {data} "
                      f"| {best:.1f} s (train {a['train_s'][i]:.1f} + scoring {best - a['train_s'][i]:.1f}; "
                      f"epochs: {each} s) | {best / QLIB_EPOCH_S:.2f}x |")
-    if "qlib_loop" in r:
-        q = r["qlib_loop"]
-        note = ", scaled from the first batches" if q["scaled"] else ""
-        lines.append(f"| ALSTM epoch, Qlib's loop on this machine | {data} | {q['epoch_s']:.1f} s (train "
-                     f"{q['train_s']:.1f} + scoring {q['score_s']:.1f}{note}) | {q['epoch_s'] / QLIB_EPOCH_S:.2f}x |")
-        if "alstm" in r:
-            lines.append(f"\nqexp's epoch is {q['epoch_s'] / min(r['alstm']['epoch_s']):.1f}x faster than Qlib's "
-                         f"loop on the same machine.")
+    if "paired" in r:
+        p = r["paired"]
+        for who, label in (("ours", "qexp"), ("qlib", "Qlib's loop")):
+            e = p[who]
+            lines.append(f"| ALSTM epoch, {label}, paired estimate (same machine, measured in alternation) | {data} | "
+                         f"{e['epoch_s']:.1f} s (train {e['train_s']:.1f} + scoring {e['score_s']:.1f}) | "
+                         f"{e['epoch_s'] / QLIB_EPOCH_S:.2f}x |")
+    if "qlib_full" in r:
+        q = r["qlib_full"]
+        lines.append(f"| ALSTM epoch, Qlib's loop, one whole epoch | {data} | {q['epoch_s']:.1f} s (train "
+                     f"{q['train_s']:.1f} + scoring {q['score_s']:.1f}) | {q['epoch_s'] / QLIB_EPOCH_S:.2f}x |")
+    if "paired" in r:
+        p = r["paired"]
+        lines.append(f"\nOn this machine qexp's ALSTM epoch is {p['qlib']['epoch_s'] / p['ours']['epoch_s']:.2f}x "
+                     f"faster than Qlib's loop (training {p['qlib']['train_s'] / p['ours']['train_s']:.2f}x, scoring "
+                     f"{p['qlib']['score_s'] / p['ours']['score_s']:.2f}x; paired estimate from "
+                     f"{p['rows_measured']:,} rows of each).")
     return "\n".join(lines)
 
 

@@ -17,36 +17,38 @@ Subclass :class:`Model`, implement ``fit`` and ``predict``, and register the cla
 named by an entry point in the ``qexp`` group::
 
     # my_models/plugin.py
-    import numpy as np, pandas as pd
+    import pandas as pd
     import qexp
     from qexp.model import Model
 
-    class MeanReversion(Model):
-        \"\"\"Scores each stock by minus its first feature (a toy).\"\"\"
-        def __init__(self, sign: float = -1.0):
-            self.sign = sign
-            self.fitted = False
+    class OneFeature(Model):
+        \"\"\"Scores stocks by their first feature, signed as it correlates with the label in train.\"\"\"
+        def __init__(self):
+            self.sign = None  # learned by fit; every attribute is pickled with the model
 
         def fit(self, dataset, reweighter=None):
             df = dataset.prepare("train", col_set=["feature", "label"], data_key="learn")
             if df.empty:
                 raise ValueError("the train segment is empty; check the dataset's segments")
-            self.fitted = True
+            corr = df["feature"].iloc[:, 0].corr(df["label"].iloc[:, 0])
+            self.sign = 1.0 if corr >= 0 else -1.0
             return self
 
         def predict(self, dataset, segment="test") -> pd.Series:
+            if self.sign is None:
+                raise ValueError("OneFeature is not fitted yet: call fit(dataset) first")
             x = dataset.prepare(segment, col_set="feature", data_key="infer")
             return pd.Series(self.sign * x.iloc[:, 0].to_numpy(), index=x.index)
 
     @qexp.hookimpl
     def register_models(register):
-        register(MeanReversion, module_paths=("my_models",))
+        register(OneFeature, module_paths=("my_models",))
 
     # pyproject.toml
     # [project.entry-points.qexp]
     # my_models = "my_models.plugin"
 
-A workflow config then names it ``class: MeanReversion`` (or ``module_path: my_models``).
+A workflow config then names it ``class: OneFeature`` (or with ``module_path: my_models``).
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import qexp
@@ -96,12 +97,16 @@ def test_the_documented_example_plugin_works(ds158_norm) -> None:
     exec(compile(textwrap.dedent(code), "my_models/plugin.py", "exec"), module.__dict__)
     name = plugins.register(module, name="my_models_test")
     try:
-        cls = registry.components.resolve("MeanReversion", "my_models")
-        assert cls is module.MeanReversion and registry.components.resolve("MeanReversion") is cls
+        cls = registry.components.resolve("OneFeature", "my_models")
+        assert cls is module.OneFeature and registry.components.resolve("OneFeature") is cls
+        with pytest.raises(ValueError, match="not fitted yet"):
+            cls().predict(ds158_norm)
         model = cls().fit(ds158_norm)
+        train = ds158_norm.prepare("train", col_set=["feature", "label"], data_key="learn")
+        assert model.sign == np.sign(train["feature"].iloc[:, 0].corr(train["label"].iloc[:, 0]))
         pred = model(ds158_norm, segment="test")
         x = ds158_norm.prepare("test", col_set="feature", data_key="infer")
-        assert pred.index.equals(x.index) and (pred == -x.iloc[:, 0]).all()
+        assert pred.index.equals(x.index) and (pred == model.sign * x.iloc[:, 0]).all()
     finally:
         plugins.unregister(name)
-    assert registry.components.resolve("MeanReversion") is None
+    assert registry.components.resolve("OneFeature") is None

@@ -6,9 +6,11 @@ sampler (``TSDatasetH``: ``[N, step_len, d_feat]`` windows, label of the last st
 
 Speed, against Qlib's loop: each segment becomes one tensor on the training device before the first epoch
 (no per-batch host copies or numpy fancy indexing), batches are rows of a per-epoch permutation, scoring
-runs under ``torch.inference_mode`` in large batches with the loss summed on the device, and there is one
-host sync per scored segment. Batch semantics follow Qlib (shuffle every epoch, score train and valid every
-epoch) except that the last partial batch is used, not dropped.
+runs under ``torch.inference_mode`` with the loss summed on the device (one host sync per scored segment),
+and on the CPU the GRU runs through :mod:`.gru_cpu` (fewer, larger matrix products; reused buffers). Batch
+semantics follow Qlib (shuffle every epoch, score train and valid after every epoch) except that the last
+partial batch is used, not dropped, and the scores are exact means over all rows rather than means of
+per-batch means.
 """
 from __future__ import annotations
 
@@ -146,7 +148,7 @@ class ALSTM(Model):
         """
         torch = _lazy.torch("ALSTM")
         if reweighter is not None:
-            raise ValueError("ALSTM does not support a reweighter (Qlib's does not either); fit without one")
+            raise ValueError("ALSTM does not support a reweighter; fit without one")
         require_segment(dataset, "train", "ALSTM")
         train = _learn(load(dataset, "train", self.d_feat, DK_L, True, "ALSTM"), "train")
         valid = None
