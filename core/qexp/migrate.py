@@ -67,7 +67,7 @@ def migrate(source: str | ExpManager, target: str | ExpManager, experiments: Ite
     from .settings import create_manager
     src = source if isinstance(source, ExpManager) else create_manager(source)
     dst = target if isinstance(target, ExpManager) else create_manager(target)
-    if src.uri == dst.uri:
+    if _store_key(src.uri) == _store_key(dst.uri):
         raise QexpError(f"source and target are the same store ({src.uri}); give two different URIs")
     if experiments is None:
         src_exps = list(src.list_experiments().values())
@@ -81,14 +81,25 @@ def migrate(source: str | ExpManager, target: str | ExpManager, experiments: Ite
     plans = [(exp, exp.list_recorders(rtype=Experiment.RT_L)) for exp in src_exps]
     total = sum(len(runs) for _, runs in plans)
     report = MigrationReport()
+    id_map: dict[str, str] = {}             # source run id -> its copy, across experiments
+    unlinked: list[tuple[str, str]] = []    # (copy id, source parent id) of copies whose parent came later
     bar = _progress(total, progress)
     try:
         for exp, runs in plans:
             report.experiments.append(exp.name)
-            _migrate_experiment(exp, runs, dst, report, bar)
+            _migrate_experiment(exp, runs, dst, report, bar, id_map, unlinked)
     finally:
         bar.close()
+    for copy_id, parent in unlinked:  # a parent in another experiment, copied after its child
+        if parent in id_map:
+            dst.get_recorder_by_id(copy_id).set_tags(**{TAG_PARENT: id_map[parent]})
     return report
+
+
+def _store_key(uri: str) -> str:
+    # "/runs" and "file:///runs" are the same store
+    from .fileuri import file_uri_to_path
+    return os.path.abspath(file_uri_to_path(uri)) if uri.startswith("file:") or "://" not in uri else uri
 
 
 def _progress(total: int, show: bool | None) -> Any:
@@ -99,28 +110,32 @@ def _progress(total: int, show: bool | None) -> Any:
 
 
 def _migrate_experiment(src_exp: Experiment, runs: list[Recorder], dst: ExpManager, report: MigrationReport,
-                        bar: Any) -> None:
+                        bar: Any, id_map: dict[str, str], unlinked: list[tuple[str, str]]) -> None:
     dst_exp = dst.get_exp(experiment_name=src_exp.name, create=True)
     done, present = _existing_copies(dst, dst_exp, report)
-    id_map = dict(done)  # source run id -> target run id
-    src_ids = {r.id for r in runs}
-    for rec in _parents_first(runs):
+    id_map.update(done)
+    tags_of = {r.id: r.list_tags() for r in runs}
+    # a listed recorder may not carry its parent id: the tag is the record every backend keeps
+    parent_of = {r.id: r.parent_id or tags_of[r.id].get(TAG_PARENT) for r in runs}
+    for rec in _parents_first(runs, parent_of):
         bar.update(1)
-        tags = rec.list_tags()
+        tags, parent = tags_of[rec.id], parent_of[rec.id]
         origin = tags.get(TAG_MIGRATED_FROM)
         if rec.id in done or (origin is not None and origin in present):
             report.skipped += 1  # copied before, or itself a copy of a run of the target
+            id_map.setdefault(rec.id, origin)  # type: ignore[arg-type]
             continue
-        parent = rec.parent_id
-        if rec.status == Recorder.STATUS_R or (parent in src_ids and parent not in id_map):
+        if rec.status == Recorder.STATUS_R or (parent in tags_of and parent not in id_map):
             report.running.append(rec.id)  # (or its parent is): copied by a later call, parent first
             continue
         new_id = _copy_run(rec, tags, dst_exp, id_map.get(parent) if parent else None, report)
+        if parent and parent not in id_map:
+            unlinked.append((new_id, parent))
         id_map[rec.id] = new_id
         report.copied[rec.id] = new_id
 
 
-def _parents_first(runs: list[Recorder]) -> list[Recorder]:
+def _parents_first(runs: list[Recorder], parent_of: dict[str | None, str | None]) -> list[Recorder]:
     """Oldest first, every parent before its children (so a child's copy can point at its parent's)."""
     by_id = {r.id: r for r in runs}
     ordered: list[Recorder] = []
@@ -130,7 +145,7 @@ def _parents_first(runs: list[Recorder]) -> list[Recorder]:
         while rec is not None and rec.id not in seen:
             seen.add(rec.id)
             chain.append(rec)
-            rec = by_id.get(rec.parent_id)  # type: ignore[arg-type]
+            rec = by_id.get(parent_of.get(rec.id))  # type: ignore[arg-type]
         ordered.extend(reversed(chain))
     return ordered
 

@@ -92,3 +92,13 @@ def test_relative_sqlite_path_is_made_absolute(tmp_path, monkeypatch):
     assert os.path.isfile(os.path.join(rec.get_local_dir(), "artifacts", "x"))
     monkeypatch.chdir(tmp_path.parent)
     assert R.get_recorder(recorder_id=rec.id).load_object("x") == 1
+
+
+def test_experiment_deleted_by_another_process_is_reported(client):
+    exp = R.get_exp(experiment_name="shortlived")  # its id is now remembered for a moment
+    client.delete_experiment(exp.id)               # as another process would
+    with pytest.raises(qexp.ExpNotFoundError, match="start the run again"):
+        with R.start(experiment_name="shortlived"):
+            pass
+    with R.start(experiment_name="shortlived"):    # looked up afresh: a new experiment of that name
+        assert R.get_exp().id != exp.id

@@ -58,7 +58,8 @@ def assert_same_run(src, dst, id_map: dict[str, str], times: bool) -> None:
     src_tags, dst_tags = src.list_tags(), dst.list_tags()
     assert dst_tags[TAG_MIGRATED_FROM] == src.id and TAG_MIGRATING_FROM not in dst_tags
     assert dst_tags["mlflow.runName"] == src.name
-    assert dst_tags.get("mlflow.parentRunId") == (id_map[src.parent_id] if src.parent_id else None)
+    src_parent = src_tags.get("mlflow.parentRunId")
+    assert dst_tags.get("mlflow.parentRunId") == (id_map[src_parent] if src_parent else None)
     keep = {k: v for k, v in src_tags.items() if k not in SKIP_TAGS}
     assert {k: v for k, v in dst_tags.items() if k in keep} == keep
     # the whole value of a long param is a backend's detail: compare the user's artifacts
@@ -87,6 +88,8 @@ def test_file_to_sqlite_to_file(tmp_path, sqlite_uri):
 
     to_mlflow = migrate(first, sqlite_uri, progress=False)
     assert len(to_mlflow.copied) == n_runs == 4 and to_mlflow.times_kept
+    children = [r for r in runs_of(first)["alpha"] if r.list_tags().get("mlflow.parentRunId")]
+    assert [c.name for c in children] == ["child"]  # the parent link below is checked on a real child
     assert_same_store(first, sqlite_uri, to_mlflow, times=True)
     # MLflow's own client sees the copies too, the long param stored truncated
     from mlflow import MlflowClient
@@ -176,3 +179,17 @@ def test_cli_migrate(tmp_path, sqlite_uri):
     assert out.exit_code != 0 and "nope" in out.output
     out = runner.invoke(get_cli(), ["runs", "migrate", "--from", first, "--to", first])
     assert out.exit_code != 0 and "same store" in out.output
+
+
+def test_parent_in_another_experiment_copied_later(tmp_path, sqlite_uri):
+    first = str(tmp_path / "first")
+    qexp.init(uri=first)
+    R.get_exp(experiment_name="children")  # listed (and copied) before the parents' experiment
+    with R.start(experiment_name="parents", recorder_name="sweep"):
+        parent = R.get_recorder().id
+        with R.start(experiment_name="children", recorder_name="trial"):
+            child = R.get_recorder().id
+    report = migrate(first, sqlite_uri, progress=False)
+    assert report.experiments == ["children", "parents"] and set(report.copied) == {parent, child}
+    copy = create_manager(sqlite_uri).get_recorder_by_id(report.copied[child])
+    assert copy.list_tags()["mlflow.parentRunId"] == report.copied[parent]

@@ -28,6 +28,11 @@ from .recorder import MlflowRecorder
 
 DEFAULT_EXPERIMENT_ID = "0"  # the "Default" experiment MLflow puts in every new store
 CREATE_ATTEMPTS = 8
+# A name -> id lookup is reused this long: R.start(experiment_name=...) in a loop of short runs would
+# otherwise ask MLflow every time (the Lightning complaint, pytorch-lightning #3393). Deleting through this
+# manager forgets at once; an experiment deleted by another process within the window makes create_run
+# refuse, which the recorder reports and forgets (MLflow's fluent API keeps its experiment id forever).
+NAME_CACHE_SECONDS = 2.0
 
 
 class MlflowExpManager(ExpManager):
@@ -45,12 +50,14 @@ class MlflowExpManager(ExpManager):
         self.artifact_root = artifact_root or default_artifact_root(uri)
         self.batch_limits = batch_limits()
         self._live: "weakref.WeakSet[MlflowRecorder]" = weakref.WeakSet()
+        self._ids_by_name: dict[str, tuple[str, float]] = {}
 
     # ---- experiments -------------------------------------------------------------------------
     def _create_exp(self, name: str) -> MlflowExperiment:
         for attempt in range(CREATE_ATTEMPTS):
             try:
                 exp_id = retry(self.client.create_experiment, name, artifact_location=self._new_artifact_location())
+                self._remember(name, exp_id)
                 return MlflowExperiment(exp_id, name, self)
             except Exception as exc:
                 if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
@@ -81,6 +88,7 @@ class MlflowExpManager(ExpManager):
         self._rename_and_delete(exp.experiment_id, exp.name)
 
     def _rename_and_delete(self, exp_id: str, name: str) -> None:
+        self.forget_experiment(exp_id)
         new_name = f"{name}-deleted-{exp_id}"
         try:
             retry(self.client.rename_experiment, exp_id, new_name)
@@ -90,7 +98,20 @@ class MlflowExpManager(ExpManager):
             retry(self.client.rename_experiment, exp_id, f"{new_name}-{uuid.uuid4().hex[:8]}")
         retry(self.client.delete_experiment, exp_id)
 
+    def _remember(self, name: str, exp_id: str) -> None:
+        self._ids_by_name[name] = (str(exp_id), time.monotonic())
+
+    def forget_experiment(self, experiment_id: str) -> None:
+        """Drop the cached name lookups that point at ``experiment_id`` (deleted or found stale)."""
+        for name, (exp_id, _) in list(self._ids_by_name.items()):
+            if exp_id == str(experiment_id):
+                self._ids_by_name.pop(name, None)
+
     def _get_exp(self, experiment_id: str | None, experiment_name: str | None) -> MlflowExperiment:
+        if experiment_id is None:
+            hit = self._ids_by_name.get(experiment_name)  # type: ignore[arg-type]
+            if hit is not None and time.monotonic() - hit[1] < NAME_CACHE_SECONDS:
+                return MlflowExperiment(hit[0], experiment_name, self)  # type: ignore[arg-type]
         exp = None
         if experiment_id is not None:
             try:
@@ -105,6 +126,7 @@ class MlflowExpManager(ExpManager):
             known = sorted(e.name for e in self._list_experiments())
             shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
             raise ExpNotFoundError(f"no experiment with {what} in {self.uri}; existing: {shown or 'none'}")
+        self._remember(exp.name, exp.experiment_id)
         return MlflowExperiment(exp.experiment_id, exp.name, self)
 
     def _active_experiments(self) -> list[Any]:

@@ -19,7 +19,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from qexp.exceptions import QexpError
+from qexp.exceptions import ExpNotFoundError, QexpError
 from qexp.recorder import Metric, Recorder, now_ms
 
 from . import limits
@@ -112,8 +112,15 @@ class MlflowRecorder(Recorder):
                 tags[TAG_PARENT] = self.parent_id
             tags.update(self._take_initial_tags())
             start = self._preset_times[0] if self._preset_times else None
-            run = retry(self.client.create_run, self.experiment_id, start_time=start, tags=tags,
-                        run_name=self.name or None)
+            try:
+                run = retry(self.client.create_run, self.experiment_id, start_time=start, tags=tags,
+                            run_name=self.name or None)
+            except Exception as exc:
+                if "must be in the 'active' state" in str(exc):
+                    self.manager.forget_experiment(self.experiment_id)
+                    raise ExpNotFoundError(f"experiment {self.experiment_id} was deleted (by another process?) "
+                                           f"before this run could start in it; start the run again") from exc
+                raise
             self._load(run)
         else:
             self._flush_quiet()
