@@ -117,7 +117,7 @@ def test_interrupted_import_leaves_nothing_and_keeps_old_dst(src, tmp_path, monk
 def test_real_sp500_subset(tmp_path):
     folder = shared_sp500()
     if not folder.is_dir() or not list(folder.glob("*.csv")):
-        pytest.skip(f"S&P 500 data not found at {folder} (set QEXP_SHARED_DATA to its parent folder)")
+        pytest.skip(f"S&P 500 data not found at {folder} (set QEXP_SHARED_DATA to the folder of the CSVs)")
     src = tmp_path / "sp"
     src.mkdir()
     files = sorted(folder.glob("*.csv"))[::17][:30]
