@@ -64,6 +64,10 @@ def test_live_run_of_this_process_stays_running(mlflow_store, client):
         rid = R.get_recorder().id
         assert R.get_recorder(recorder_id=rid).status == "RUNNING"
         assert R.search_records(filter_string="attributes.status = 'RUNNING'")["run_id"].tolist() == [rid]
+        assert client.get_run(rid).data.tags["qexp.owner"].startswith(f"{os.getpid()}@")
+    assert "qexp.owner" not in client.get_run(rid).data.tags  # only a RUNNING run carries its owner
+    with R.start(experiment_name="alive", recorder_id=rid, resume=True):
+        assert "qexp.owner" in client.get_run(rid).data.tags
 
 
 def test_background_flush_writes_waiting_metrics(mlflow_store, client, monkeypatch):

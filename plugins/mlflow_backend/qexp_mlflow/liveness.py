@@ -4,6 +4,7 @@ MLflow leaves such runs RUNNING forever. qexp tags each run it starts with its o
 (``qexp.owner = "<pid>@<host>#<start ticks>"``); whoever reads a RUNNING run on the same host checks
 that this process still exists (the pid's start time tells a reused pid apart) and, if not, marks the
 run FAILED. A run owned by another host cannot be judged without a heartbeat, so it stays RUNNING.
+The tag is removed when the run ends (only a RUNNING run needs it).
 """
 from __future__ import annotations
 
