@@ -9,6 +9,8 @@ import time
 import weakref
 from typing import Any
 
+from qexp.process import process_start_ticks
+
 HOST = socket.gethostname()
 
 
@@ -18,16 +20,6 @@ def heartbeat_interval() -> float:
 
 def heartbeat_timeout() -> float:
     return float(os.environ.get("QEXP_HEARTBEAT_TIMEOUT", "300"))
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (Linux), to tell a reused pid apart."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-        return int(data.rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def owner_info() -> dict[str, Any]:

@@ -12,20 +12,12 @@ import os
 import re
 import socket
 
+from qexp.process import process_start_ticks
+
 HOST = socket.gethostname()
 TAG_OWNER = "qexp.owner"            # "<pid>@<host>" or "<pid>@<host>#<pid start ticks>"
 TAG_FAILURE = "qexp.failure_reason"
 _OWNER = re.compile(r"^(?P<pid>\d+)@(?P<host>[^#]+)(?:#(?P<start>\d+))?$")
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (Linux ``/proc``); None elsewhere."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-        return int(data.rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def owner_tags() -> dict[str, str]:
