@@ -158,3 +158,44 @@ def test_absent_standard_field_reads_as_nan_like_qlib(tmp_path):
     assert any("$vwap" in str(w.message) for w in caught)
     with pytest.raises(Exception, match="Available fields"):
         p.features(["SH600000"], ["$nosuchfield"])
+
+
+# -- features computed in instrument chunks on threads
+THREADED_FIELDS = ["$close", "Mean($close, 5)/$close", "Mad($close, 10)", "Mad($volume, 0)", "Slope($close, 20)",
+                   "Rsquare($close, 10)", "Corr($close, Log($volume+1), 10)", "Ref($close, -2)/Ref($close, -1) - 1",
+                   "ChangeInstrument('SH600000', $close)/$close", "WMA($close, 7)", "Quantile($close, 10, 0.8)"]
+
+
+@pytest.mark.parametrize("market", ["all", "csi300"])
+def test_threaded_features_equal_single_thread_bit_for_bit(edge_store, synth_small, monkeypatch, market):
+    """Chunks of instruments on several threads give exactly the one-thread frame (index, order, values),
+    including membership spans, ChangeInstrument and all-NaN windows, and no stray warnings."""
+    import warnings
+
+    import qexp_data.provider as prov
+    monkeypatch.setattr(prov, "MIN_CODES_PER_THREAD", 1)
+    root = edge_store if market == "csi300" else synth_small
+    p = LocalProvider(root)
+    frames = {}
+    for threads in ("1", "3"):
+        monkeypatch.setenv("QEXP_DATA_THREADS", threads)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            frames[threads] = p.features(market, THREADED_FIELDS)
+    one, three = frames["1"], frames["3"]
+    assert len(one) > 0 and len(one.index.get_level_values("instrument").unique()) >= 2
+    assert one.index.equals(three.index)
+    assert np.array_equal(one.to_numpy(), three.to_numpy(), equal_nan=True)
+    assert np.isfinite(one.to_numpy()).any(axis=0).all()  # every column has real values, not only NaN
+
+
+def test_feature_threads_setting(monkeypatch):
+    import qexp_data.provider as prov
+    monkeypatch.setenv("QEXP_DATA_THREADS", "3")
+    assert prov.feature_threads() == 3
+    assert prov._chunk_bounds(100, 3) == [(0, 33), (33, 67), (67, 100)]
+    assert prov._chunk_bounds(40, 8) == [(0, 40)]        # chunks keep at least MIN_CODES_PER_THREAD codes
+    for bad in ("two", "0"):
+        monkeypatch.setenv("QEXP_DATA_THREADS", bad)
+        with pytest.raises(ValueError, match="QEXP_DATA_THREADS"):
+            prov.feature_threads()

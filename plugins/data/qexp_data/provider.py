@@ -126,21 +126,40 @@ class LocalProvider:
         layout = Layout(base=q_min, pad=pad, width=pad + qend_max - q_min + 1)
         own = sorted(set().union(*(expr_fields(n) for n in nodes)))
         first, last = self.store.spans(codes, own)
-        ev = self._evaluator(codes, layout, first, last, q_min, qend_max)
-
-        keys = [ev.add_output(node, fr) for node, fr in zip(nodes, frames)]
         rows = _row_mask(codes, spans, first, last, s, e, self.store.calendar())
         t_idx, i_idx = np.nonzero(rows.T)                       # datetime-major order
-        flat = i_idx * layout.width + (layout.col(s) + t_idx)
-        out = np.empty((len(nodes), len(flat)), dtype=np.float32)
-        gathered = np.empty(len(flat))   # np.take into a reused buffer, then one float32 cast
-        for j, key in enumerate(keys):
-            val = ev.compute(key)
-            fr = ev.frame(key[1] if key[0] != "const" else ())
-            arr = np.ascontiguousarray(K.as_float(val, fr))
-            np.take(arr.reshape(-1), flat, out=gathered)
-            out[j] = gathered
-            ev.release(key)
+        out = np.empty((len(nodes), len(t_idx)), dtype=np.float32)
+
+        def evaluate_chunk(a: int, b: int) -> None:
+            """Fill ``out``'s rows of instruments ``codes[a:b]``; expressions never look across instruments,
+            so chunks are independent and each has its own evaluator (and sub-expression cache)."""
+            ev = self._evaluator(codes[a:b], layout, first[a:b], last[a:b], q_min, qend_max)
+            keys = [ev.add_output(node, fr) for node, fr in zip(nodes, frames)]
+            pos = None if (a, b) == (0, len(codes)) else np.flatnonzero((i_idx >= a) & (i_idx < b))
+            ii, tt = (i_idx, t_idx) if pos is None else (i_idx[pos], t_idx[pos])
+            flat = (ii - a) * layout.width + (layout.col(s) + tt)
+            gathered = np.empty(len(flat))   # np.take into a reused buffer, then one float32 cast
+            for j, key in enumerate(keys):
+                val = ev.compute(key)
+                fr = ev.frame(key[1] if key[0] != "const" else ())
+                arr = np.ascontiguousarray(K.as_float(val, fr))
+                np.take(arr.reshape(-1), flat, out=gathered)
+                if pos is None:
+                    out[j] = gathered
+                else:
+                    out[j, pos] = gathered
+                ev.release(key)
+
+        bounds = _chunk_bounds(len(codes), feature_threads())
+        if len(bounds) == 1:
+            evaluate_chunk(*bounds[0])
+        else:
+            # numpy and pandas' window kernels release the GIL, so threads give Qlib's worker-process
+            # parallelism without pickling panels between processes
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(len(bounds), thread_name_prefix="qexp-features") as pool:
+                for f in [pool.submit(evaluate_chunk, a, b) for a, b in bounds]:
+                    f.result()
         cal = self.store.calendar()
         index = pd.MultiIndex(levels=[cal[s:e + 1], pd.Index(codes, dtype=object)], codes=[t_idx, i_idx],
                               names=["datetime", "instrument"], verify_integrity=False)
@@ -166,6 +185,34 @@ class LocalProvider:
         ev = Evaluator(layout, load, first, last, sub=sub)
         ev.set_global_range(q, qend)
         return ev
+
+
+# Below this many instruments per chunk, a thread costs more than it saves.
+MIN_CODES_PER_THREAD = 32
+
+
+def feature_threads() -> int:
+    """Threads for feature computation: ``QEXP_DATA_THREADS``, else the CPUs this process may use (at most 8)."""
+    value = os.environ.get("QEXP_DATA_THREADS", "").strip()
+    if value:
+        try:
+            n = int(value)
+        except ValueError:
+            raise ValueError(f"QEXP_DATA_THREADS={value!r} is not a whole number; set it to the number of "
+                             f"threads for feature computation (1 turns threading off)") from None
+        if n < 1:
+            raise ValueError(f"QEXP_DATA_THREADS={value!r} must be at least 1 (1 turns threading off)")
+        return n
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, 8))
+
+
+def _chunk_bounds(n_codes: int, threads: int) -> list[tuple[int, int]]:
+    """``[(a, b), ...]``: contiguous instrument ranges, one per thread, each of at least
+    ``MIN_CODES_PER_THREAD``."""
+    k = max(1, min(threads, n_codes // max(1, MIN_CODES_PER_THREAD)))
+    edges = np.linspace(0, n_codes, k + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
 def _other_fields(nodes: list) -> set[str]:

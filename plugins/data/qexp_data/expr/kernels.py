@@ -224,35 +224,33 @@ def mad(x: Value, n: int, fr: Frame) -> np.ndarray:
     """Mean absolute deviation from the window mean, over the window's non-NaN values."""
     x = as_float(x, fr)
     out = np.full_like(x, np.nan)
-    with np.errstate(all="ignore"), _quiet():
+    with np.errstate(all="ignore"):
         if n == 0:
             # Expanding: the mean changes with every day, so no running-sum shortcut exists; loop over days
             # (vectorised over instruments). Rare in practice.
             for t in range(x.shape[1]):
                 w = x[:, :t + 1]
-                m = np.nanmean(w, axis=1, keepdims=True)
-                out[:, t] = np.nanmean(np.abs(w - m), axis=1)
+                m = _nanmean(w, axis=1, keepdims=True)
+                out[:, t] = _nanmean(np.abs(w - m), axis=1)
             return mask(out, fr)
         win = np.lib.stride_tricks.sliding_window_view(x, n, axis=1)  # (I, W-n+1, n), a view
         step = max(1, int(4e6 // max(1, n * win.shape[1])))            # bound temporaries (~32 MB)
         for i in range(0, x.shape[0], step):
             w = win[i:i + step]
-            m = np.nanmean(w, axis=2, keepdims=True)
-            out[i:i + step, n - 1:] = np.nanmean(np.abs(w - m), axis=2)
+            m = _nanmean(w, axis=2, keepdims=True)
+            out[i:i + step, n - 1:] = _nanmean(np.abs(w - m), axis=2)
     return mask(out, fr)
 
 
-class _quiet:
-    """Silence numpy's 'Mean of empty slice' warnings for all-NaN windows (their result is NaN anyway)."""
-
-    def __enter__(self) -> None:
-        import warnings
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: Any) -> None:
-        self._cm.__exit__(*exc)
+def _nanmean(a: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
+    """``np.nanmean`` by the same sums, without its 'Mean of empty slice' warning (all-NaN windows give NaN
+    anyway). Silencing that warning needs ``warnings.catch_warnings``, which is not thread-safe, and the
+    provider evaluates instrument chunks in threads."""
+    valid = ~np.isnan(a)
+    total = np.sum(np.where(valid, a, 0.0), axis=axis, keepdims=keepdims)
+    count = np.sum(valid, axis=axis, keepdims=keepdims, dtype=np.intp)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / count
 
 
 # ---------------------------------------------------------------------------------------------- regression
@@ -288,8 +286,7 @@ class FitPrefix:
 
 def fit_prefix(x: Value, fr: Frame) -> FitPrefix:
     x = as_float(x, fr)
-    with _quiet():
-        centre = np.nan_to_num(np.nanmean(x, axis=1, keepdims=True))
+    centre = np.nan_to_num(_nanmean(x, axis=1, keepdims=True))
     valid = ~np.isnan(x)
     y = np.where(valid, x - centre, 0.0)
     cols = np.arange(x.shape[1], dtype=np.float64)[None, :]
