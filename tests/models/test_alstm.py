@@ -156,11 +156,11 @@ def test_early_stopping_keeps_the_best_epoch(ds360, monkeypatch, tmp_path) -> No
     real_loss = ALSTM._loss
     snapshots = []
 
-    def fake_loss(self, torch_, net, x, y):
+    def fake_loss(self, torch_, net, x, y, *rest):
         if len(y) == self._n_valid:
             snapshots.append({k: v.clone() for k, v in net.state_dict().items()})
             return next(valid_losses)
-        return real_loss(self, torch_, net, x, y)
+        return real_loss(self, torch_, net, x, y, *rest)
 
     monkeypatch.setattr(ALSTM, "_loss", fake_loss)
     model = ALSTM(d_feat=6, **{**TINY, "n_epochs": 50, "early_stop": 3})
@@ -274,11 +274,11 @@ def test_interrupted_training_still_logs_the_epochs_done(runs, monkeypatch) -> N
     real_loss = ALSTM._loss
     calls = []
 
-    def loss_then_interrupt(self, torch_, net, x, y):
+    def loss_then_interrupt(self, torch_, net, x, y, *rest):
         calls.append(1)
         if len(calls) == 5:  # train and valid of epochs 0 and 1 scored, then the user presses Ctrl-C
             raise KeyboardInterrupt
-        return real_loss(self, torch_, net, x, y)
+        return real_loss(self, torch_, net, x, y, *rest)
 
     monkeypatch.setattr(ALSTM, "_loss", loss_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
@@ -289,6 +289,6 @@ def test_interrupted_training_still_logs_the_epochs_done(runs, monkeypatch) -> N
 
 
 def test_nan_loss_in_every_epoch_is_a_clear_error(monkeypatch) -> None:
-    monkeypatch.setattr(ALSTM, "_loss", lambda self, torch_, net, x, y: float("nan"))
+    monkeypatch.setattr(ALSTM, "_loss", lambda self, torch_, net, x, y, *rest: float("nan"))
     with pytest.raises(FloatingPointError, match="valid loss was NaN in every epoch.*lower lr"):
         ALSTM(d_feat=6, **TINY).fit(FrameDataset(random_frame(), FRAME_SEGMENTS))

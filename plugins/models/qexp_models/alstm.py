@@ -168,8 +168,6 @@ class ALSTM(Model):
 
     def _train(self, torch: Any, device: Any, train: Steps, valid: Steps | None, evals_result: dict,
                save_path: str | None) -> None:
-        from tqdm.auto import tqdm
-
         net = self._new_net().to(device)
         params = list(net.parameters())
         # fused Adam on a GPU: one kernel for all parameters instead of several per parameter
@@ -179,6 +177,31 @@ class ALSTM(Model):
         x_tr, y_tr = _to_device(torch, train, device)
         x_va, y_va = _to_device(torch, valid, device) if valid is not None else (None, None)
         shuffle = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
+        replicas = self._replicas(net, device, len(y_tr))
+        try:
+            best_state, best_epoch, best_score = self._epochs(torch, device, net, opt, params, replicas, x_tr, y_tr,
+                                                              x_va, y_va, shuffle, evals_result)
+        finally:
+            if replicas is not None:
+                replicas.close()
+        if best_state is None:
+            raise FloatingPointError(f"ALSTM: the valid loss was NaN in every epoch ({len(self.epoch_seconds)}); "
+                                     f"training diverged: lower lr (now {self.lr}) or check the labels")
+        net.load_state_dict(best_state)
+        net.release_workspace()
+        self.net, self.net_state = net, None
+        self.best_epoch, self.best_score = best_epoch, float(best_score)
+        self.fitted = True
+        if save_path is not None:
+            torch.save({k: v.cpu() for k, v in best_state.items()}, save_path)
+        if device.type == "cuda":
+            del x_tr, y_tr, x_va, y_va
+            torch.cuda.empty_cache()
+
+    def _epochs(self, torch: Any, device: Any, net: Any, opt: Any, params: list, replicas: Any, x_tr: Any,
+                y_tr: Any, x_va: Any, y_va: Any, shuffle: Any, evals_result: dict) -> tuple:
+        """The epoch loop with early stopping; returns (best state, best epoch, best valid score)."""
+        from tqdm.auto import tqdm
 
         evals_result["train"], evals_result["valid"] = [], []
         points: list[tuple[str, float, int, int]] = []
@@ -193,8 +216,8 @@ class ALSTM(Model):
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)  # only so that train_seconds measures the training pass
                 self.train_seconds.append(time.perf_counter() - t0)
-                train_loss = self._loss(torch, net, x_tr, y_tr)
-                valid_loss = self._loss(torch, net, x_va, y_va) if x_va is not None else train_loss
+                train_loss = self._loss(torch, net, x_tr, y_tr, replicas)
+                valid_loss = self._loss(torch, net, x_va, y_va, replicas) if x_va is not None else train_loss
                 train_score, valid_score = -train_loss, -valid_loss  # metric "" / "loss": minus the loss
                 self.epoch_seconds.append(time.perf_counter() - t0)
                 ts = int(time.time() * 1000)
@@ -218,19 +241,13 @@ class ALSTM(Model):
         finally:  # the epochs done so far reach the recorder even when training is interrupted
             bar.close()
             log_points(points)
-        if best_state is None:
-            raise FloatingPointError(f"ALSTM: the valid loss was NaN in every epoch ({len(self.epoch_seconds)}); "
-                                     f"training diverged: lower lr (now {self.lr}) or check the labels")
-        net.load_state_dict(best_state)
-        net.release_workspace()
-        self.net, self.net_state = net, None
-        self.best_epoch, self.best_score = best_epoch, float(best_score)
-        self.fitted = True
-        if save_path is not None:
-            torch.save({k: v.cpu() for k, v in best_state.items()}, save_path)
-        if device.type == "cuda":
-            del x_tr, y_tr, x_va, y_va
-            torch.cuda.empty_cache()
+        return best_state, best_epoch, best_score
+
+    def _replicas(self, net: Any, device: Any, rows: int) -> Any:
+        """Scoring replicas of ``net`` on a multi-core CPU (see :mod:`.thread_replicas`), else None."""
+        from .thread_replicas import ThreadReplicas, replica_threads
+        n = replica_threads(device, rows)
+        return ThreadReplicas(net, n) if n > 1 else None
 
     def _train_epoch(self, torch: Any, net: Any, opt: Any, params: list, x: Any, y: Any, perm: Any) -> None:
         net.train()
@@ -243,10 +260,12 @@ class ALSTM(Model):
             torch.nn.utils.clip_grad_value_(params, 3.0)
             opt.step()
 
-    def _loss(self, torch: Any, net: Any, x: Any, y: Any) -> float:
+    def _loss(self, torch: Any, net: Any, x: Any, y: Any, replicas: Any = None) -> float:
         """Mean squared error over all rows (NaN labels were dropped at load), one host sync."""
         net.eval()
         step = self._eval_batch(y.device)
+        if replicas is not None:
+            return replicas.sse(x, y, step) / len(y)
         with torch.inference_mode():
             sse = torch.zeros((), dtype=torch.float64, device=y.device)
             for start in range(0, len(y), step):
@@ -267,14 +286,20 @@ class ALSTM(Model):
         device = self._device(torch)
         net = self._net_on(torch, device)
         net.eval()
-        out = []
         step = self._eval_batch(device)
-        with torch.inference_mode():
-            for start in range(0, len(steps.x), step):
-                xb = torch.from_numpy(steps.x[start:start + step]).to(device)
-                out.append(net(xb).float().cpu().numpy())
+        replicas = self._replicas(net, device, len(steps.x))
+        if replicas is not None:
+            with replicas:
+                scores = replicas.predict(steps.x, step)
+        else:
+            out = []
+            with torch.inference_mode():
+                for start in range(0, len(steps.x), step):
+                    xb = torch.from_numpy(steps.x[start:start + step]).to(device)
+                    out.append(net(xb).float().cpu().numpy())
+            scores = np.concatenate(out)
         net.release_workspace()
-        return pd.Series(np.concatenate(out).astype(np.float64), index=steps.index)
+        return pd.Series(scores.astype(np.float64), index=steps.index)
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
