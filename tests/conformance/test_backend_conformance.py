@@ -159,9 +159,13 @@ def test_artifacts(store, tmp_path):
         assert {"plots/a.csv", "plots/sub/b.csv", "docs/note.txt", "note.txt"} <= set(rec.list_artifacts(recursive=True))
         assert rec.read_artifact("plots/sub/b.csv") == b"3,4"
         out = R.download_artifact("docs/note.txt", dst_path=str(tmp_path / "dl"))
-        assert out is not None and open(out).read() == "hello"
+        # every backend returns dst_path/<last part of the path>, as MLflow's download_artifacts does
+        assert out == str(tmp_path / "dl" / "note.txt") and open(out).read() == "hello"
         whole = rec.download_artifact("plots", dst_path=str(tmp_path / "dl2"))
+        assert whole == str(tmp_path / "dl2" / "plots")
         assert open(os.path.join(whole, "sub", "b.csv")).read() == "3,4"
+        nested = rec.download_artifact("plots/sub", dst_path=str(tmp_path / "dl3"))
+        assert nested == str(tmp_path / "dl3" / "sub") and sorted(os.listdir(nested)) == ["b.csv"]
 
 
 def test_bad_artifact_paths(store, tmp_path):
@@ -315,6 +319,10 @@ def test_nested_runs(store):
     df = R.search_records([R.get_exp(experiment_name="outer").id],
                           filter_string=f"tags.mlflow.parentRunId = '{parent.id}'")
     assert list(df["run_id"]) == [child.id]
+    # the parent link is on the recorder objects however they are obtained
+    assert c.parent_id == parent.id and p.parent_id is None
+    listed = R.list_recorders(experiment_name="outer")
+    assert {rid: r.parent_id for rid, r in listed.items()} == {parent.id: None, child.id: parent.id}
 
 
 def test_threads_run_separate_experiments(store):

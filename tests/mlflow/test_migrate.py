@@ -99,12 +99,13 @@ def test_file_to_sqlite_to_file(tmp_path, sqlite_uri):
     assert len(mlflow_run.data.params["task"]) < len(LONG)
 
     to_file = migrate(sqlite_uri, back, progress=False)
-    assert len(to_file.copied) == n_runs
+    assert len(to_file.copied) == n_runs and to_file.times_kept
     # copies of copies: compare the second store with the MLflow one, then the chain end to end
-    assert_same_store(sqlite_uri, back, to_file, times=to_file.times_kept)
+    assert_same_store(sqlite_uri, back, to_file, times=True)
     for name, runs in runs_of(first).items():
         for src in runs:
             final = create_manager(back).get_recorder_by_id(to_file.copied[to_mlflow.copied[src.id]])
+            assert (final._start_ms, final._end_ms) == (src._start_ms, src._end_ms)  # also after a reload
             assert final.list_params() == src.list_params()
             assert final.get_metric_history("m" if name == "beta" else "loss")["value"].tolist() == \
                 src.get_metric_history("m" if name == "beta" else "loss")["value"].tolist()
@@ -193,3 +194,14 @@ def test_parent_in_another_experiment_copied_later(tmp_path, sqlite_uri):
     assert report.experiments == ["children", "parents"] and set(report.copied) == {parent, child}
     copy = create_manager(sqlite_uri).get_recorder_by_id(report.copied[child])
     assert copy.list_tags()["mlflow.parentRunId"] == report.copied[parent]
+
+
+def test_file_to_file_keeps_start_and_end_times(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    build_source(src, tmp_path)
+    report = migrate(src, dst, progress=False)
+    assert report.times_kept
+    assert_same_store(src, dst, report, times=True)
+    # a run that has started keeps its own start time: only a new recorder takes preset times
+    started = create_manager(dst).get_recorder_by_id(next(iter(report.copied.values())))
+    assert started.preserve_times(1, 2) is False

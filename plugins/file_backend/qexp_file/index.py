@@ -20,6 +20,7 @@ from qexp.search import Clause, Order
 INDEX_VERSION = "1"
 RUN_COLUMNS = ("run_id", "experiment_id", "run_name", "status", "start_time", "end_time", "artifact_uri",
                "user_id", "pid", "host", "pid_start")
+PARENT_SQL = """json_extract(tags, '$."mlflow.parentRunId"')"""
 _ATTR_COLUMN = {"status": "status", "run_name": "run_name", "run_id": "run_id", "artifact_uri": "artifact_uri",
                 "user_id": "user_id", "experiment_id": "experiment_id", "start_time": "start_time",
                 "end_time": "end_time"}
@@ -180,7 +181,8 @@ class RunIndex:
             order_sql.append(f"({expr}) IS NULL, ({expr}) {'ASC' if o.ascending else 'DESC'}")
             args += a + a  # the expression appears twice
         order_sql += ["start_time DESC", "run_id ASC"]
-        cols = list(RUN_COLUMNS) + (["params", "metrics", "tags"] if with_data else [])
+        # the parent link lives in the tags; read it alone so that listings without data still have it
+        cols = list(RUN_COLUMNS) + [PARENT_SQL] + (["params", "metrics", "tags"] if with_data else [])
         sql = f"SELECT {', '.join(cols)} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -190,9 +192,9 @@ class RunIndex:
         rows = self._exec(sql, args).fetchall()
         out = []
         loads = json.loads
-        n = len(RUN_COLUMNS)
+        n = len(RUN_COLUMNS) + 1
         for r in rows:
-            d = dict(zip(RUN_COLUMNS, r[:n]))
+            d = dict(zip(RUN_COLUMNS + ("parent_run_id",), r[:n]))
             if with_data:
                 d["params"], d["metrics"], d["tags"] = loads(r[n]), loads(r[n + 1]), loads(r[n + 2])
             out.append(d)

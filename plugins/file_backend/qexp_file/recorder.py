@@ -33,6 +33,7 @@ class FileRecorder(Recorder):
         self._latest: dict[str, tuple[float, int, int]] | None = None
         self._params: dict[str, str] | None = None
         self._initial_tags: dict[str, str] = {}
+        self._preset_times: tuple[int | None, int | None] | None = None
         if meta is not None:
             self._load_meta(meta)
 
@@ -72,9 +73,17 @@ class FileRecorder(Recorder):
             os.utime(self._path(HEARTBEAT_FILE))
 
     # ---- lifecycle ---------------------------------------------------------------------------
+    def preserve_times(self, start_ms: int | None, end_ms: int | None) -> bool:
+        if self.id is not None:
+            return False  # only a run not yet created takes another start time
+        self._preset_times = (start_ms, end_ms)
+        return True
+
     def _start_run(self) -> None:
         now = now_ms()
         if self.id is None:
+            if self._preset_times and self._preset_times[0] is not None:
+                now = int(self._preset_times[0])
             self.id = uuid.uuid4().hex
             os.makedirs(self.run_dir)
             meta = {"run_id": self.id, "run_name": self.name, "experiment_id": self.experiment_id,
@@ -101,6 +110,9 @@ class FileRecorder(Recorder):
     def _end_run(self, status: str) -> None:
         HEARTBEAT.discard(self)
         now = now_ms()
+        if self._preset_times is not None:
+            end, self._preset_times = self._preset_times[1], None
+            now = now if end is None else int(end)
         meta = dict(self._meta)
         if meta.get("pid") == os.getpid() and meta.get("status") == self.STATUS_R:
             # the owner ends its own run: nobody else writes this meta while its owner lives
