@@ -97,7 +97,8 @@ class QexpRecorder:
               recorder_id: str | None = None, recorder_name: str | None = None, uri: str | None = None,
               resume: bool = False) -> Iterator[Experiment]:
         """Start a run and yield its Experiment. An exception (or KeyboardInterrupt) ends the run FAILED
-        and is re-raised; a normal exit ends it FINISHED. Inside another ``start`` it opens a child run."""
+        and is re-raised; a normal exit ends it FINISHED. Inside another ``start`` it opens a child run, in
+        the parent's experiment unless another is named."""
         exp = self.start_exp(experiment_id=experiment_id, experiment_name=experiment_name,
                              recorder_id=recorder_id, recorder_name=recorder_name, uri=uri, resume=resume)
         frame = _stack.get()[-1]
@@ -117,8 +118,12 @@ class QexpRecorder:
                   resume: bool = False) -> Experiment:
         """Start a run without a context manager; end it with :meth:`end_exp`."""
         manager = self._manager_for(uri)
-        exp = manager.get_exp(experiment_id=experiment_id, experiment_name=experiment_name, create=True)
         frames = _stack.get()
+        if (frames and experiment_id is None and experiment_name is None
+                and (uri is None or manager is frames[-1].manager)):
+            exp = frames[-1].experiment  # a child run named no experiment: it goes beside its parent
+        else:
+            exp = manager.get_exp(experiment_id=experiment_id, experiment_name=experiment_name, create=True)
         parent = frames[-1].recorder if frames else None
         rec = self._start_recorder(exp, recorder_id, recorder_name, resume, parent)
         _stack.set(frames + (_Frame(manager, exp, rec),))

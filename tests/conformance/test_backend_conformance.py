@@ -325,6 +325,18 @@ def test_nested_runs(store):
     assert {rid: r.parent_id for rid, r in listed.items()} == {parent.id: None, child.id: parent.id}
 
 
+def test_nested_run_without_experiment_goes_beside_its_parent(store):
+    with R.start(experiment_name="home", recorder_name="parent") as exp:
+        parent = R.get_recorder()
+        with R.start(recorder_name="child") as child_exp:
+            child = R.get_recorder()
+            assert child_exp.id == exp.id and child.experiment_id == exp.id
+        with R.start(experiment_name="elsewhere", recorder_name="away"):
+            away = R.get_recorder()
+    assert away.experiment_id != exp.id and away.parent_id == parent.id
+    assert set(R.list_recorders(experiment_name="home")) == {parent.id, child.id}
+
+
 def test_threads_run_separate_experiments(store):
     errors, ids = [], {}
 
