@@ -249,6 +249,8 @@ def bench_paired(ds, rounds: int, batches: int) -> dict:
         score_s = per_row[f"{who}_score"] * (n_train + n_valid)
         out[who] = {"epoch_s": train_s + score_s, "train_s": train_s, "score_s": score_s}
     out["rows_measured"] = totals["ours_train"][1]
+    if ours.replicas is not None:
+        ours.replicas.close()
     return out
 
 

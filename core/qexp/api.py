@@ -119,8 +119,7 @@ class QexpRecorder:
         """Start a run without a context manager; end it with :meth:`end_exp`."""
         manager = self._manager_for(uri)
         frames = _stack.get()
-        if (frames and experiment_id is None and experiment_name is None
-                and (uri is None or manager is frames[-1].manager)):
+        if frames and experiment_id is None and experiment_name is None and manager is frames[-1].manager:
             exp = frames[-1].experiment  # a child run named no experiment: it goes beside its parent
         else:
             exp = manager.get_exp(experiment_id=experiment_id, experiment_name=experiment_name, create=True)
@@ -163,10 +162,12 @@ class QexpRecorder:
         finally:
             with _open_lock:
                 _open.pop(id(frame.recorder), None)
-            frame.experiment.active_recorder = None
+            outer = frames[:frames.index(frame)] if frame in frames else frames
+            # a child run can share its parent's Experiment object: the parent becomes its active run again
+            frame.experiment.active_recorder = next(
+                (f.recorder for f in reversed(outer) if f.experiment is frame.experiment), None)
             if frame in frames:
-                idx = frames.index(frame)
-                _stack.set(frames[:idx])
+                _stack.set(outer)
 
     def end_exp(self, recorder_status: str = Recorder.STATUS_FI) -> None:
         """End the innermost active run with ``recorder_status``; nothing happens when none is active."""

@@ -337,6 +337,17 @@ def test_nested_run_without_experiment_goes_beside_its_parent(store):
     assert set(R.list_recorders(experiment_name="home")) == {parent.id, child.id}
 
 
+def test_parent_is_the_active_run_again_after_a_child_ends(store):
+    for outer in ("home2", None):
+        with R.start(experiment_name=outer, recorder_name="parent") as exp:
+            parent = R.get_recorder()
+            with R.start(recorder_name="child"):
+                assert exp.active_recorder.id != parent.id
+            assert exp.active_recorder.id == parent.id and exp.info["active_recorder"] == parent.id
+            assert R.get_exp().get_recorder().id == parent.id
+        assert exp.active_recorder is None
+
+
 def test_threads_run_separate_experiments(store):
     errors, ids = [], {}
 
@@ -468,6 +479,18 @@ def test_uri_get_set_context(store, tmp_path):
     assert R.get_uri() == os.path.abspath(other) and "ctx" in R.list_experiments()
     R.set_uri(first)
     assert R.get_uri() == first
+
+
+def test_nested_run_inside_a_uri_context_goes_to_that_store(store, tmp_path):
+    other = str(tmp_path / "nested_store")
+    with R.start(experiment_name="outer-uri", recorder_name="parent"):
+        with R.uri_context(other):
+            with R.start(recorder_name="child"):
+                child = R.get_recorder()
+    assert child.id not in R.list_recorders(experiment_name="outer-uri")
+    with R.uri_context(other):
+        found = R.get_recorder(recorder_id=child.id, experiment_name="Experiment")
+        assert found.status == "FINISHED"
 
 
 def test_many_params_in_one_call(store):

@@ -199,3 +199,29 @@ def test_feature_threads_setting(monkeypatch):
         monkeypatch.setenv("QEXP_DATA_THREADS", bad)
         with pytest.raises(ValueError, match="QEXP_DATA_THREADS"):
             prov.feature_threads()
+
+
+def test_a_failing_chunk_stops_the_others_and_leaves_no_threads(synth_small, monkeypatch):
+    import threading
+    import time
+
+    import qexp_data.provider as prov
+    from qexp_data.expr import Evaluator
+    monkeypatch.setattr(prov, "MIN_CODES_PER_THREAD", 1)
+    monkeypatch.setenv("QEXP_DATA_THREADS", "3")
+    real = Evaluator.compute
+    calls = []
+
+    def compute(self, key):
+        if threading.current_thread().name.endswith("_1"):
+            raise RuntimeError("chunk 1 failed")
+        calls.append(1)
+        time.sleep(0.01)  # a slow chunk, so that the failure comes first
+        return real(self, key)
+
+    monkeypatch.setattr(Evaluator, "compute", compute)
+    fields = [f"Mean($close, {n})" for n in range(2, 42)]
+    with pytest.raises(RuntimeError, match="chunk 1 failed"):
+        LocalProvider(synth_small).features("all", fields)
+    assert len(calls) < 2 * len(fields)  # the two other chunks stopped before their last output
+    assert not [t for t in threading.enumerate() if t.name.startswith("qexp-features")]

@@ -16,9 +16,9 @@ The ``features`` contract (the handlers code against it):
 """
 from __future__ import annotations
 
-import warnings
-
 import os
+import threading
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -130,6 +130,8 @@ class LocalProvider:
         t_idx, i_idx = np.nonzero(rows.T)                       # datetime-major order
         out = np.empty((len(nodes), len(t_idx)), dtype=np.float32)
 
+        stop = threading.Event()  # set when a chunk fails, so the others stop early
+
         def evaluate_chunk(a: int, b: int) -> None:
             """Fill ``out``'s rows of instruments ``codes[a:b]``; expressions never look across instruments,
             so chunks are independent and each has its own evaluator (and sub-expression cache)."""
@@ -140,6 +142,8 @@ class LocalProvider:
             flat = (ii - a) * layout.width + (layout.col(s) + tt)
             gathered = np.empty(len(flat))   # np.take into a reused buffer, then one float32 cast
             for j, key in enumerate(keys):
+                if stop.is_set():
+                    return
                 val = ev.compute(key)
                 fr = ev.frame(key[1] if key[0] != "const" else ())
                 arr = np.ascontiguousarray(K.as_float(val, fr))
@@ -156,10 +160,18 @@ class LocalProvider:
         else:
             # numpy and pandas' window kernels release the GIL, so threads give Qlib's worker-process
             # parallelism without pickling panels between processes
-            from concurrent.futures import ThreadPoolExecutor
-            with ThreadPoolExecutor(len(bounds), thread_name_prefix="qexp-features") as pool:
-                for f in [pool.submit(evaluate_chunk, a, b) for a, b in bounds]:
+            from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+            pool = ThreadPoolExecutor(len(bounds), thread_name_prefix="qexp-features")
+            try:
+                futures = [pool.submit(evaluate_chunk, a, b) for a, b in bounds]
+                wait(futures, return_when=FIRST_EXCEPTION)
+                for f in sorted(futures, key=lambda f: not f.done()):  # a failed one raises first
                     f.result()
+            except BaseException:
+                stop.set()  # the first error (or Ctrl-C) surfaces once the running chunks see the flag
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         cal = self.store.calendar()
         index = pd.MultiIndex(levels=[cal[s:e + 1], pd.Index(codes, dtype=object)], codes=[t_idx, i_idx],
                               names=["datetime", "instrument"], verify_integrity=False)

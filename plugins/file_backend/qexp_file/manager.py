@@ -75,7 +75,7 @@ class FileExpManager(ExpManager):
         meta = {"run_id": row["run_id"], "run_name": row["run_name"], "experiment_id": row["experiment_id"],
                 "status": row["status"], "start_time": row["start_time"], "end_time": row["end_time"],
                 "pid": row["pid"], "host": row["host"], "pid_start": row["pid_start"],
-                "parent_run_id": row.get("parent_run_id")}
+                "parent_run_id": row.get("parent_run_id") or None}
         return FileRecorder(row["experiment_id"], row["run_name"], self.store, meta)
 
     def _reap(self, experiment_ids: list[str] | None) -> None:

@@ -165,9 +165,9 @@ class GRULayerFunction(torch.autograd.Function):
         rz = ws.get(key + "rz", (steps, batch, 2 * hid), x)
         n = ws.get(key + "n", (steps, batch, hid), x)
         hs = ws.get(key + "hs", (steps + 1, batch, hid), x)
-        # gradients of the pre-activations: [dr, dz, dn * r] for the hidden projection (reuses gi's memory),
-        # and dn alone for the input projection of the n gate
-        dgh = ws.get(key + "gi", (steps, batch, 3 * hid), x)
+        # gradients of the pre-activations: [dr, dz, dn * r] for the hidden projection, and dn alone for the
+        # input projection of the n gate
+        dgh = ws.get(key + "dgh", (steps, batch, 3 * hid), x)
         dgi_n = ws.get(key + "dgin", (steps, batch, hid), x)
         dh = ws.get(key + "dh", (batch, hid), x)
         dh_z = ws.get(key + "dhz", (batch, hid), x)

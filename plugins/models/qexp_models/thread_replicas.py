@@ -7,8 +7,11 @@ threads overlap all but the Python dispatch. Training gains nothing from the sam
 large matrix products and to moving the activations kept for the backward pass, which two intra-op threads
 already share), so it stays on the plain path.
 
-The replicas share the master network's parameter and buffer storage and keep their own scratch buffers;
-each row's score is computed exactly as on one thread.
+The replicas share the master network's parameter and buffer storage (in-place updates such as an
+optimizer step or ``load_state_dict`` reach them; replacing a parameter tensor, ``.to()`` or
+``load_state_dict(assign=True)`` does not: make new replicas then) and keep their own scratch buffers. A row's
+score is the one-thread score up to float rounding: the row may land in a batch of another size, and matrix
+products round differently by size (seen: 7.5e-9).
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ import torch
 
 # Below this many rows per thread a split costs more than it saves.
 MIN_ROWS_PER_THREAD = 64
+# Each replica keeps its own scratch buffers (~36 MB at Qlib's ALSTM sizes): bound them on many-core hosts.
+MAX_REPLICAS = 8
 
 
 class ThreadReplicas:
@@ -44,7 +49,7 @@ class ThreadReplicas:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        # a worker's set_num_threads(1) also lowers MKL's process-wide count
+        # a worker's set_num_threads(1) becomes the default of threads that touch torch later
         torch.set_num_threads(self._threads)
         for rep in self.replicas:
             release = getattr(rep, "release_workspace", None)
@@ -91,11 +96,11 @@ class ThreadReplicas:
 
 
 def replica_threads(device: torch.device, rows: int) -> int:
-    """Threads for :class:`ThreadReplicas`: torch's intra-op thread count on the CPU, at most one per
-    ``MIN_ROWS_PER_THREAD`` rows; 1 (no replicas) on a GPU or for few rows."""
+    """Threads for :class:`ThreadReplicas`: torch's intra-op thread count on the CPU (at most
+    ``MAX_REPLICAS``), at most one per ``MIN_ROWS_PER_THREAD`` rows; 1 (no replicas) on a GPU or for few rows."""
     if device.type != "cpu":
         return 1
-    return max(1, min(torch.get_num_threads(), rows // MIN_ROWS_PER_THREAD))
+    return max(1, min(torch.get_num_threads(), MAX_REPLICAS, rows // MIN_ROWS_PER_THREAD))
 
 
 def _share_parameters(net: torch.nn.Module) -> torch.nn.Module:

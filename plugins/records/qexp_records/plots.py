@@ -44,9 +44,8 @@ def report_figure_png(report: pd.DataFrame, title: str = "Portfolio (1day)") -> 
     ax[1].set_title("cumulative excess return")
     ax[2].fill_between(x, drawdown, 0, color="tab:red", alpha=0.35, label="drawdown (excess, with cost)")
     ax[2].set_title(f"drawdown of the excess return with cost (max {drawdown.min():.2%})")
-    # a stepped area, not one bar per day: hundreds of bar patches made this panel most of the drawing time
-    ax[3].fill_between(x, report["turnover"].to_numpy(dtype=float), 0, step="mid", color="tab:purple",
-                       alpha=0.6, label="daily turnover")
+    _daily_area(ax[3], x, report["turnover"].to_numpy(dtype=float), color="tab:purple", alpha=0.6,
+                label="daily turnover")
     ax[3].set_title("turnover (traded value / previous account value)")
     for a in ax:
         a.grid(True, alpha=0.3)
@@ -62,7 +61,7 @@ def ic_figure_png(ic: pd.Series, ric: pd.Series, window: int = 20) -> bytes:
     fig, ax = _figure(2, 7)
     for a, s, name, color in ((ax[0], ic, "IC", "tab:blue"), (ax[1], ric, "Rank IC", "tab:orange")):
         s = s.astype("float64")
-        a.fill_between(s.index, s.to_numpy(), 0, step="mid", color=color, alpha=0.45, label=f"daily {name}")
+        _daily_area(a, s.index, s.to_numpy(), color=color, alpha=0.45, label=f"daily {name}")
         a.plot(s.index, s.rolling(window, min_periods=1).mean(), color="black", linewidth=1.4,
                label=f"{window}-day rolling mean")
         a.axhline(0, color="black", linewidth=0.6)
@@ -70,6 +69,15 @@ def ic_figure_png(ic: pd.Series, ric: pd.Series, window: int = 20) -> bytes:
         a.grid(True, alpha=0.3)
         a.legend(loc="upper left", fontsize=9)
     return _png(fig)
+
+
+def _daily_area(ax, x, y, **style) -> None:  # type: ignore[no-untyped-def]
+    """Daily values as a stepped area: hundreds of bar patches made a panel most of the drawing time. A
+    single day has no width as an area, so it stays a bar."""
+    if len(x) < 2:
+        ax.bar(x, y, width=1.0, **style)
+    else:
+        ax.fill_between(x, y, 0, step="mid", **style)
 
 
 def _pct_formatter():  # type: ignore[no-untyped-def]
