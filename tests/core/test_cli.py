@@ -57,6 +57,22 @@ def test_runs_list_filter_order_max(populated):
     assert bad.exit_code != 0 and "position 12" in bad.output
 
 
+def test_runs_list_columns(tmp_path):
+    store = str(tmp_path / "cols")
+    qexp.init(uri=store)
+    with R.start(experiment_name="cols"):
+        R.log_metrics(**{"IC": 0.04, "Rank IC": 0.05, "1day.excess_return_with_cost.annualized_return": 0.2,
+                         "l2.valid": 0.99, "zeta": 7.0})
+    table = invoke("runs", "list", "--uri", store).output
+    # headline metrics by default, the rest counted and reachable
+    assert "Rank IC" in table and "ann. excess (cost)" in table and "0.04" in table
+    assert "zeta" not in table and "l2.valid" not in table and "2 more metric(s)" in table
+    picked = invoke("runs", "list", "--uri", store, "-m", "zeta", "--metric", "l2.valid").output
+    assert "zeta" in picked and "0.99" in picked and "Rank IC" not in picked
+    bad = invoke("runs", "list", "--uri", store, "-m", "nope")
+    assert bad.exit_code != 0 and "'nope'" in bad.output and "l2.valid" in bad.output
+
+
 def test_runs_show_compare_delete(populated):
     store, ids = populated
     shown = json.loads(invoke("runs", "show", ids[0], "--uri", store, "--json").output)

@@ -108,16 +108,27 @@ def _exp_ids(m: Any, exp: tuple[str, ...]) -> list[str] | None:
     return ids
 
 
+# The headline metrics of Qlib's records, shown by `qexp runs list` when no --metric is given.
+LIST_METRICS = {"IC": "IC", "ICIR": "ICIR", "Rank IC": "Rank IC",
+                "1day.excess_return_with_cost.annualized_return": "ann. excess (cost)",
+                "1day.excess_return_with_cost.information_ratio": "IR (cost)",
+                "1day.excess_return_with_cost.max_drawdown": "max DD (cost)"}
+LIST_MAX_OTHER = 6
+
+
 @runs_group.command("list")
 @uri_option
 @click.option("--exp", multiple=True, help="Experiment name or id (repeatable; default: all).")
 @click.option("--filter", "filter_string", default="", help="MLflow-style filter, e.g. \"metrics.IC > 0.02\".")
 @click.option("--order-by", multiple=True, help="e.g. \"metrics.IC DESC\" (repeatable).")
 @click.option("--max", "max_results", type=int, default=None, help="At most this many runs.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--metric", "-m", "metrics", multiple=True,
+              help="A metric column to show (repeatable; default: IC, ICIR, Rank IC and the excess return "
+                   "with cost when the runs have them, else the first few metrics).")
+@click.option("--json", "as_json", is_flag=True, help="Every column of every run, as JSON.")
 def runs_list(uri: str | None, exp: tuple[str, ...], filter_string: str, order_by: tuple[str, ...],
-              max_results: int | None, as_json: bool) -> None:
-    """List runs, newest first, with their metrics."""
+              max_results: int | None, metrics: tuple[str, ...], as_json: bool) -> None:
+    """List runs, newest first, with their headline metrics."""
     from qexp.exceptions import FilterSyntaxError
     m = manager(uri)
     try:
@@ -128,11 +139,25 @@ def runs_list(uri: str | None, exp: tuple[str, ...], filter_string: str, order_b
     if as_json:
         print_json(df.to_dict(orient="records"))
         return
-    metric_cols = [c for c in df.columns if c.startswith("metrics.")][:8]
-    cols = ["run_id", "experiment_id", "tags.mlflow.runName", "status", "start_time"] + metric_cols
-    cols = [c for c in cols if c in df.columns]
-    rows = [[str(r[c])[:19] if c == "start_time" else r[c] for c in cols] for _, r in df.iterrows()]
-    print_table([c.replace("tags.mlflow.runName", "name").replace("metrics.", "") for c in cols], rows)
+    present = [c[len("metrics."):] for c in df.columns if c.startswith("metrics.")]
+    if metrics:
+        unknown = [k for k in metrics if k not in present]
+        if unknown and len(df):
+            fail(f"no run listed has metric(s) {', '.join(map(repr, unknown))}; the metrics are: "
+                 f"{', '.join(sorted(present)) or 'none'}")
+        shown = {k: k for k in metrics}
+    else:
+        shown = {k: label for k, label in LIST_METRICS.items() if k in present}
+        if not shown:
+            shown = {k: k for k in sorted(present)[:LIST_MAX_OTHER]}
+    cols = [c for c in ["run_id", "experiment_id", "tags.mlflow.runName", "status", "start_time"] if c in df.columns]
+    metric_cols = [f"metrics.{k}" for k in shown if f"metrics.{k}" in df.columns]
+    rows = [[str(r[c])[:19] if c == "start_time" else r[c] for c in cols + metric_cols] for _, r in df.iterrows()]
+    header = [{"tags.mlflow.runName": "name", "experiment_id": "exp"}.get(c, c) for c in cols]
+    print_table(header + [shown[c[len("metrics."):]] for c in metric_cols], rows)
+    hidden = len(present) - len(metric_cols)
+    if hidden > 0:
+        click.echo(f"{len(df)} run(s); {hidden} more metric(s): pick columns with --metric NAME, or --json for all")
 
 
 def _recorder(uri: str | None, run_id: str):
