@@ -43,6 +43,7 @@ BACKENDS: dict[str, BackendFactory] = {
 }
 
 # MLflow stores of the qexp_mlflow plugin (set up once per session, emptied per test): tests/mlflow/stores.py
-from ..mlflow.stores import mlflow_server_store, postgresql_store, sqlite_store  # noqa: E402
+from ..mlflow.stores import mlflow_server_store, mysql_store, postgresql_store, sqlite_store  # noqa: E402
 
-BACKENDS.update({"sqlite": sqlite_store, "postgresql": postgresql_store, "mlflow-server": mlflow_server_store})
+BACKENDS.update({"sqlite": sqlite_store, "postgresql": postgresql_store, "mysql": mysql_store,
+                 "mlflow-server": mlflow_server_store})

@@ -1,4 +1,5 @@
-"""Fresh, empty MLflow stores for tests: SQLite files, a PostgreSQL database and a real ``mlflow server``.
+"""Fresh, empty MLflow stores for tests: SQLite files, PostgreSQL and MySQL/MariaDB databases and a real
+``mlflow server``.
 
 Each store kind is set up once per test session (MLflow's schema migrations take seconds) and handed to
 every test empty: a SQLite file is copied from a migrated template, and the PostgreSQL databases (the
@@ -136,6 +137,68 @@ class PgDatabase:
 def postgresql_store(tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """The session's PostgreSQL database, emptied; artifacts go to the test's tmp dir."""
     db: PgDatabase = _once(request, "pg-direct", lambda: PgDatabase(request, "qexp_test"))
+    db.reset()
+    request.getfixturevalue("monkeypatch").setenv("QEXP_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
+    return db.uri
+
+
+# ---- MySQL / MariaDB ----------------------------------------------------------------------------
+MYSQL_ADMIN = os.environ.get("QEXP_TEST_MYSQL_URI", "mysql://root@127.0.0.1:3306/test")
+
+
+def _mysql_connect(database: str | None = None) -> Any:
+    pymysql = pytest.importorskip("pymysql", reason="MySQL tests need PyMySQL (pip install \"qexp[mlflow]\")")
+    from urllib.parse import unquote, urlparse
+    u = urlparse(MYSQL_ADMIN)
+    try:
+        return pymysql.connect(host=u.hostname or "127.0.0.1", port=u.port or 3306, user=unquote(u.username or "root"),
+                               password=unquote(u.password or ""), database=database, autocommit=True,
+                               connect_timeout=3)
+    except pymysql.err.OperationalError as exc:
+        pytest.skip(f"MySQL/MariaDB is unreachable at {MYSQL_ADMIN} ({exc}); start it (e.g. service mariadb "
+                    f"start) or set QEXP_TEST_MYSQL_URI")
+
+
+class MysqlDatabase:
+    """A MySQL/MariaDB database created for this session, migrated by MLflow, emptied by :meth:`reset`."""
+
+    def __init__(self, request: pytest.FixtureRequest):
+        pytest.importorskip("mlflow")
+        self.admin = _mysql_connect()
+        self.name = f"qexp_test_{uuid.uuid4().hex[:10]}"
+        with self.admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{self.name}`")
+        request.config.add_cleanup(self.drop)
+        self.uri = MYSQL_ADMIN.rsplit("/", 1)[0] + f"/{self.name}"  # a bare mysql:// as users write it
+        code = ("import logging; logging.disable(logging.INFO); from qexp_mlflow.client import tracking_uri; "
+                f"from mlflow import MlflowClient; MlflowClient(tracking_uri({self.uri!r})).search_experiments()")
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+        self._conn: Any = None
+
+    def reset(self) -> None:
+        if self._conn is None or not self._conn.open:
+            self._conn = _mysql_connect(self.name)
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (self.name,))
+            tables = [t for (t,) in cur.fetchall() if t not in KEEP_TABLES]
+            cur.execute("SET FOREIGN_KEY_CHECKS = 0")
+            for t in tables:
+                cur.execute(f"DELETE FROM `{t}`")
+            cur.execute("SET FOREIGN_KEY_CHECKS = 1")
+
+    def drop(self) -> None:
+        if self._conn is not None and self._conn.open:
+            self._conn.close()
+        try:
+            with self.admin.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS `{self.name}`")
+        finally:
+            self.admin.close()
+
+
+def mysql_store(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The session's MySQL/MariaDB database, emptied; artifacts go to the test's tmp dir."""
+    db: MysqlDatabase = _once(request, "mysql", lambda: MysqlDatabase(request))
     db.reset()
     request.getfixturevalue("monkeypatch").setenv("QEXP_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
     return db.uri

@@ -81,13 +81,18 @@ def normalize_uri(uri: str) -> str:
 
 def tracking_uri(uri: str) -> str:
     """The URI MLflow understands: ``mlflow+file:...`` -> ``file:...``, and a driver for a bare
-    ``postgresql://`` (SQLAlchemy 2.1 picks psycopg 3 for it; the mlflow extra installs psycopg2)."""
-    if uri.lower().startswith("mlflow+file:"):
+    ``postgresql://`` (SQLAlchemy 2.1 picks psycopg 3 for it; the mlflow extra installs psycopg2) or
+    ``mysql://`` (SQLAlchemy picks mysqlclient, which needs a C build; the mlflow extra installs PyMySQL)."""
+    import importlib.util
+    lower = uri.lower()
+    if lower.startswith("mlflow+file:"):
         return uri[len("mlflow+"):]
-    if uri.lower().startswith("postgresql://"):
-        import importlib.util
+    if lower.startswith("postgresql://"):
         if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
             return "postgresql+psycopg2://" + uri[len("postgresql://"):]
+    if lower.startswith("mysql://"):
+        if importlib.util.find_spec("MySQLdb") is None and importlib.util.find_spec("pymysql") is not None:
+            return "mysql+pymysql://" + uri[len("mysql://"):]
     return uri
 
 
