@@ -3,9 +3,9 @@
 Why: when scoring ALSTM (batches of ~1000 rows, 64 hidden units, hundreds of small ops per batch) splitting
 each op over two OpenMP threads gains almost nothing (measured 1.07x on 2 cores), while giving each core its
 own rows, with one intra-op thread each, gains about 1.6x: torch releases the GIL inside every op, so the
-threads overlap all but the Python dispatch. Training gains nothing from the same split (its time goes to
-large matrix products and to moving the activations kept for the backward pass, which two intra-op threads
-already share), so it stays on the plain path.
+threads overlap all but the Python dispatch. Training gains nothing from the same split (measured: most of
+its time is in the large weight-gradient products, which two intra-op threads already share well), so it
+stays on the plain path.
 
 The replicas share the master network's parameter and buffer storage (in-place updates such as an
 optimizer step or ``load_state_dict`` reach them; replacing a parameter tensor, ``.to()`` or
