@@ -92,7 +92,9 @@ def runs_group() -> None:
     """Runs (recorders)."""
 
 
-def _exp_ids(m: Any, exp: tuple[str, ...]) -> list[str] | None:
+def experiment_ids(m: Any, exp: tuple[str, ...]) -> list[str] | None:
+    """Ids of the experiments named (by name, else by id) in a command's ``--exp`` options; None for none
+    named (all). An unknown one is a clear CLI error. Plugin commands with ``--exp`` use this too."""
     from qexp.exceptions import ExpNotFoundError
     if not exp:
         return None
@@ -132,7 +134,7 @@ def runs_list(uri: str | None, exp: tuple[str, ...], filter_string: str, order_b
     from qexp.exceptions import FilterSyntaxError
     m = manager(uri)
     try:
-        df = m.search_records(_exp_ids(m, exp), filter_string=filter_string, order_by=list(order_by),
+        df = m.search_records(experiment_ids(m, exp), filter_string=filter_string, order_by=list(order_by),
                               max_results=max_results)
     except FilterSyntaxError as exc:
         fail(str(exc))

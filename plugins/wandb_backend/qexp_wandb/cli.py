@@ -1,30 +1,12 @@
 """``qexp runs sync-wandb``: upload the offline W&B runs of qexp runs."""
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 
 def add_commands(cli: click.Group) -> None:
     runs = cli.commands.get("runs")
     (runs if isinstance(runs, click.Group) else cli).add_command(sync_wandb)
-
-
-def _experiment_ids(manager: Any, names: tuple[str, ...]) -> list[str] | None:
-    from qexp.exceptions import ExpNotFoundError
-    if not names:
-        return None
-    ids = []
-    for name in names:
-        try:
-            ids.append(manager.get_exp(experiment_name=name, create=False).id)
-        except ExpNotFoundError:
-            try:
-                ids.append(manager.get_exp(experiment_id=name, create=False).id)
-            except ExpNotFoundError as exc:
-                raise click.ClickException(str(exc)) from None
-    return ids
 
 
 @click.command("sync-wandb")
@@ -45,6 +27,7 @@ def sync_wandb(uri: str | None, exp: tuple[str, ...], include_synced: bool, dry_
     It needs W&B credentials: `wandb login` or WANDB_API_KEY (and WANDB_BASE_URL for a self-hosted
     server). Without them it lists the folders and says what to set.
     """
+    from qexp.cli.main import experiment_ids
     from qexp.exceptions import QexpError
     from qexp.settings import create_manager
 
@@ -58,7 +41,7 @@ def sync_wandb(uri: str | None, exp: tuple[str, ...], include_synced: bool, dry_
         manager = create_manager(uri)
     except QexpError as exc:  # wandb not installed: the message says what to install
         raise click.ClickException(str(exc)) from None
-    runs = find_offline_runs(manager, _experiment_ids(manager, exp), include_synced=include_synced)
+    runs = find_offline_runs(manager, experiment_ids(manager, exp), include_synced=include_synced)
     runs_with_dirs = [r for r in runs if r.dirs]
     for r in runs:
         if not r.dirs:
