@@ -368,6 +368,12 @@ def _met(seconds: float) -> str:
     return "met" if seconds <= TARGET_EPOCH_S else f"not met ({seconds / TARGET_EPOCH_S:.2f}x the target)"
 
 
+def _epoch_row(label: str, data: str, e: dict, with_target: bool) -> str:
+    """A table row for an epoch estimate ``{"epoch_s", "train_s", "score_s"}``."""
+    return (f"| {label} | {data} | {e['epoch_s']:.1f} s (train {e['train_s']:.1f} + scoring {e['score_s']:.1f}) | "
+            f"{e['epoch_s'] / QLIB_EPOCH_S:.2f} | {_met(e['epoch_s']) if with_target else ''} |")
+
+
 def table(r: dict) -> str:
     lines = ["| benchmark | data | time | time / Qlib's published 148 s (lower is faster) | target 70 s |",
              "|---|---|---|---|---|"]
@@ -389,19 +395,14 @@ def table(r: dict) -> str:
     if "paired" in r:
         p = r["paired"]
         for who, label in (("ours", "qexp"), ("qlib", "Qlib's loop")):
-            e = p[who]
-            lines.append(f"| ALSTM epoch, {label}, paired estimate (same machine, measured in alternation) | {data} | "
-                         f"{e['epoch_s']:.1f} s (train {e['train_s']:.1f} + scoring {e['score_s']:.1f}) | "
-                         f"{e['epoch_s'] / QLIB_EPOCH_S:.2f} | {_met(e['epoch_s']) if who == 'ours' else ''} |")
+            lines.append(_epoch_row(f"ALSTM epoch, {label}, paired estimate (same machine, measured in alternation)",
+                                    data, p[who], with_target=who == "ours"))
     if "qlib_full" in r:
-        q = r["qlib_full"]
-        lines.append(f"| ALSTM epoch, Qlib's loop, one whole epoch | {data} | {q['epoch_s']:.1f} s (train "
-                     f"{q['train_s']:.1f} + scoring {q['score_s']:.1f}) | {q['epoch_s'] / QLIB_EPOCH_S:.2f} | |")
+        lines.append(_epoch_row("ALSTM epoch, Qlib's loop, one whole epoch", data, r["qlib_full"], with_target=False))
     if "floor" in r:
         f = r["floor"]
-        lines.append(f"| float32 matrix products alone (a lower bound for any exact GRU; {f['threads']} threads) | "
-                     f"{data} | {f['epoch_s']:.1f} s (train {f['train_s']:.1f} + scoring {f['score_s']:.1f}) | "
-                     f"{f['epoch_s'] / QLIB_EPOCH_S:.2f} | {_met(f['epoch_s'])} |")
+        lines.append(_epoch_row(f"float32 matrix products alone (a lower bound for any exact GRU; {f['threads']} "
+                                f"threads)", data, f, with_target=True))
     if "paired" in r:
         p = r["paired"]
         lines.append(f"\nOn this machine qexp's ALSTM epoch is {p['qlib']['epoch_s'] / p['ours']['epoch_s']:.2f}x "
