@@ -121,6 +121,14 @@ def wait_for_offline_run(path: str, timeout: float = 15.0) -> OfflineRun:
         time.sleep(0.05)
 
 
+def _apply(target: dict, record: Any) -> None:
+    """A config or summary record's updates and removals, applied to ``target``."""
+    for item in record.update:
+        target[_key(item)] = _value(item)
+    for item in getattr(record, "remove", ()):
+        target.pop(_key(item), None)
+
+
 def read_offline_run(path: str) -> OfflineRun:
     """Replay the transaction log of a W&B run folder into an :class:`OfflineRun`."""
     out = OfflineRun(path=run_file(path))
@@ -131,20 +139,13 @@ def read_offline_run(path: str) -> OfflineRun:
             out.run_id, out.project, out.entity = r.run_id, r.project, r.entity
             out.name, out.group, out.job_type, out.notes = r.display_name, r.run_group, r.job_type, r.notes
             out.tags = list(r.tags)
-            for item in r.config.update:
-                out.config[_key(item)] = _value(item)
+            _apply(out.config, r.config)
         elif kind == "config":
-            for item in rec.config.update:
-                out.config[_key(item)] = _value(item)
-            for item in rec.config.remove:
-                out.config.pop(_key(item), None)
+            _apply(out.config, rec.config)
         elif kind == "history":
             out.history.append({_key(i): _value(i) for i in rec.history.item})
         elif kind == "summary":
-            for item in rec.summary.update:
-                out.summary[_key(item)] = _value(item)
-            for item in rec.summary.remove:
-                out.summary.pop(_key(item), None)
+            _apply(out.summary, rec.summary)
         elif kind == "metric":
             m = rec.metric
             if m.step_metric:
