@@ -9,17 +9,27 @@
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .hookspecs import hookimpl
-from .exceptions import (ArtifactNotFoundError, ArtifactPathError, ConfigError, ExpAlreadyExistError, ExpNotFoundError, FilterSyntaxError,
-                         LoadObjectError, MissingExtraError, NoActiveRecorderError, QexpError, RecorderNotFoundError,
-                         UnknownSchemeError)
-from .recorder import Recorder
-from .experiment import Experiment
-from .manager import ExpManager
+from ._version import __version__
 from .api import R
-from .settings import init, get_settings
+from .exceptions import (
+                         ArtifactNotFoundError,
+                         ArtifactPathError,
+                         ConfigError,
+                         ExpAlreadyExistError,
+                         ExpNotFoundError,
+                         FilterSyntaxError,
+                         LoadObjectError,
+                         MissingExtraError,
+                         NoActiveRecorderError,
+                         QexpError,
+                         RecorderNotFoundError,
+                         UnknownSchemeError,
+)
+from .experiment import Experiment
+from .hookspecs import hookimpl
+from .manager import ExpManager
+from .recorder import Recorder
+from .session import get_settings, init
 
 __all__ = ["R", "init", "get_settings", "hookimpl", "Recorder", "Experiment", "ExpManager", "QexpError",
            "UnknownSchemeError", "MissingExtraError", "ExpNotFoundError", "ExpAlreadyExistError",

@@ -14,10 +14,14 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from . import exit_handler
+from .backends import create_manager
 from .exceptions import NoActiveRecorderError, QexpError
 from .experiment import Experiment
 from .manager import ExpManager
+from .plugins import call_init_hooks
 from .recorder import Recorder
+from .uri import resolve_uri
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,11 @@ class QexpRecorder:
         self._manager = manager
         self._managers = {manager.uri: manager}
 
+    def setup(self, manager: ExpManager) -> None:
+        """Make ``manager`` the default store and install the exit handlers that end runs left open."""
+        self.register(manager)
+        exit_handler.install(self._end_all_open, self._end_thread_open)
+
     def is_registered(self) -> bool:
         return self._manager is not None
 
@@ -66,8 +75,9 @@ class QexpRecorder:
 
     def _default_manager(self) -> ExpManager:
         if self._manager is None:
-            from .settings import init
-            init()
+            # first use without qexp.init(): the default store, and plugins set their defaults
+            self.setup(create_manager(None))
+            call_init_hooks({})
         assert self._manager is not None
         return self._manager
 
@@ -77,7 +87,6 @@ class QexpRecorder:
             uri = _uri_override.get()
         if uri is None:
             return default
-        from .settings import create_manager, resolve_uri
         resolved = resolve_uri(uri)
         if resolved not in self._managers:
             self._managers[resolved] = create_manager(resolved, default_exp_name=default.default_exp_name)
@@ -239,7 +248,6 @@ class QexpRecorder:
 
     def set_uri(self, uri: str | None) -> None:
         """Change the default store (``None`` resets to ``QEXP_URI`` or ``./qexp_runs``)."""
-        from .settings import create_manager
         current = self._default_manager()
         self.register(create_manager(uri, default_exp_name=current.default_exp_name))
 
@@ -304,6 +312,10 @@ class QexpRecorder:
             except Exception:  # at exit nothing more can be done than try the others
                 pass
         _stack.set(())
+
+    def _end_thread_open(self, status: str) -> None:
+        for frame in reversed(_stack.get()):
+            self._end_frame(frame, status)
 
 
 R = QexpRecorder()

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from typing import Any
 
+from ._version import __version__
+
 
 @functools.lru_cache(maxsize=8)
 def git_state(cwd: str) -> dict[str, Any] | None:
@@ -44,7 +46,6 @@ def git_state(cwd: str) -> dict[str, Any] | None:
 
 @functools.lru_cache(maxsize=1)
 def _static_tags() -> dict[str, str]:
-    from . import __version__
     return {"hostname": socket.gethostname(), "python_version": platform.python_version(),
             "qexp_version": __version__}
 

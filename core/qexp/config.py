@@ -13,7 +13,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterable
 
+from . import registry
 from .exceptions import ConfigError
+from .pickling import RestrictedUnpickler
+from .plugins import load_plugins
+from .uri import file_uri_to_path
 
 S_DROP = "__DROP__"
 FLATTEN_TUPLE = "_FLATTEN_TUPLE"
@@ -45,8 +49,6 @@ def split_module_path(path: str) -> tuple[str, str]:
 
 
 def _resolve_class(name: str, module_path: Any, default_module: Any, where: str) -> Any:
-    from . import registry
-    from .plugins import load_plugins
     load_plugins()
     mod_str = module_path if isinstance(module_path, str) else None
     if "." in name:
@@ -110,8 +112,6 @@ def init_instance_by_config(config: Any, default_module: Any = None, accept_type
     if accept_types and isinstance(config, accept_types):
         return config
     if isinstance(config, (str, Path)) and (isinstance(config, Path) or str(config).startswith("file://")):
-        from .fileuri import file_uri_to_path
-        from .pickling import RestrictedUnpickler
         path = config if isinstance(config, Path) else Path(file_uri_to_path(str(config)))
         if not path.exists():
             raise ConfigError(f"{where}: pickle file {str(path)!r} does not exist")

@@ -1,14 +1,20 @@
-"""Runs left open end FAILED on an uncaught exception (excepthook) and FINISHED at interpreter exit."""
+"""Runs left open end FAILED on an uncaught exception (excepthook) and FINISHED at interpreter exit.
+
+The handlers are given as callables, so this module imports nothing from qexp.
+"""
 from __future__ import annotations
 
 import atexit
 import sys
 import threading
+from typing import Any, Callable
 
 _installed = False
 
 
-def install() -> None:
+def install(end_all: Callable[[str], None], end_this_thread: Callable[[str], None]) -> None:
+    """Install the hooks once per process: ``end_all(status)`` ends every open run of the process,
+    ``end_this_thread(status)`` those of the calling thread only."""
     global _installed
     if _installed:
         return
@@ -16,23 +22,15 @@ def install() -> None:
     previous = sys.excepthook
     previous_thread = threading.excepthook
 
-    def excepthook(exc_type, exc, tb):  # type: ignore[no-untyped-def]
-        from .api import R
-        R._end_all_open("FAILED")
+    def excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
+        end_all("FAILED")
         previous(exc_type, exc, tb)
 
-    def thread_excepthook(args):  # type: ignore[no-untyped-def]
+    def thread_excepthook(args: Any) -> None:
         # only this thread's runs: other threads may still be working
-        from .api import R, _stack
-        for frame in reversed(_stack.get()):
-            R._end_frame(frame, "FAILED")
+        end_this_thread("FAILED")
         previous_thread(args)
 
     sys.excepthook = excepthook
     threading.excepthook = thread_excepthook
-
-    def at_exit() -> None:
-        from .api import R
-        R._end_all_open("FINISHED")
-
-    atexit.register(at_exit)
+    atexit.register(end_all, "FINISHED")

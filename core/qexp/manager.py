@@ -8,6 +8,7 @@ import pandas as pd
 from .exceptions import ExpAlreadyExistError, ExpNotFoundError, RecorderNotFoundError
 from .experiment import Experiment
 from .recorder import Recorder
+from .search import parse_filter, parse_order_by
 
 SEARCH_COLUMNS = ["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"]
 
@@ -70,7 +71,6 @@ class ExpManager:
 
         ``experiment_ids=None`` searches every experiment.
         """
-        from .search import parse_filter, parse_order_by
         if isinstance(experiment_ids, str):
             experiment_ids = [experiment_ids]
         if isinstance(order_by, str):

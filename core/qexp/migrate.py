@@ -18,10 +18,12 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from .backends import create_manager
 from .exceptions import ExpNotFoundError, QexpError
 from .experiment import Experiment
 from .manager import ExpManager
 from .recorder import Recorder
+from .uri import file_uri_to_path
 
 TAG_MIGRATED_FROM = "qexp.migrated_from"
 TAG_MIGRATING_FROM = "qexp.migrating_from"
@@ -64,7 +66,6 @@ def migrate(source: str | ExpManager, target: str | ExpManager, experiments: Ite
 
     ``source``/``target`` are URIs (or managers). ``progress`` shows a bar (default: when stderr is a TTY).
     """
-    from .settings import create_manager
     src = source if isinstance(source, ExpManager) else create_manager(source)
     dst = target if isinstance(target, ExpManager) else create_manager(target)
     if _store_key(src.uri) == _store_key(dst.uri):
@@ -98,7 +99,6 @@ def migrate(source: str | ExpManager, target: str | ExpManager, experiments: Ite
 
 def _store_key(uri: str) -> str:
     # "/runs" and "file:///runs" are the same store
-    from .fileuri import file_uri_to_path
     return os.path.abspath(file_uri_to_path(uri)) if uri.startswith("file:") or "://" not in uri else uri
 
 

@@ -3,9 +3,14 @@
 Built-in plugins are entry points too, so they go through exactly the path a third party's does.
 ``QEXP_LOAD_PLUGINS=a,b`` loads only the named entry points (an empty value loads none);
 ``QEXP_TRACE_PLUGINS=1`` prints every hook call.
+
+The file backend is essential (pytest's ``essential_plugins``, llm's default plugins): when no entry point
+serves bare paths after loading (stale package metadata, or ``QEXP_LOAD_PLUGINS`` leaving it out), it is
+registered by module path, so ``qexp.init()`` always has a store.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.metadata as md
 import os
 import sys
@@ -18,6 +23,12 @@ import pluggy
 from . import hookspecs, registry
 
 ENTRY_POINT_GROUP = "qexp"
+ESSENTIAL_PLUGINS: dict[str, tuple[str, str, str]] = {
+    "file": ("qexp_file.plugin", "backend", ""),
+    "executors": ("qexp_executors.plugin", "executor", "local"),
+}
+"""Plugins registered by module path when, after the entry points, nothing serves their scheme:
+name -> (module, kind of scheme table, scheme)."""
 
 pm = pluggy.PluginManager("qexp")
 pm.add_hookspecs(hookspecs)
@@ -50,11 +61,10 @@ def _registration_hooks(name: str) -> dict[str, Any]:
             table.register(schemes, factory, plugin=name, description=description)
         return register
 
+    hooks: dict[str, Any] = {f"register_{kind}s": scheme_register(table)
+                             for kind, table in registry.SCHEME_TABLES.items()}
     return {
-        "register_backends": scheme_register(registry.backends),
-        "register_artifact_stores": scheme_register(registry.artifact_stores),
-        "register_mirrors": scheme_register(registry.mirrors),
-        "register_data_providers": scheme_register(registry.data_providers),
+        **hooks,
         "register_models": component_register("model"),
         "register_record_templates": component_register("record"),
         "register_data_components": component_register("data"),
@@ -84,9 +94,9 @@ def unregister(name: str) -> None:
     with _lock:
         if pm.get_plugin(name) is not None:
             pm.unregister(name=name)
-        for table in (registry.backends, registry.artifact_stores, registry.mirrors, registry.data_providers,
-                      registry.components):
+        for table in registry.SCHEME_TABLES.values():
             table.unregister_plugin(name)
+        registry.components.unregister_plugin(name)
         _versions.pop(name, None)
 
 
@@ -117,11 +127,36 @@ def load_plugins() -> None:
                     _dists[ep.name] = ep.dist.metadata["Name"]
                 register(obj, name=ep.name, version=version)
             except Exception as exc:  # a broken plugin must not take the others down
-                _load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
-                if pm.get_plugin(ep.name) is not None:
-                    unregister(ep.name)
-                warnings.warn(f"qexp: plugin '{ep.name}' ({ep.value}) failed to load and was skipped: "
-                              f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+                _record_load_error(ep.name, ep.value, exc)
+        _load_essential_plugins()
+
+
+def _record_load_error(name: str, where: str, exc: BaseException) -> None:
+    _load_errors[name] = f"{type(exc).__name__}: {exc}"
+    if pm.get_plugin(name) is not None:
+        unregister(name)
+    warnings.warn(f"qexp: plugin '{name}' ({where}) failed to load and was skipped: {type(exc).__name__}: {exc}",
+                  RuntimeWarning, stacklevel=3)
+
+
+def _load_essential_plugins() -> None:
+    """Register the essential plugins by module path when nothing serves their scheme yet."""
+    for name, (module, kind, scheme) in ESSENTIAL_PLUGINS.items():
+        if scheme in registry.SCHEME_TABLES[kind].schemes() or pm.get_plugin(name) is not None \
+                or pm.is_blocked(name):
+            continue
+        try:
+            register(importlib.import_module(module), name=name, version=_own_version())
+            _dists[name] = "qexp"
+        except Exception as exc:
+            _record_load_error(name, module, exc)
+
+
+def _own_version() -> str:
+    try:
+        return md.version("qexp")
+    except md.PackageNotFoundError:
+        return ""
 
 
 def reload_plugins() -> None:
@@ -146,8 +181,7 @@ def get_plugins(all: bool = False) -> list[dict[str, Any]]:
             continue
         hooks = sorted(h.name for h in (pm.get_hookcallers(plugin) or []))
         schemes = {}
-        for kind, table in (("backend", registry.backends), ("artifact_store", registry.artifact_stores),
-                            ("mirror", registry.mirrors), ("data_provider", registry.data_providers)):
+        for kind, table in registry.SCHEME_TABLES.items():
             s = [e.scheme or "<path>" for e in table.entries() if e.plugin == name]
             if s:
                 schemes[kind] = s
@@ -155,6 +189,11 @@ def get_plugins(all: bool = False) -> list[dict[str, Any]]:
         out.append({"name": name, "module": module, "version": _versions.get(name, ""), "builtin": builtin,
                     "hooks": hooks, "schemes": schemes, "components": comps})
     return out
+
+
+def get_plugin(name: str) -> Any | None:
+    """The registered plugin object named ``name``, or None."""
+    return pm.get_plugin(name)
 
 
 def load_errors() -> dict[str, str]:
@@ -166,3 +205,31 @@ def hook() -> Any:
     """The hook relay (``hook().recorder_started(recorder=r)``), plugins loaded."""
     load_plugins()
     return pm.hook
+
+
+def has_impls(name: str) -> bool:
+    """Whether any registered plugin implements hook ``name`` (looked up on every call: nothing is cached,
+    so plugins registered after ``qexp.init()`` are seen)."""
+    return bool(getattr(pm.hook, name).get_hookimpls())
+
+
+def fire(name: str, **kwargs: Any) -> None:
+    """Call every implementation of event hook ``name``, each in its own ``try``.
+
+    pluggy stops at the first implementation that raises; an event must reach every plugin, so a failing one
+    (a W&B mirror that lost its connection, say) is warned about by plugin name and the others still run.
+    """
+    for impl in reversed(getattr(pm.hook, name).get_hookimpls()):  # pluggy's order: last registered first
+        try:
+            impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        except Exception as exc:
+            warnings.warn(f"qexp: plugin '{impl.plugin_name}' failed in its {name} hook: "
+                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+
+
+def call_init_hooks(settings: dict[str, Any]) -> set[str]:
+    """Run every plugin's ``qexp_init`` with ``settings``; return the keys some plugin used."""
+    consumed: set[str] = set()
+    for keys in hook().qexp_init(settings=dict(settings)) or []:
+        consumed.update(keys or [])
+    return consumed

@@ -15,7 +15,9 @@ from typing import Any, Iterable, NamedTuple
 import pandas as pd
 
 from . import pickling
+from .autolog import log_code_artifacts, run_context_tags
 from .exceptions import ArtifactNotFoundError, ArtifactPathError, LoadObjectError, QexpError
+from .plugins import fire, has_impls
 
 
 class Metric(NamedTuple):
@@ -123,16 +125,14 @@ class Recorder:
         # context tags travel with the start so a backend can write them in the same operation
         self._initial_tags: dict[str, str] = {}
         if not resumed and self.autolog:
-            from .autolog import run_context_tags
             self._initial_tags = run_context_tags()
         self._start_run()
         self.status = self.STATUS_R
         if self._initial_tags:  # the backend did not consume them
             self.set_tags(**self._initial_tags)
         if not resumed and self.autolog:
-            from .autolog import log_code_artifacts
             log_code_artifacts(self)
-        _fire("recorder_started", recorder=self)
+        fire("recorder_started", recorder=self)
         return self
 
     def end_run(self, status: str = STATUS_FI) -> None:
@@ -143,7 +143,7 @@ class Recorder:
         self.flush()
         self._end_run(status)
         self.status = status
-        _fire("recorder_ended", recorder=self, status=status)
+        fire("recorder_ended", recorder=self, status=status)
 
     # ---- writes ------------------------------------------------------------------------------
     def log_params(self, **kwargs: Any) -> None:
@@ -153,7 +153,7 @@ class Recorder:
             return
         params = {validate_key(k, "param"): _param_str(v) for k, v in kwargs.items()}
         self._log_params(params)
-        _fire("recorder_params_logged", recorder=self, params=params)
+        fire("recorder_params_logged", recorder=self, params=params)
 
     def log_metrics(self, step: int | None = None, **kwargs: Any) -> None:
         """Log metric values at ``step`` (0 when not given); every step is kept in the history."""
@@ -171,7 +171,7 @@ class Recorder:
                 raise QexpError(f"metric {k!r} must be a number, got {type(v).__name__} {v!r}") from None
             batch.append(Metric(k, fv, ts, st))
         self._log_metrics(batch)
-        _fire("recorder_metrics_logged", recorder=self, metrics={m.key: m.value for m in batch}, step=st)
+        fire("recorder_metrics_logged", recorder=self, metrics={m.key: m.value for m in batch}, step=st)
 
     def log_metric_batch(self, metrics: Iterable[Metric | tuple]) -> None:
         """Log many ``(key, value, timestamp_ms, step)`` points in one write (used by model loggers)."""
@@ -181,12 +181,12 @@ class Recorder:
             validate_key(m.key, "metric")
         if batch:
             self._log_metrics(batch)
-            if _has_impls("recorder_metrics_logged"):
+            if has_impls("recorder_metrics_logged"):
                 by_step: dict[int, dict] = {}
                 for m in batch:
                     by_step.setdefault(m.step, {})[m.key] = m.value
                 for st, ms in by_step.items():
-                    _fire("recorder_metrics_logged", recorder=self, metrics=ms, step=st)
+                    fire("recorder_metrics_logged", recorder=self, metrics=ms, step=st)
 
     def set_tags(self, **kwargs: Any) -> None:
         """Set tags (strings); setting a tag again overwrites it."""
@@ -195,12 +195,12 @@ class Recorder:
             return
         tags = {validate_key(k, "tag"): str(v) for k, v in kwargs.items()}
         self._set_tags(tags)
-        _fire("recorder_tags_set", recorder=self, tags=tags)
+        fire("recorder_tags_set", recorder=self, tags=tags)
 
     def delete_tags(self, *keys: str) -> None:
         self._require_id()
         self._delete_tags(list(keys))
-        _fire("recorder_tags_deleted", recorder=self, keys=list(keys))
+        fire("recorder_tags_deleted", recorder=self, keys=list(keys))
 
     def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
         """Copy a local file or folder into the run's artifacts under ``artifact_path``."""
@@ -210,7 +210,7 @@ class Recorder:
             raise FileNotFoundError(f"cannot log artifact: {local_path!r} does not exist")
         artifact_path = clean_artifact_path(artifact_path)
         self._log_artifact(local_path, artifact_path)
-        _fire("recorder_artifact_logged", recorder=self, local_path=local_path, artifact_path=artifact_path)
+        fire("recorder_artifact_logged", recorder=self, local_path=local_path, artifact_path=artifact_path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """Write ``text`` to the artifact ``artifact_file``."""
@@ -227,13 +227,13 @@ class Recorder:
             self._log_bytes_dedup(data, artifact_file)
         else:
             self._log_bytes(data, artifact_file)
-        if _has_impls("recorder_artifact_logged"):
+        if has_impls("recorder_artifact_logged"):
             parent, name = posixpath.split(artifact_file)
             with tempfile.TemporaryDirectory(prefix="qexp-") as tmp:
                 p = os.path.join(tmp, name)
                 with open(p, "wb") as f:
                     f.write(data)
-                _fire("recorder_artifact_logged", recorder=self, local_path=p, artifact_path=parent or None)
+                fire("recorder_artifact_logged", recorder=self, local_path=p, artifact_path=parent or None)
 
     def save_objects(self, local_path: str | None = None, artifact_path: str | None = None, **kwargs: Any) -> None:
         """Save a local file/folder (``local_path``) or pickled objects given as ``name=obj``.
@@ -259,7 +259,7 @@ class Recorder:
             if name_clean is None:
                 raise ArtifactPathError(f"object name {name!r} is empty")
             target = f"{ap}/{name_clean}" if ap else name_clean
-            if callable(getattr(obj, "to_pickle_bytes", None)) or _has_impls("recorder_artifact_logged"):
+            if callable(getattr(obj, "to_pickle_bytes", None)) or has_impls("recorder_artifact_logged"):
                 self.log_bytes(_dump_object(obj), target)
             else:
                 self._save_object(obj, target)
@@ -424,24 +424,6 @@ def _dump_object(obj: Any) -> bytes:
     if callable(to_bytes):
         return to_bytes()
     return pickling.dumps(obj)
-
-
-def _has_impls(name: str) -> bool:
-    from .plugins import pm
-    return bool(getattr(pm.hook, name).get_hookimpls())
-
-
-def _fire(name: str, **kwargs: Any) -> None:
-    # a mirror or auto-logger failing must not fail the run: it reports and the run goes on
-    from .plugins import pm
-    caller = getattr(pm.hook, name)
-    if not caller.get_hookimpls():
-        return
-    try:
-        caller(**kwargs)
-    except Exception as exc:  # pragma: no cover - exercised through plugin tests
-        import warnings
-        warnings.warn(f"qexp: a plugin's {name} hook failed: {type(exc).__name__}: {exc}", RuntimeWarning)
 
 
 def copy_tree_or_file(src: str, dst_dir: str) -> str:

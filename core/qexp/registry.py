@@ -5,41 +5,18 @@ scheme raises an error listing the known schemes and the extra that provides a m
 """
 from __future__ import annotations
 
-import os
-import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import urlparse
 
 from .exceptions import QexpError, UnknownSchemeError
+from .uri import uri_scheme
 
-# Schemes that qexp's optional built-in plugins serve, and the extra that brings them.
-KNOWN_EXTRAS: dict[str, str] = {
-    **{s: "mlflow" for s in ("sqlite", "postgresql", "mysql", "mssql", "http", "https",
-                              "databricks", "mlflow+file")},
+# Schemes that qexp's optional built-in plugins serve, per kind, and the extra that brings each.
+BACKEND_EXTRAS: dict[str, str] = {
+    **{s: "mlflow" for s in ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "mlflow+file")},
     "wandb": "wandb",
 }
-
-_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
-
-
-def uri_scheme(uri: str) -> str:
-    """The scheme of ``uri``; ``""`` for a bare path (including ``C:\\`` drive paths)."""
-    uri = os.fspath(uri)
-    if _WINDOWS_DRIVE.match(uri):
-        return ""
-    if uri.startswith("databricks"):
-        return "databricks"
-    m = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*):", uri)
-    if not m:
-        return ""
-    # "postgresql+psycopg2://" style dialect suffixes select the base scheme, except our own
-    # "mlflow+file" which is a scheme of its own.
-    scheme = m.group(1).lower()
-    if scheme not in KNOWN_EXTRAS and "+" in scheme:
-        base = scheme.split("+", 1)[0]
-        return base
-    return scheme
 
 
 @dataclass
@@ -53,8 +30,9 @@ class SchemeEntry:
 class SchemeRegistry:
     """Maps URI schemes to factories for one kind of thing (backends, artifact stores, ...)."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, known_extras: dict[str, str] | None = None):
         self.kind = kind
+        self.known_extras: dict[str, str] = dict(known_extras or {})
         self._entries: dict[str, SchemeEntry] = {}
 
     def register(self, schemes: str | list[str], factory: Callable[..., Any], *, plugin: str = "",
@@ -79,11 +57,10 @@ class SchemeRegistry:
             return entry
         known = ", ".join(f"'{s}:'" if s else "bare paths" for s in self.schemes()) or "none"
         hint = ""
-        if scheme in KNOWN_EXTRAS:
-            extra = KNOWN_EXTRAS[scheme]
-            hint = (f" The '{scheme}:' scheme is provided by the qexp_{extra.replace('+', '_')} plugin: "
-                    f"install it with pip install \"qexp[{extra}]\" (and check QEXP_LOAD_PLUGINS does not "
-                    f"exclude '{extra}').")
+        if scheme in self.known_extras:
+            extra = self.known_extras[scheme]
+            hint = (f" The '{scheme}:' scheme is provided by the qexp[{extra}] extra: install it with "
+                    f"pip install \"qexp[{extra}]\" (and check QEXP_LOAD_PLUGINS does not exclude its plugin).")
         raise UnknownSchemeError(
             f"Unknown {self.kind} URI scheme '{scheme}' in '{uri}'. Known schemes: {known}.{hint}")
 
@@ -117,7 +94,6 @@ class ComponentRegistry:
         comp = Component(cls, name, kind, plugin, tuple(module_paths))
         existing = self._by_name.get(name)
         if existing is not None and existing.cls is not cls and existing.plugin != plugin:
-            import warnings
             warnings.warn(f"qexp: component '{name}' from plugin '{plugin}' replaces the one from "
                           f"'{existing.plugin}'", stacklevel=2)
         self._by_name[name] = comp
@@ -153,8 +129,17 @@ class ComponentRegistry:
         return [c for _, c in sorted(self._by_name.items()) if kind is None or c.kind == kind]
 
 
-backends = SchemeRegistry("backend")
+backends = SchemeRegistry("backend", BACKEND_EXTRAS)
 artifact_stores = SchemeRegistry("artifact store")
-mirrors = SchemeRegistry("mirror")
+mirrors = SchemeRegistry("mirror", {"wandb": "wandb"})
 data_providers = SchemeRegistry("data provider")
+executors = SchemeRegistry("executor", {"dask": "dask", "dask+local": "dask", "dask+file": "dask"})
+task_stores = SchemeRegistry("task store", {"postgresql": "postgres"})
+cache_stores = SchemeRegistry("cache store", {"redis": "redis"})
 components = ComponentRegistry()
+
+SCHEME_TABLES: dict[str, SchemeRegistry] = {
+    "backend": backends, "artifact_store": artifact_stores, "mirror": mirrors, "data_provider": data_providers,
+    "executor": executors, "task_store": task_stores, "cache_store": cache_stores,
+}
+"""Every scheme table by kind: ``qexp plugins`` lists them and unregistering a plugin empties its rows."""

@@ -15,8 +15,12 @@ from typing import Any
 
 import yaml
 
-from .config import find_placeholders, get_callable_kwargs, set_by_path, update_config
+from . import registry
+from .config import find_placeholders, get_callable_kwargs, get_item_from_obj, set_by_path, update_config
 from .exceptions import ConfigError, QexpError
+from .plugins import load_plugins
+from .session import init
+from .trainer import task_train
 
 DEFAULT_EXPERIMENT = "workflow"
 KNOWN_PLACEHOLDERS = {"<MODEL>", "<DATASET>", "<PRED>"}
@@ -135,7 +139,6 @@ def validate(config: dict) -> list[str]:
     for path, ph in find_placeholders(task):
         if ph in KNOWN_PLACEHOLDERS:
             continue
-        from .config import get_item_from_obj
         try:
             get_item_from_obj(task, ph[1:-1])
         except (KeyError, IndexError, ValueError, AttributeError, TypeError):
@@ -208,8 +211,6 @@ def check_provider(settings: dict) -> list[str]:
     uri = settings.get("provider_uri")
     if uri is None:
         return []
-    from . import registry
-    from .plugins import load_plugins
     load_plugins()
     if isinstance(uri, dict):
         uri = uri.get("day") or next(iter(uri.values()))
@@ -222,13 +223,11 @@ def check_provider(settings: dict) -> list[str]:
 
 def run_workflow(wf: Workflow, uri: str | None = None) -> Any:
     """Initialise qexp from the config, train the task and save the merged config as artifact ``config``."""
-    import qexp
-    from .trainer import task_train
     problems = validate(wf.config)
     if problems:
         raise ConfigError("invalid workflow config:\n  " + "\n  ".join(problems))
     apply_sys(wf.config, wf.path.parent)
-    qexp.init(**init_settings(wf.config, uri))
+    init(**init_settings(wf.config, uri))
     recorder = task_train(copy.deepcopy(wf.config["task"]), experiment_name=wf.experiment_name)
     recorder.save_objects(config=wf.config)
     return recorder

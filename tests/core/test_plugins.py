@@ -73,11 +73,14 @@ def test_load_plugins_allow_list(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     make_dist(site, "qexp_acme", THIRD_PARTY)
+    essential = {"file", "executors"}  # registered by module path whatever the allow-list says
     names = {x["name"] for x in json.loads(run_listing(site, "file").stdout)}
-    assert names == {"file"}
-    assert json.loads(run_listing(site, "").stdout) == []
-    names = {x["name"] for x in json.loads(run_listing(site, "qexp_acme,file").stdout)}
-    assert names == {"qexp_acme", "file"}
+    assert names == essential
+    listing = json.loads(run_listing(site, "").stdout)
+    assert {x["name"] for x in listing} == essential
+    assert {x["name"]: x["schemes"] for x in listing}["file"]["backend"] == ["<path>", "file"]
+    names = {x["name"] for x in json.loads(run_listing(site, "qexp_acme").stdout)}
+    assert names == {"qexp_acme"} | essential
 
 
 def test_builtins_hidden_without_all(tmp_path):

@@ -16,7 +16,7 @@ from .conftest import offline_run, run_folders  # noqa: E402
 @pytest.fixture(autouse=True)
 def _drop_mirrors():
     yield
-    from qexp.settings import _install_mirrors
+    from qexp.session import _install_mirrors
     _install_mirrors([])  # the mirror plugins must not outlive the test
 
 

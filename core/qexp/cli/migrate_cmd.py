@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import click
 
-from .main import runs_group
+from .common import cli_group
 from .output import print_json
 
 
-@runs_group.command("migrate")
+@click.command("migrate")
 @click.option("--from", "source", required=True, metavar="URI",
               help="Store to copy from (a path, file:, sqlite:///..., postgresql://..., http://server, ...).")
 @click.option("--to", "target", required=True, metavar="URI", help="Store to copy into.")
@@ -31,3 +31,7 @@ def migrate_cmd(source: str, target: str, experiments: tuple[str, ...], quiet: b
                     "running": report.running, "redone": report.redone, "times_kept": report.times_kept})
     else:
         click.echo(report.summary())
+
+
+def add_commands(cli: click.Group) -> None:
+    cli_group(cli, "runs").add_command(migrate_cmd)

@@ -62,3 +62,7 @@ def summarize(rec) -> None:  # type: ignore[no-untyped-def]
     for pic in pictures:
         click.echo(f"picture:  {local + '/artifacts/' + pic if local else pic}")
     sys.stdout.flush()
+
+
+def add_commands(cli: click.Group) -> None:
+    cli.add_command(run_cmd)

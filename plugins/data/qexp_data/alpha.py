@@ -11,7 +11,7 @@ import inspect
 import warnings
 from typing import Any, Sequence
 
-from qexp.exceptions import ConfigError
+from qexp.ext import ConfigError
 
 from . import processor as processor_module
 from .handler import DataHandlerLP

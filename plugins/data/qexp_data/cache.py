@@ -65,7 +65,7 @@ def _local_dir(uri: Any) -> Path | None:
         return None
     text = os.fspath(uri) if isinstance(uri, (str, os.PathLike)) else str(uri)
     if text.startswith("file://"):
-        from qexp.fileuri import file_uri_to_path
+        from qexp.ext import file_uri_to_path
         text = file_uri_to_path(text)
     elif "://" in text:
         return None

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qexp.exceptions import ConfigError
+from qexp.ext import ConfigError
 
 from . import alpha as handler_module
 from .frame import CS_ALL, CS_RAW

@@ -1,7 +1,7 @@
 """Errors of the data plugin. Each names the problem and, where there is one, the fix."""
 from __future__ import annotations
 
-from qexp.exceptions import QexpError
+from qexp.ext import QexpError
 
 CREATE_DATA_HINT = ("Create a data folder with `qexp data synth --out DIR` (synthetic market) or "
                     "`qexp data import-csv SRC --out DIR` (your own CSV/parquet files).")

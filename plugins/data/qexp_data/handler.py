@@ -10,10 +10,9 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from qexp.exceptions import ConfigError, QexpError
+from qexp.ext import ConfigError, QexpError
 
-from . import loader as loader_module
-from . import processor as processor_module
+from . import loader as loader_module, processor as processor_module
 from .frame import CS_ALL, CS_RAW, fetch_df_by_col, fetch_df_by_index
 from .instantiate import build
 from .loader import DataLoader

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qexp.config import get_callable_kwargs, init_instance_by_config
+from qexp.ext import get_callable_kwargs, init_instance_by_config
 
 
 def build(config: Any, where: str = "config", accept_types: type | tuple = (),

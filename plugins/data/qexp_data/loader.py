@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from qexp.exceptions import ConfigError
+from qexp.ext import ConfigError
 
 from . import cache as dataset_cache
 from .frame import to_timestamp
@@ -107,7 +107,7 @@ class QlibDataLoader(DLWParser):
         if instruments is None:
             warnings.warn("QlibDataLoader: `instruments` is not set; loading all instruments", stacklevel=2)
             instruments = "all"
-        from qexp.data_api import get_provider
+        from qexp.ext import get_provider
         provider = get_provider()
         key = None
         if dataset_cache.enabled(self.cache):
@@ -125,7 +125,7 @@ class QlibDataLoader(DLWParser):
     def load_group_df(self, instruments: Any, exprs: list[str], names: list[str], start_time: Any = None,
                       end_time: Any = None, gp_name: str | None = None) -> pd.DataFrame:
         """One group's frame (Qlib's hook; :meth:`load` reads all groups in one provider call instead)."""
-        from qexp.data_api import get_provider
+        from qexp.ext import get_provider
         df = self._features(get_provider(), instruments, exprs, start_time, end_time, self._freq(gp_name))
         df.columns = pd.Index(names)
         return df
@@ -280,7 +280,7 @@ class StaticDataLoader(DataLoader):
             return list(instruments)
         if instruments in set(df.index.get_level_values("instrument")):
             return [instruments]
-        from qexp.data_api import get_provider, has_provider
+        from qexp.ext import get_provider, has_provider
         if not has_provider():
             raise ConfigError(f"StaticDataLoader: instruments={instruments!r} is neither a code in the data "
                               f"nor 'all'; pass a list of codes, or set a provider to resolve market names")

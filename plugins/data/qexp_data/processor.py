@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from qexp.exceptions import ConfigError
+from qexp.ext import ConfigError
 
 from .frame import fetch_df_by_index, get_group_columns, to_timestamp
 from .serial import Serializable

@@ -29,8 +29,7 @@ from .errors import ExpressionError, UnknownFieldError
 
 # price/volume fields Qlib data folders may lack; reading an absent one gives NaN, as Qlib does
 STANDARD_FIELDS = frozenset({"open", "close", "high", "low", "volume", "vwap", "factor", "change", "amount"})
-from .expr import Evaluator, Layout, fields as expr_fields, max_window, parse, top_frame
-from .expr import kernels as K
+from .expr import Evaluator, Layout, fields as expr_fields, kernels as K, max_window, parse, top_frame
 from .store import QlibStore, check_freq
 from .universe import Spans, resolve
 
@@ -43,7 +42,7 @@ class LocalProvider:
     """Data provider over a local Qlib-format folder (``provider_uri``)."""
 
     def __init__(self, uri: str | os.PathLike, **_: Any):
-        from qexp.fileuri import file_uri_to_path
+        from qexp.ext import file_uri_to_path
         self.uri = os.fspath(uri)
         self.root = Path(file_uri_to_path(self.uri)).expanduser().absolute()
         self.store = QlibStore(self.root)

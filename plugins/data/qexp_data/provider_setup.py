@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from qexp import data_api, registry
+from qexp.ext import REGION_CN, create_by_scheme, set_provider
 
 # Qlib data settings that qexp accepts; the ones that tune Qlib's own caches, servers or parallelism have no
 # meaning here (qexp evaluates in-process, vectorised) and are consumed without effect.
@@ -42,13 +42,13 @@ def configure(settings: dict) -> list[str]:
     """Set the active provider from ``provider_uri`` (default: lazy synthetic market) and ``region``."""
     consumed = [k for k in (*OWN_KEYS, *IGNORED_KEYS) if k in settings]
     uri = settings.get("provider_uri")
-    region = settings.get("region") or data_api.REGION_CN
+    region = settings.get("region") or REGION_CN
     if uri is None:
         from .lazy import LazySynthProvider
         from .synth import SynthParams
         provider = LazySynthProvider(SynthParams(**(settings.get("synth") or {})))
     else:
         path = os.path.expanduser(_uri(uri))
-        provider = registry.data_providers.create(path)
-    data_api.set_provider(provider, region=str(region).lower())
+        provider = create_by_scheme("data_provider", path)
+    set_provider(provider, region=str(region).lower())
     return consumed

@@ -11,7 +11,7 @@ import os
 import pickle
 from typing import Any
 
-from qexp import pickling
+from qexp.ext import pickle_dumps
 
 
 class Serializable:
@@ -71,7 +71,7 @@ class Serializable:
 
     def to_pickle_bytes(self) -> bytes:
         """The pickle ``R.save_objects`` stores (honours ``dump_all``/``exclude``)."""
-        return pickling.dumps(self)
+        return pickle_dumps(self)
 
     def to_pickle(self, path: str | os.PathLike, **kwargs: Any) -> None:
         """Write the pickle to ``path`` atomically; ``kwargs`` go to :meth:`config` first."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from qexp.fileuri import file_uri_to_path, path_to_file_uri
+from qexp.ext import file_uri_to_path, path_to_file_uri
 
 from .fsutil import atomic_write_bytes, atomic_writer
 

@@ -5,9 +5,7 @@ import os
 import shutil
 import time
 
-from qexp.exceptions import RecorderNotFoundError
-from qexp.experiment import Experiment
-from qexp.search import parse_filter
+from qexp.ext import Experiment, RecorderNotFoundError, parse_filter
 
 from .recorder import FileRecorder
 from .store import FileStore
@@ -39,7 +37,7 @@ class FileExperiment(Experiment):
         if recorder_id is not None:
             return self._get_recorder_by_id(recorder_id)
         # by name through the index, latest first, instead of listing every run
-        from qexp.search import Clause
+        from qexp.ext import Clause
         rows = self.manager._search_runs([self.id], [Clause("attributes", "run_name", "=", recorder_name)], [],
                                          None, with_data=False)
         if not rows:

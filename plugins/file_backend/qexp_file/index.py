@@ -15,7 +15,7 @@ import warnings
 import weakref
 from typing import Any, Iterable
 
-from qexp.search import Clause, Order
+from qexp.ext import Clause, Order
 
 INDEX_VERSION = "1"
 RUN_COLUMNS = ("run_id", "experiment_id", "run_name", "status", "start_time", "end_time", "artifact_uri",

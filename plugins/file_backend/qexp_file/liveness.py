@@ -9,7 +9,7 @@ import time
 import weakref
 from typing import Any
 
-from qexp.process import process_start_ticks
+from qexp.ext import process_start_ticks
 
 HOST = socket.gethostname()
 

@@ -6,9 +6,7 @@ import shutil
 import time
 from typing import Any
 
-from qexp.exceptions import ExpAlreadyExistError, ExpNotFoundError, RecorderNotFoundError
-from qexp.manager import ExpManager
-from qexp.recorder import now_ms
+from qexp.ext import ExpAlreadyExistError, ExpManager, ExpNotFoundError, RecorderNotFoundError, now_ms
 
 from .experiment import FileExperiment
 from .fsutil import atomic_write_json

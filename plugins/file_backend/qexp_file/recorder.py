@@ -10,8 +10,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from qexp.exceptions import QexpError
-from qexp.recorder import Metric, Recorder, now_ms
+from qexp.ext import Metric, QexpError, Recorder, now_ms
 
 from .artifact_store import LocalArtifactStore
 from .fsutil import append_lines, atomic_write_json, replay

@@ -18,8 +18,7 @@ from typing import Any, Iterator
 
 from filelock import FileLock
 
-from qexp.exceptions import QexpError
-from qexp.fileuri import file_uri_to_path, path_to_file_uri
+from qexp.ext import QexpError, file_uri_to_path, path_to_file_uri
 
 from .fsutil import atomic_write_bytes, atomic_write_json, iter_json_lines, read_json, replay
 from .index import RunIndex

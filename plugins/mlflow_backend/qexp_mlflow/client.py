@@ -12,7 +12,7 @@ import time
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import urlparse
 
-from qexp.exceptions import MissingExtraError, QexpError
+from qexp.ext import MissingExtraError, QexpError
 
 T = TypeVar("T")
 
@@ -74,7 +74,7 @@ def normalize_uri(uri: str) -> str:
         query = uri.split("?", 1)[1] if "?" in uri else ""
         uri = "sqlite:///" + os.path.abspath(os.path.expanduser(path)) + (f"?{query}" if query else "")
     if uri.lower().startswith("mlflow+file:"):
-        from qexp.fileuri import file_uri_to_path, path_to_file_uri
+        from qexp.ext import file_uri_to_path, path_to_file_uri
         uri = "mlflow+" + path_to_file_uri(os.path.abspath(os.path.expanduser(file_uri_to_path(uri[7:]))))
     return uri
 
@@ -112,7 +112,7 @@ def default_artifact_root(uri: str) -> str | None:
 
 
 def _file_uri(path: str) -> str:
-    from qexp.fileuri import file_uri_to_path, path_to_file_uri
+    from qexp.ext import file_uri_to_path, path_to_file_uri
     return path_to_file_uri(os.path.abspath(os.path.expanduser(file_uri_to_path(path))))
 
 

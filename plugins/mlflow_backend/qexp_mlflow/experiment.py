@@ -4,9 +4,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
-from qexp.exceptions import RecorderNotFoundError
-from qexp.experiment import Experiment
-from qexp.search import Clause, parse_filter
+from qexp.ext import Clause, Experiment, RecorderNotFoundError, parse_filter
 
 from .client import retry
 from .recorder import MlflowRecorder

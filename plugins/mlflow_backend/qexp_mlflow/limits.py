@@ -13,7 +13,7 @@ import posixpath
 import re
 import warnings
 
-from qexp.exceptions import QexpError
+from qexp.ext import QexpError
 
 _VALID_NAME = re.compile(r"^[/\w.\- :]*$")
 _MARKER = re.compile(r"\.\.\.\[truncated \d+ chars, sha1 [0-9a-f]{12}; full value in artifact "

@@ -12,7 +12,7 @@ import os
 import re
 import socket
 
-from qexp.process import process_start_ticks
+from qexp.ext import process_start_ticks
 
 HOST = socket.gethostname()
 TAG_OWNER = "qexp.owner"            # "<pid>@<host>" or "<pid>@<host>#<pid start ticks>"

@@ -15,13 +15,21 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from qexp.exceptions import ExpAlreadyExistError, ExpNotFoundError, QexpError, RecorderNotFoundError
-from qexp.manager import ExpManager, runs_frame
-from qexp.search import Clause, Order, parse_filter, parse_order_by
+from qexp.ext import (
+    Clause,
+    ExpAlreadyExistError,
+    ExpManager,
+    ExpNotFoundError,
+    Order,
+    QexpError,
+    RecorderNotFoundError,
+    parse_filter,
+    parse_order_by,
+    runs_frame,
+)
 
 from . import search
-from .client import (batch_limits, default_artifact_root, error_code, is_not_found, make_client, normalize_uri,
-                     retry)
+from .client import batch_limits, default_artifact_root, error_code, is_not_found, make_client, normalize_uri, retry
 from .experiment import MlflowExperiment
 from .liveness import owner_dead
 from .recorder import MlflowRecorder

@@ -19,8 +19,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from qexp.exceptions import ExpNotFoundError, QexpError
-from qexp.recorder import Metric, Recorder, now_ms
+from qexp.ext import ExpNotFoundError, Metric, QexpError, Recorder, now_ms
 
 from . import limits
 from .client import is_not_found, log_batch, retry
@@ -361,7 +360,7 @@ class MlflowRecorder(Recorder):
     def _local_artifact_root(self) -> str | None:
         uri = self._artifact_uri()
         if uri.startswith("file:"):
-            from qexp.fileuri import file_uri_to_path
+            from qexp.ext import file_uri_to_path
             return file_uri_to_path(uri)
         return uri if uri.startswith("/") else None
 

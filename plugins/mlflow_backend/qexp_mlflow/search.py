@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from qexp.search import Clause, Order, matches, row_value
+from qexp.ext import Clause, Order, matches, row_value
 
 PAGE_MAX = 50_000  # SEARCH_MAX_RESULTS_THRESHOLD: MLflow refuses larger pages
 MLFLOW_ATTRS = {"status", "run_name", "run_id", "artifact_uri", "user_id", "start_time", "end_time"}

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qexp.model import Model
+from qexp.ext import Model
 
 from . import _lazy
 from ._data import DK_I, DK_L, has_segment, not_fitted, require_segment

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qexp.model import ModelFT
+from qexp.ext import ModelFT
 
 from . import _lazy
 from ._data import has_segment, infer_features, learn_data, not_fitted, require_segment

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qexp.model import Model
+from qexp.ext import Model
 
 from ._data import DK_L, check_frame, has_segment, infer_features, label_vector, not_fitted, require_segment
 

@@ -19,8 +19,7 @@ PICTURE_DIRS = ("sig_analysis", "portfolio_analysis")
 
 def _picture_path(recorder: Any, artifact: str) -> str:
     """A local path of ``artifact``: in place for a file store, else a downloaded copy."""
-    from qexp.fileuri import file_uri_to_path
-    from qexp.registry import uri_scheme
+    from qexp.ext import file_uri_to_path, uri_scheme
     try:
         root = recorder.get_artifact_uri()
     except Exception:
@@ -64,9 +63,7 @@ def collect_report(recorder: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def report_cmd(uri: str | None, run_id: str, as_json: bool) -> None:
     """Signal metrics (IC, ICIR, ...), portfolio risk analysis and the pictures of run RUN_ID."""
-    from qexp.cli.output import print_json, print_table
-    from qexp.exceptions import QexpError
-    from qexp.settings import create_manager
+    from qexp.ext import QexpError, create_manager, print_json, print_table
     try:
         recorder = create_manager(uri).get_recorder_by_id(run_id)
         data = collect_report(recorder)

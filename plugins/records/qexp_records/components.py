@@ -8,10 +8,10 @@ from typing import Callable
 def register_components(register: Callable[..., None]) -> None:
     from .backtest.engine import SimulatorExecutor
     from .backtest.strategy import TopkDropoutStrategy
-    from .evaluate import indicator_analysis, risk_analysis
     from .contrib_records import MultiSegRecord, SignalMseRecord
+    from .evaluate import indicator_analysis, risk_analysis
     from .port_ana_record import PortAnaRecord
-    from .record_temp import ACRecordTemp, RecordTemp, SignalRecord, SigAnaRecord
+    from .record_temp import ACRecordTemp, RecordTemp, SigAnaRecord, SignalRecord
 
     for cls in (RecordTemp, ACRecordTemp, SignalRecord, SigAnaRecord, PortAnaRecord):
         register(cls, name=cls.__name__, module_paths=("qlib.workflow.record_temp",))

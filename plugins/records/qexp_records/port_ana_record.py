@@ -29,7 +29,7 @@ def default_port_analysis_config(region: str | None = None) -> dict[str, Any]:
     have no daily price limit and there is no SH000300 there.
     """
     if region is None:
-        from qexp.data_api import get_region
+        from qexp.ext import get_region
         region = get_region()
     us = region == "us"
     return {
@@ -72,7 +72,7 @@ class PortAnaRecord(ACRecordTemp):
         # no **kwargs (unlike Qlib's signature): a misspelt argument is a TypeError naming it, and task_train's
         # model/dataset try_kwargs are filtered out instead of swallowed
         super().__init__(recorder=recorder, skip_existing=skip_existing)
-        from qexp.config import deepcopy_basic_type
+        from qexp.ext import deepcopy_basic_type
         config = default_port_analysis_config() if config is None else deepcopy_basic_type(config)
         if not isinstance(config, dict) or "strategy" not in config:
             raise ConfigError("PortAnaRecord config needs a 'strategy' entry, e.g. {'strategy': {'class': "
@@ -105,7 +105,7 @@ class PortAnaRecord(ACRecordTemp):
         return [normalize_freq(freq)]
 
     def _generate(self, **kwargs: Any) -> dict[str, Any]:
-        from qexp.config import deepcopy_basic_type, fill_placeholder
+        from qexp.ext import deepcopy_basic_type, fill_placeholder
         pred = self.load("pred.pkl")
         try:
             scores = to_score_series(pred, "pred.pkl")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from qexp.exceptions import MissingExtraError
+from qexp.ext import MissingExtraError
 
 INSTALL_HINT = 'pip install "qexp[wandb]"'
 

@@ -13,10 +13,7 @@ from typing import Any
 import pandas as pd
 
 from qexp import hookimpl
-from qexp.experiment import Experiment
-from qexp.manager import ExpManager
-from qexp.recorder import Recorder
-from qexp.settings import DEFAULT_URI, resolve_uri
+from qexp.ext import DEFAULT_URI, Experiment, ExpManager, Recorder, create_manager, resolve_uri
 
 from ._lazy import import_wandb
 from .mirror import LINK_ATTR, Link, WandbMirror, link_of
@@ -43,10 +40,9 @@ class WandbExpManager(ExpManager):
         target = parse_wandb_uri(uri)
         import_wandb()  # fail now with the install hint, not at the first run
         super().__init__(uri, default_exp_name)
-        from qexp import registry
         self.target = target
-        self.local: ExpManager = registry.backends.create(target.store or resolve_uri(DEFAULT_URI),
-                                                          default_exp_name=default_exp_name, **kwargs)
+        self.local: ExpManager = create_manager(target.store or resolve_uri(DEFAULT_URI),
+                                                default_exp_name=default_exp_name, **kwargs)
         self.mirror = mirror_for(target)
         ensure_events_plugin()
 
@@ -167,7 +163,7 @@ _events = _LinkedRecorderEvents()
 
 def ensure_events_plugin() -> None:
     """Register the event forwarder once (again after ``reload_plugins`` dropped it)."""
-    from qexp.plugins import pm, register
+    from qexp.ext import get_plugin, register_plugin
     with _mirrors_lock:
-        if pm.get_plugin(EVENTS_PLUGIN_NAME) is None:
-            register(_events, name=EVENTS_PLUGIN_NAME)
+        if get_plugin(EVENTS_PLUGIN_NAME) is None:
+            register_plugin(_events, name=EVENTS_PLUGIN_NAME)

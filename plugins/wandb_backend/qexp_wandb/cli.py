@@ -27,9 +27,7 @@ def sync_wandb(uri: str | None, exp: tuple[str, ...], include_synced: bool, dry_
     It needs W&B credentials: `wandb login` or WANDB_API_KEY (and WANDB_BASE_URL for a self-hosted
     server). Without them it lists the folders and says what to set.
     """
-    from qexp.cli.main import experiment_ids
-    from qexp.exceptions import QexpError
-    from qexp.settings import create_manager
+    from qexp.ext import QexpError, create_manager, experiment_ids
 
     from ._lazy import import_wandb
     from .credentials import CREDENTIALS_HINT, has_credentials

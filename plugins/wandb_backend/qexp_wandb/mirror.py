@@ -338,7 +338,7 @@ class WandbMirror:
         try:  # mirror mode: ask the recorder's own store (one manager per store, cached)
             manager = self._managers.get(recorder.uri)
             if manager is None:
-                from qexp.settings import create_manager
+                from qexp.ext import create_manager
                 manager = self._managers[recorder.uri] = create_manager(recorder.uri)
             return manager.get_exp(experiment_id=recorder.experiment_id, create=False).name
         except Exception:

@@ -15,7 +15,7 @@ def backend_factory(uri: str, default_exp_name: str = "Experiment", **kwargs: An
 
 def mirror_factory(uri: str) -> Any:
     """``qexp.init(mirrors=["wandb://PROJECT?..."])`` -> a mirror of every run, whatever the backend."""
-    from qexp.exceptions import ConfigError
+    from qexp.ext import ConfigError
 
     from ._lazy import import_wandb
     from .mirror import WandbMirror

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, urlparse
 
-from qexp.exceptions import ConfigError
+from qexp.ext import ConfigError
 
 MODES = ("online", "offline", "disabled")
 # W&B's own aliases, accepted in WANDB_MODE as well as in the URI
@@ -76,7 +76,7 @@ def parse_wandb_uri(uri: str) -> WandbTarget:
     if one.get("mode"):
         target = replace(target, mode=normalize_mode(one["mode"], repr(uri)))
     if one.get("store"):
-        from qexp.settings import resolve_uri
+        from qexp.ext import resolve_uri
         if one["store"].lower().startswith("wandb:"):
             raise ConfigError(f"{uri!r}: store= must be a local qexp store (a path or file: URI), not another "
                               f"wandb:// URI")

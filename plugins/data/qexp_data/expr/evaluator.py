@@ -19,8 +19,22 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import kernels as K
-from .nodes import (ELEM, IF, INSTRUMENT, OPERATORS, PAIR, PAIR_ROLLING, QUANTILE, REF, ROLLING, Call, Const,
-                    Field, Node, Str)
+from .nodes import (
+    ELEM,
+    IF,
+    INSTRUMENT,
+    OPERATORS,
+    PAIR,
+    PAIR_ROLLING,
+    QUANTILE,
+    REF,
+    ROLLING,
+    Call,
+    Const,
+    Field,
+    Node,
+    Str,
+)
 from .windows import extension, has_sensitive, start_sensitive
 
 GLOBAL: tuple = ()   # frame key of the union range

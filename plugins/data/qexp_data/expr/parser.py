@@ -16,8 +16,23 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ..errors import ExpressionError
-from .nodes import (ARITY, EWM_CAPABLE, INSTRUMENT, INSTRUMENT_SIGNATURE, OPERATORS, PAIR_ROLLING, QUANTILE,
-                    REF, ROLLING, SIGNATURE, Call, Const, Field, Node, Str)
+from .nodes import (
+    ARITY,
+    EWM_CAPABLE,
+    INSTRUMENT,
+    INSTRUMENT_SIGNATURE,
+    OPERATORS,
+    PAIR_ROLLING,
+    QUANTILE,
+    REF,
+    ROLLING,
+    SIGNATURE,
+    Call,
+    Const,
+    Field,
+    Node,
+    Str,
+)
 from .tokenizer import Token, error_at, tokenize
 
 _COMPARISONS = {">": "Gt", ">=": "Ge", "<": "Lt", "<=": "Le", "==": "Eq", "!=": "Ne"}

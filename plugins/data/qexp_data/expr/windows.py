@@ -6,8 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .nodes import (ELEM, IF, INSTRUMENT, OPERATORS, PAIR, PAIR_ROLLING, QUANTILE, REF, ROLLING, Call, Const,
-                    Node)
+from .nodes import ELEM, IF, INSTRUMENT, OPERATORS, PAIR, PAIR_ROLLING, QUANTILE, REF, ROLLING, Call, Const, Node
 
 
 def _n(node: Call) -> int | float:

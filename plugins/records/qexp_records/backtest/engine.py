@@ -50,7 +50,7 @@ class SimulatorExecutor:
 
 
 def _build(config: Any, accept: type, where: str) -> Any:
-    from qexp.config import init_instance_by_config
+    from qexp.ext import init_instance_by_config
     return init_instance_by_config(config, accept_types=accept, where=where)
 
 

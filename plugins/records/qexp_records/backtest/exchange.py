@@ -52,7 +52,7 @@ _REGIONS = {"cn": {"trade_unit": 100, "limit_threshold": 0.095, "deal_price": "c
 def region_defaults(region: str | None = None) -> dict[str, Any]:
     """``trade_unit``, ``limit_threshold`` and ``deal_price`` for ``region`` (the active one when None)."""
     if region is None:
-        from qexp.data_api import get_region
+        from qexp.ext import get_region
         region = get_region()
     if region not in _REGIONS:
         raise ConfigError(f"unknown region {region!r}; use one of {', '.join(_REGIONS)}")

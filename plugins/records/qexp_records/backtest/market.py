@@ -78,7 +78,7 @@ class ProviderSource(MarketSource):
 
     def __init__(self, provider: Any = None):
         if provider is None:
-            from qexp.data_api import get_provider
+            from qexp.ext import get_provider
             provider = get_provider()
         self.provider = provider
         self._calendar: pd.DatetimeIndex | None = None

@@ -1,0 +1,27 @@
+"""``qexp plugins``: the installed plugins, their hooks and the URI schemes they serve."""
+from __future__ import annotations
+
+import click
+
+from .output import print_json, print_table
+
+
+@click.command("plugins")
+@click.option("--all", "show_all", is_flag=True, help="Include the built-in plugins.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins_cmd(show_all: bool, as_json: bool) -> None:
+    """List installed plugins: name, version, hooks and the URI schemes they serve."""
+    from qexp.plugins import get_plugins, load_errors
+    plugins = get_plugins(all=show_all)
+    if as_json:
+        print_json(plugins)
+        return
+    rows = [[p["name"], p["version"], ", ".join(p["hooks"]),
+             "; ".join(f"{k}: {', '.join(v)}" for k, v in p["schemes"].items())] for p in plugins]
+    print_table(["name", "version", "hooks", "schemes"], rows)
+    for name, err in load_errors().items():
+        click.echo(f"warning: plugin {name!r} failed to load: {err}", err=True)
+
+
+def add_commands(cli: click.Group) -> None:
+    cli.add_command(plugins_cmd)

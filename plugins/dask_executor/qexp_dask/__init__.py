@@ -1,0 +1,1 @@
+"""qexp plugin qexp_dask (work in progress: see its issue)."""

@@ -1,0 +1,1 @@
+"""Entry point of qexp_dask: it registers nothing yet."""

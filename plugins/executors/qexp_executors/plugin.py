@@ -1,0 +1,10 @@
+"""Entry point of the built-in executors."""
+from __future__ import annotations
+
+from qexp.ext import SchemeRegister, hookimpl
+
+
+@hookimpl
+def register_executors(register: SchemeRegister) -> None:
+    from .local import LocalExecutor
+    register("local", LocalExecutor, description="in this process, in submission order")

@@ -1,0 +1,1 @@
+"""qexp plugin qexp_monitor (work in progress: see its issue)."""

@@ -1,0 +1,1 @@
+"""Entry point of qexp_monitor: it registers nothing yet."""

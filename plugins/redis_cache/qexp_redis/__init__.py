@@ -1,0 +1,1 @@
+"""qexp plugin qexp_redis (work in progress: see its issue)."""

@@ -1,0 +1,1 @@
+"""Entry point of qexp_redis: it registers nothing yet."""

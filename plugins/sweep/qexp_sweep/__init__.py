@@ -1,0 +1,1 @@
+"""qexp plugin qexp_sweep (work in progress: see its issue)."""

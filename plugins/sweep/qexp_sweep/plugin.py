@@ -1,0 +1,1 @@
+"""Entry point of qexp_sweep: it registers nothing yet."""

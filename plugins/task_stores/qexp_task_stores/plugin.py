@@ -1,0 +1,1 @@
+"""Entry point of qexp_task_stores: it registers nothing yet."""

@@ -1,0 +1,1 @@
+"""qexp plugin qexp_ui (work in progress: see its issue)."""

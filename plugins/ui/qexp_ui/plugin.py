@@ -1,0 +1,1 @@
+"""Entry point of qexp_ui: it registers nothing yet."""
