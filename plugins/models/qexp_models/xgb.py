@@ -1,0 +1,133 @@
+"""``XGBModel``: XGBoost gradient boosting, as Qlib's ``qlib.contrib.model.xgboost.XGBModel``.
+
+``XGBModel(**params)`` passes ``params`` to ``xgboost.train``; ``fit`` trains on the learn data of ``train``
+with ``evals=[train, valid]`` (xgboost early-stops on the last one, ``valid``) and logs each iteration's eval
+metrics to the active recorder as ``<metric>.train`` / ``<metric>.valid`` (``rmse.valid``) with ``step`` =
+iteration. Differences from Qlib, on purpose:
+
+- After early stopping the booster keeps the trees up to the best iteration (Qlib's predicts with all
+  trees, the ``early_stopping_rounds`` after the best included), as LGBModel and xgboost's scikit-learn API do.
+- ``n_estimators`` (a scikit-learn name that ``xgboost.train`` ignores with a warning) is dropped with a log
+  line: ``num_boost_round`` sets the rounds, as in Qlib.
+- ``loss: mse|binary`` is accepted as LGBModel's shorthand for ``objective``; anything else is a clear error.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pandas as pd
+
+from qexp.ext import ModelFT, require_extra
+
+from ._data import infer_features, not_fitted
+from ._log import log_points
+from .gbdt_common import learn_segments, metric_points, rejected
+
+logger = logging.getLogger("qexp.models")
+
+LOSS_OBJECTIVES = {"mse": "reg:squarederror", "binary": "binary:logistic"}
+
+
+def _xgboost() -> Any:
+    return require_extra("xgboost", "xgboost", "XGBModel")
+
+
+class XGBModel(ModelFT):
+    """XGBoost on a DatasetH.
+
+    Args:
+        **kwargs: ``xgboost.train`` parameters (``eta``, ``max_depth``, ``subsample``, ``colsample_bytree``,
+            ``eval_metric``, ``nthread``, ``objective``, ...).
+    """
+
+    def __init__(self, **kwargs: Any):
+        params = dict(kwargs)
+        loss = params.pop("loss", None)
+        if loss is not None:
+            if loss not in LOSS_OBJECTIVES:
+                raise ValueError(f"XGBModel: unknown loss {loss!r}; use one of {', '.join(map(repr, LOSS_OBJECTIVES))}"
+                                 f" or set xgboost's objective (e.g. objective: reg:squarederror)")
+            if "objective" in params:
+                raise ValueError("XGBModel: give either loss or objective, not both")
+            params["objective"] = LOSS_OBJECTIVES[loss]
+        if "n_estimators" in params:
+            logger.info("XGBModel: n_estimators=%s is a scikit-learn name that xgboost.train does not use; "
+                        "fit's num_boost_round sets the rounds (as in Qlib)", params.pop("n_estimators"))
+        self._params: dict[str, Any] = params
+        self.model: Any = None  # xgboost.Booster once fitted (it pickles as its model bytes)
+        self.best_iteration: int | None = None
+        self.feature_names: list[str] = []
+
+    def fit(self, dataset: Any, num_boost_round: int = 1000, early_stopping_rounds: int = 50,  # type: ignore[override]
+            verbose_eval: int = 20, evals_result: dict | None = None, reweighter: Any = None, **kwargs: Any) -> XGBModel:
+        """Train on ``train``, early-stopping on ``valid`` when the dataset has one.
+
+        ``evals_result`` (a dict) receives xgboost's per-iteration metrics, ``{"train": {"rmse": [...]},
+        "valid": {...}}``; ``kwargs`` go to ``xgboost.train``.
+        """
+        xgb = _xgboost()
+        seg = learn_segments(dataset, "XGBModel", reweighter, num_boost_round)
+        self.feature_names = seg.feature_names
+        dtrain = xgb.DMatrix(seg.x_train, label=seg.y_train, weight=seg.w_train)
+        evals = [(dtrain, "train")]
+        if seg.x_valid is not None:
+            evals.append((xgb.DMatrix(seg.x_valid, label=seg.y_valid, weight=seg.w_valid), "valid"))
+        evals_result = {} if evals_result is None else evals_result
+        times: list[int] = []
+        callbacks = list(kwargs.pop("callbacks", None) or []) + [_timestamps(xgb, times)]
+        try:
+            booster = xgb.train(self._params, dtrain, num_boost_round=num_boost_round, evals=evals,
+                                early_stopping_rounds=early_stopping_rounds if len(evals) > 1 else None,
+                                verbose_eval=verbose_eval if verbose_eval else False, evals_result=evals_result,
+                                callbacks=callbacks, **kwargs)
+        except xgb.core.XGBoostError as exc:
+            raise rejected("XGBModel", "xgboost", exc) from None
+        best = getattr(booster, "best_iteration", None) if len(evals) > 1 else None
+        if best is not None and best + 1 < booster.num_boosted_rounds():
+            booster = booster[: best + 1]  # keep the trees up to the best valid score
+        self.best_iteration = best
+        self.model = booster
+        log_points(metric_points(evals_result, times))
+        return self
+
+    def predict(self, dataset: Any, segment: str | slice = "test") -> pd.Series:
+        """Scores of ``segment``'s infer rows."""
+        if self.model is None:
+            raise not_fitted("XGBModel")
+        xgb = _xgboost()
+        x = infer_features(dataset, segment, "XGBModel")
+        if self.feature_names and x.shape[1] != len(self.feature_names):
+            raise ValueError(f"XGBModel was fitted on {len(self.feature_names)} features but '{segment}' has "
+                             f"{x.shape[1]}; predict with the dataset it was fitted on")
+        return pd.Series(self.model.predict(xgb.DMatrix(x.to_numpy())), index=x.index)
+
+    def finetune(self, dataset: Any, num_boost_round: int = 10, verbose_eval: int = 20,
+                 reweighter: Any = None) -> XGBModel:
+        """Add ``num_boost_round`` trees trained on ``train`` to the fitted ones."""
+        if self.model is None:
+            raise not_fitted("XGBModel")
+        xgb = _xgboost()
+        seg = learn_segments(dataset, "XGBModel", reweighter)
+        dtrain = xgb.DMatrix(seg.x_train, label=seg.y_train, weight=seg.w_train)
+        self.model = xgb.train(self._params, dtrain, num_boost_round=num_boost_round, evals=[(dtrain, "train")],
+                               verbose_eval=verbose_eval if verbose_eval else False, xgb_model=self.model)
+        return self
+
+    def get_feature_importance(self, importance_type: str = "weight") -> pd.Series:
+        """Feature importance by feature name, largest first (xgboost's ``get_score``)."""
+        if self.model is None:
+            raise not_fitted("XGBModel")
+        score = self.model.get_score(importance_type=importance_type)
+        names = {f"f{i}": n for i, n in enumerate(self.feature_names)}
+        return pd.Series({names.get(k, k): v for k, v in score.items()}, dtype=float).sort_values(ascending=False)
+
+
+def _timestamps(xgb: Any, out: list[int]) -> Any:
+    """An xgboost callback recording the wall-clock time of each iteration (for the metric timestamps)."""
+    class Timestamps(xgb.callback.TrainingCallback):  # type: ignore[misc, name-defined]
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            out.append(int(time.time() * 1000))
+            return False
+    return Timestamps()
