@@ -10,10 +10,11 @@ def register_components(register: Callable[..., None]) -> None:
     from .backtest.strategy import TopkDropoutStrategy
     from .contrib_records import MultiSegRecord, SignalMseRecord
     from .evaluate import indicator_analysis, risk_analysis
+    from .multipass import MultiPassPortAnaRecord
     from .port_ana_record import PortAnaRecord
     from .record_temp import ACRecordTemp, RecordTemp, SigAnaRecord, SignalRecord
 
-    for cls in (RecordTemp, ACRecordTemp, SignalRecord, SigAnaRecord, PortAnaRecord):
+    for cls in (RecordTemp, ACRecordTemp, SignalRecord, SigAnaRecord, PortAnaRecord, MultiPassPortAnaRecord):
         register(cls, name=cls.__name__, module_paths=("qlib.workflow.record_temp",))
     for cls in (SignalMseRecord, MultiSegRecord):
         register(cls, name=cls.__name__, module_paths=("qlib.contrib.workflow.record_temp",
