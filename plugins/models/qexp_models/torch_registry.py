@@ -1,0 +1,29 @@
+"""Registers the PyTorch zoo under Qlib's class names and module paths (``qlib.contrib.model.pytorch_gru``,
+``..._ts``, ...). Where Qlib's DatasetH and TSDatasetH variants have different defaults, the ``_ts`` path
+gets a subclass with Qlib's ``_ts`` defaults; the bare class name answers the DatasetH variant."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+_M = "qlib.contrib.model."
+
+
+def register_torch_models(register: Callable[..., Any]) -> None:
+    from . import torch_models as tm
+
+    # (class, name, Qlib module paths); a name registered twice resolves by module path, and the bare name
+    # answers the last registration (the DatasetH variant)
+    table: list[tuple[Any, str, tuple[str, ...]]] = [
+        (tm.GRU, "GRU", (_M + "pytorch_gru", _M + "pytorch_gru_ts")),
+        (tm.LSTM, "LSTM", (_M + "pytorch_lstm", _M + "pytorch_lstm_ts")),
+        (tm.TransformerModelTS, "TransformerModel", (_M + "pytorch_transformer_ts",)),
+        (tm.TransformerModel, "TransformerModel", (_M + "pytorch_transformer",)),
+        (tm.LocalformerModelTS, "LocalformerModel", (_M + "pytorch_localformer_ts",)),
+        (tm.LocalformerModel, "LocalformerModel", (_M + "pytorch_localformer",)),
+        (tm.TCNTS, "TCN", (_M + "pytorch_tcn_ts",)),
+        (tm.TCN, "TCN", (_M + "pytorch_tcn",)),
+        (tm.DNNModelPytorch, "DNNModelPytorch", (_M + "pytorch_nn",)),
+        (tm.GeneralPTNN, "GeneralPTNN", (_M + "pytorch_general_nn",)),
+    ]
+    for cls, name, paths in table:
+        register(cls, name=name, module_paths=paths)
