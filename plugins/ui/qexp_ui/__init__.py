@@ -1,1 +1,1 @@
-"""qexp plugin qexp_ui (work in progress: see its issue)."""
+"""qexp_ui: ``qexp ui``, a web interface to browse, monitor and compare the runs of any qexp store."""

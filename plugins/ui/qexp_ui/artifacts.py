@@ -1,0 +1,201 @@
+"""A run's artifacts for the browser: the tree, checked paths, raw bytes and previews.
+
+Paths are checked before anything is read: no ``..``, no absolute path, and for artifacts on the local
+disk, nothing whose real path (symlinks resolved) leaves the run's artifact folder. Pickles are shown
+through :class:`PreviewUnpickler` only: qexp's restricted unpickler, narrowed further to data containers and
+the reconstructor functions pandas/numpy/pyarrow pickles need, so a pickle can neither run code nor call a
+library function that reads or writes files (``pandas.read_pickle``, ``DataFrame.to_pickle`` ...).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from qexp.ext import ArtifactPathError, RestrictedUnpickler, clean_artifact_path, local_path
+
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
+TEXT_EXT = {".txt", ".log", ".md", ".yaml", ".yml", ".json", ".csv", ".tsv", ".py", ".cfg", ".ini", ".toml",
+            ".diff", ".patch", ".sh", ".html", ".svg", ".xml", ".rst"}
+PREVIEW_MAX_BYTES = 64 << 20   # larger files are offered for download only
+TEXT_MAX_CHARS = 200_000
+HEAD_ROWS = 20
+
+# Functions a pandas/numpy/pyarrow pickle calls to rebuild its objects; any other function is refused.
+_RECONSTRUCTORS = re.compile(r"^(_reconstruct|__pyx_unpickle_\w+|_unpickle\w*|_new_\w+|_restore_\w+|py_buffer|"
+                             r"type_for_alias|scalar|_frombuffer|_from_\w+|_create_\w+)$")
+# Classes of those libraries that touch files or the network when called.
+_IO_CLASS = re.compile(r"(Store|Writer|Reader|File|Excel|HDF|Stata|SQL|Parser|Stream|Socket|Path|Popen|"
+                       r"Connection|Dataset|Table)", re.I)
+_ALLOWED_IO_NAMES = {"DataFrame"}
+
+
+class PreviewUnpickler(RestrictedUnpickler):
+    """qexp's allow-list unpickler, narrowed to classes and known reconstructor functions."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        obj = super().find_class(module, name)
+        if isinstance(obj, type):
+            if module.split(".", 1)[0] != "builtins" and _IO_CLASS.search(name) and name not in _ALLOWED_IO_NAMES:
+                raise pickle.UnpicklingError(f"the UI does not unpickle '{module}.{name}' (it can touch files)")
+            return obj
+        if _RECONSTRUCTORS.match(name):
+            return obj
+        raise pickle.UnpicklingError(f"the UI does not unpickle a call to '{module}.{name}'")
+
+
+def unpickle(data: bytes) -> Any:
+    return PreviewUnpickler(io.BytesIO(data)).load()
+
+
+def check_path(recorder: Any, path: str) -> str:
+    """The cleaned artifact path, or :class:`ArtifactPathError` when it is empty, absolute, climbs out
+    with ``..`` or (on local disk) resolves outside the run's artifact folder."""
+    clean = clean_artifact_path(path)
+    if clean is None:
+        raise ArtifactPathError("artifact path is empty")
+    root = artifact_root(recorder)
+    if root is not None:
+        real_root = os.path.realpath(root)
+        real = os.path.realpath(os.path.join(root, *clean.split("/")))
+        if real != real_root and not real.startswith(real_root + os.sep):
+            raise ArtifactPathError(f"artifact path {path!r} leaves the run's artifact folder (a symlink?)")
+    return clean
+
+
+def artifact_root(recorder: Any) -> str | None:
+    """The run's artifact folder when it is on the local disk."""
+    try:
+        return local_path(recorder.get_artifact_uri())
+    except Exception:  # a store without artifact URIs
+        return None
+
+
+def read(recorder: Any, path: str) -> bytes:
+    clean = check_path(recorder, path)
+    return recorder.read_artifact(clean)
+
+
+def size_of(recorder: Any, clean: str) -> int | None:
+    root = artifact_root(recorder)
+    if root is None:
+        return None
+    try:
+        return os.path.getsize(os.path.join(root, *clean.split("/")))
+    except OSError:
+        return None
+
+
+@dataclass
+class Node:
+    name: str
+    path: str
+    children: dict[str, Node] = field(default_factory=dict)
+
+    @property
+    def is_dir(self) -> bool:
+        return bool(self.children)
+
+    def sorted_children(self) -> list[Node]:
+        return sorted(self.children.values(), key=lambda n: (not n.is_dir, n.name.lower()))
+
+
+def tree(paths: list[str]) -> Node:
+    """Nest ``a/b/c`` style paths into folders."""
+    root = Node("", "")
+    for p in sorted(paths):
+        node = root
+        parts = p.split("/")
+        for i, part in enumerate(parts):
+            node = node.children.setdefault(part, Node(part, "/".join(parts[: i + 1])))
+    return root
+
+
+def content_type(path: str) -> str | None:
+    return IMAGE_TYPES.get(posixpath.splitext(path)[1].lower())
+
+
+@dataclass
+class Preview:
+    kind: str                       # image | text | json | table | object | refused | binary | too_large
+    text: str = ""
+    html: str = ""
+    note: str = ""
+    shape: str = ""
+
+
+def preview(recorder: Any, path: str) -> Preview:
+    """What the artifact page shows for ``path``."""
+    clean = check_path(recorder, path)
+    if content_type(clean):
+        return Preview("image")
+    size = size_of(recorder, clean)
+    if size is not None and size > PREVIEW_MAX_BYTES:
+        return Preview("too_large", note=f"{size / 1e6:.1f} MB: too large to preview; download it")
+    data = recorder.read_artifact(clean)
+    return preview_bytes(clean, data)
+
+
+def preview_bytes(path: str, data: bytes) -> Preview:
+    ext = posixpath.splitext(path)[1].lower()
+    if data[:1] == b"\x80" and ext not in TEXT_EXT:
+        return _pickle_preview(data)
+    text = _as_text(data, ext)
+    if text is None:
+        return Preview("binary", note=f"{len(data)} bytes of binary data")
+    if ext == ".json":
+        try:
+            return Preview("json", text=json.dumps(json.loads(text), indent=2)[:TEXT_MAX_CHARS])
+        except ValueError:
+            pass
+    note = f"first {TEXT_MAX_CHARS} characters" if len(text) > TEXT_MAX_CHARS else ""
+    return Preview("text", text=text[:TEXT_MAX_CHARS], note=note)
+
+
+def _as_text(data: bytes, ext: str) -> str | None:
+    head = data[:8192]
+    if ext not in TEXT_EXT and b"\x00" in head:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1") if ext in TEXT_EXT else None
+
+
+def _pickle_preview(data: bytes) -> Preview:
+    try:
+        obj = unpickle(data)
+    except Exception as exc:
+        return Preview("refused", note=f"not shown: {exc}")
+    return describe(obj)
+
+
+def describe(obj: Any) -> Preview:
+    """A table for frames, series and arrays; YAML or text for other data."""
+    import numpy as np
+    import pandas as pd
+    if isinstance(obj, pd.Series):
+        obj = obj.to_frame()
+    if isinstance(obj, pd.DataFrame):
+        return Preview("table", html=obj.head(HEAD_ROWS).to_html(escape=True, border=0, classes="data"),
+                       shape=f"{type(obj).__name__} {obj.shape[0]} rows x {obj.shape[1]} columns",
+                       note=f"first {min(HEAD_ROWS, len(obj))} rows")
+    if isinstance(obj, np.ndarray):
+        frame = pd.DataFrame(obj.reshape(len(obj), -1) if obj.ndim else obj.reshape(1, 1))
+        return Preview("table", html=frame.head(HEAD_ROWS).to_html(escape=True, border=0, classes="data"),
+                       shape=f"ndarray {obj.shape} {obj.dtype}", note=f"first {min(HEAD_ROWS, len(frame))} rows")
+    return Preview("object", text=to_yaml(obj)[:TEXT_MAX_CHARS], shape=type(obj).__name__)
+
+
+def to_yaml(obj: Any) -> str:
+    import yaml
+    try:
+        return yaml.safe_dump(obj, sort_keys=False, default_flow_style=None, allow_unicode=True)
+    except yaml.YAMLError:
+        import pprint
+        return pprint.pformat(obj, width=110)
