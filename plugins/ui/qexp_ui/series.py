@@ -56,7 +56,7 @@ def downsample_indices(values: np.ndarray, max_points: int = DEFAULT_POINTS) -> 
     n = len(values)
     if n <= max_points:
         return np.arange(n)
-    buckets = max(1, (max_points - 2) // 2)
+    buckets = max(1, (max_points - 4) // 2)  # plus the remainder bucket and the first/last points
     width = n // buckets
     main = width * buckets
     keep = [np.array([0, n - 1])]
