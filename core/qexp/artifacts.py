@@ -1,5 +1,9 @@
-"""The artifact store contract: where a run's files live. Backends pick one by the scheme of the run's
-artifact URI (``registry.artifact_stores``), so a file-tracked run can keep artifacts elsewhere."""
+"""The artifact store contract: where a run's files live.
+
+Plugins register stores by URI scheme (``register_artifact_stores``); the file backend builds one for each
+run with ``create_by_scheme("artifact_store", <the run's artifact URI>)``, so ``qexp.init(artifact_root=...)``
+can keep the artifacts of file-tracked runs in any store a plugin serves.
+"""
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
@@ -7,7 +11,11 @@ from typing import Protocol, runtime_checkable
 
 @runtime_checkable
 class ArtifactStore(Protocol):
-    """Files under one root URI; paths are relative, '/'-separated and already validated."""
+    """Files under one root URI; paths are relative, '/'-separated and already validated.
+
+    A store may also offer ``put_bytes(data, path)`` and ``open(path) -> binary file``; a backend uses them
+    when present to skip a temp file or a second copy in memory.
+    """
 
     root_uri: str
 

@@ -219,7 +219,7 @@ def find_placeholders(config: Any, path: str = "") -> list[tuple[str, str]]:
 
 
 # ---- dict helpers ---------------------------------------------------------------------------------
-def flatten_dict(d: dict, parent_key: str = "", sep: str = ".") -> dict:
+def flatten_dict(d: dict, parent_key: Any = "", sep: str = ".") -> dict:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; with ``sep=FLATTEN_TUPLE`` keys are tuples. Lists stay values."""
     items: list[tuple[Any, Any]] = []
     for k, v in d.items():
@@ -267,7 +267,7 @@ def set_by_path(config: dict, dotted: str, value: Any) -> None:
     """Set ``config["a"]["b"][0] = value`` from ``"a.b.0"``, creating dicts as needed."""
     parts = dotted.split(".")
     cur: Any = config
-    for i, part in enumerate(parts[:-1]):
+    for part in parts[:-1]:
         if isinstance(cur, list):
             cur = cur[int(part)]
             continue

@@ -5,7 +5,6 @@ models reach market data only through :func:`get_provider`, so plugins never imp
 """
 from __future__ import annotations
 
-import threading
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import pandas as pd
@@ -32,7 +31,6 @@ class DataProvider(Protocol):
         """Expression values: index ``(datetime, instrument)`` sorted, one float32 column per field."""
 
 
-_state = threading.local()
 _global: dict[str, Any] = {"provider": None, "region": "cn"}
 
 REGION_CN = "cn"

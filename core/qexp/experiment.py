@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Final, Literal, overload
 
 import pandas as pd
 
@@ -12,10 +13,11 @@ from .recorder import Recorder
 
 class Experiment:
     """A named group of runs. Backends implement ``create_recorder``, ``_get_recorder_by_id``,
-    ``_list_recorders`` and ``_delete_recorder``; lookups by name pick the latest run with that name."""
+    ``_list_recorders`` and ``_delete_recorder`` (and may override ``_recorders_named``); lookups by name
+    pick the latest run with that name."""
 
-    RT_D = "dict"
-    RT_L = "list"
+    RT_D: Final = "dict"
+    RT_L: Final = "list"
     DEFAULT_RECORDER_NAME = "mlflow_recorder"  # Qlib's default, so Qlib code that looks it up still works
 
     def __init__(self, id: str, name: str, manager: Any = None):
@@ -88,9 +90,12 @@ class Experiment:
         return rec
 
     def _get_recorder(self, recorder_id: str | None, recorder_name: str | None) -> Recorder:
+        """By id, else the latest recorder named ``recorder_name`` (a warning when several share the name)."""
         if recorder_id is not None:
             return self._get_recorder_by_id(recorder_id)
-        recs = [r for r in self.list_recorders(rtype=self.RT_L) if r.name == recorder_name]
+        if recorder_name is None:
+            raise ValueError("_get_recorder needs recorder_id or recorder_name")
+        recs = self._recorders_named(recorder_name)
         if not recs:
             raise RecorderNotFoundError(f"experiment {self.name!r} (id {self.id}) has no recorder named "
                                         f"{recorder_name!r}")
@@ -100,8 +105,21 @@ class Experiment:
                           stacklevel=3)
         return recs[0]
 
+    def _recorders_named(self, name: str) -> Sequence[Recorder]:
+        """The recorders named ``name``, latest first. This default lists every run; backends with a query
+        language or an index override it to ask for the name alone."""
+        return [r for r in self._list_recorders(max_results=None, filter_string="") if r.name == name]
+
     def _get_recorder_by_id(self, recorder_id: str) -> Recorder:
         raise NotImplementedError
+
+    @overload
+    def list_recorders(self, rtype: Literal["dict"] = ..., max_results: int | None = None,
+                       status: str | None = None, filter_string: str = "") -> dict[str, Recorder]: ...
+
+    @overload
+    def list_recorders(self, rtype: Literal["list"], max_results: int | None = None, status: str | None = None,
+                       filter_string: str = "") -> list[Recorder]: ...
 
     def list_recorders(self, rtype: str = RT_D, max_results: int | None = None, status: str | None = None,
                        filter_string: str = "") -> dict[str, Recorder] | list[Recorder]:
@@ -110,12 +128,12 @@ class Experiment:
         if status is not None:
             recs = [r for r in recs if r.status == status]
         if rtype == self.RT_D:
-            return {r.id: r for r in recs}
+            return {r._require_id(): r for r in recs}
         if rtype == self.RT_L:
-            return recs
+            return list(recs)
         raise ValueError(f"rtype must be 'dict' or 'list', got {rtype!r}")
 
-    def _list_recorders(self, max_results: int | None, filter_string: str) -> list[Recorder]:
+    def _list_recorders(self, max_results: int | None, filter_string: str) -> Sequence[Recorder]:
         raise NotImplementedError
 
     def search_records(self, filter_string: str = "", order_by: list[str] | str | None = None,
@@ -126,7 +144,7 @@ class Experiment:
 
     def delete_recorder(self, recorder_id: str | None = None, recorder_name: str | None = None) -> None:
         rec = self._get_recorder(recorder_id, recorder_name)
-        self._delete_recorder(rec.id)
+        self._delete_recorder(rec._require_id())
 
     def _delete_recorder(self, recorder_id: str) -> None:
         raise NotImplementedError

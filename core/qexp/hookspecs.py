@@ -49,7 +49,11 @@ def register_backends(register: SchemeRegister) -> None:
 @hookspec
 def register_artifact_stores(register: SchemeRegister) -> None:
     """Register artifact stores: ``factory(uri)`` returns a :class:`qexp.ext.ArtifactStore` rooted at ``uri``.
-    A backend asks for one by the scheme of a run's artifact URI."""
+
+    The file backend asks for one by the scheme of each run's artifact URI, so
+    ``qexp.init(artifact_root="s3://bucket/runs")`` keeps the artifacts of file-tracked runs in the store a
+    plugin registered for ``s3``.
+    """
 
 
 @hookspec

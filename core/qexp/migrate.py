@@ -119,20 +119,21 @@ def _migrate_experiment(src_exp: Experiment, runs: list[Recorder], dst: ExpManag
     parent_of = {r.id: r.parent_id or tags_of[r.id].get(TAG_PARENT) for r in runs}
     for rec in _parents_first(runs, parent_of):
         bar.update(1)
-        tags, parent = tags_of[rec.id], parent_of[rec.id]
+        rid = rec._require_id()  # listed runs have started
+        tags, parent = tags_of[rid], parent_of[rid]
         origin = tags.get(TAG_MIGRATED_FROM)
-        if rec.id in done or (origin is not None and origin in present):
+        if rid in done or (origin is not None and origin in present):
             report.skipped += 1  # copied before, or itself a copy of a run of the target
-            id_map.setdefault(rec.id, origin)  # type: ignore[arg-type]
+            id_map.setdefault(rid, origin)  # type: ignore[arg-type]
             continue
         if rec.status == Recorder.STATUS_R or (parent in tags_of and parent not in id_map):
-            report.running.append(rec.id)  # (or its parent is): copied by a later call, parent first
+            report.running.append(rid)  # (or its parent is): copied by a later call, parent first
             continue
         new_id = _copy_run(rec, tags, dst_exp, id_map.get(parent) if parent else None, report)
         if parent and parent not in id_map:
             unlinked.append((new_id, parent))
-        id_map[rec.id] = new_id
-        report.copied[rec.id] = new_id
+        id_map[rid] = new_id
+        report.copied[rid] = new_id
 
 
 def _parents_first(runs: list[Recorder], parent_of: dict[str | None, str | None]) -> list[Recorder]:
@@ -140,12 +141,13 @@ def _parents_first(runs: list[Recorder], parent_of: dict[str | None, str | None]
     by_id = {r.id: r for r in runs}
     ordered: list[Recorder] = []
     seen: set[str | None] = set()
-    for rec in sorted(runs, key=lambda r: (r._start_ms or 0, r.id or "")):
+    for first in sorted(runs, key=lambda r: (r._start_ms or 0, r.id or "")):
         chain = []
+        rec: Recorder | None = first
         while rec is not None and rec.id not in seen:
             seen.add(rec.id)
             chain.append(rec)
-            rec = by_id.get(parent_of.get(rec.id))  # type: ignore[arg-type]
+            rec = by_id.get(parent_of.get(rec.id))
         ordered.extend(reversed(chain))
     return ordered
 

@@ -4,10 +4,9 @@ It sits above :mod:`qexp.api` (it configures ``R``); nothing below imports it.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
-from . import registry
+from . import log as _log, registry, runtime as _runtime
 from .api import R
 from .backends import create_manager
 from .exceptions import ConfigError, RecorderInitializationError
@@ -31,9 +30,13 @@ def _uri_from_exp_manager(exp_manager: Any) -> tuple[str | None, dict]:
 
 def init(uri: str | None = None, default_exp_name: str | None = None, *, exp_manager: dict | None = None,
          mirrors: list[str] | None = None, skip_if_reg: bool = False, autolog: bool = True,
-         **settings: Any) -> None:
+         artifact_root: str | None = None, **settings: Any) -> None:
     """Set up qexp: the tracking store (``uri``; plain files at ``./qexp_runs`` by default) and any
     settings plugins own (``provider_uri``, ``region`` for the data plugin).
+
+    ``artifact_root`` keeps the artifacts of new runs under that URI (any scheme an artifact-store plugin
+    serves, or a local folder) instead of the store's default place; each run records where its artifacts
+    are, so reading them back needs no setting.
 
     ``mirrors=["wandb://project"]`` mirrors every run to other services through the recorder events.
     ``qexp.init(**qexp.get_settings())`` in another process (an executor's worker) reproduces this session.
@@ -43,22 +46,26 @@ def init(uri: str | None = None, default_exp_name: str | None = None, *, exp_man
                                           "(R.end_exp()) or pass skip_if_reg=True")
     if skip_if_reg and R.is_registered():
         return
+    _runtime.validate(settings)  # a bad value of a runtime key raises before anything changes
+    _log.configure(settings)
     load_plugins()
     em_uri, em_kwargs = _uri_from_exp_manager(exp_manager)
     uri = uri or em_uri
     name = default_exp_name or em_kwargs.pop("default_exp_name", None) or "Experiment"
-    manager = create_manager(uri, default_exp_name=name)
+    artifact_root = artifact_root or em_kwargs.pop("artifact_root", None)
+    backend_kwargs: dict[str, Any] = {"artifact_root": artifact_root} if artifact_root else {}
+    manager = create_manager(uri, default_exp_name=name, **backend_kwargs)
     R.setup(manager)
     R.autolog = autolog
 
     _install_mirrors(mirrors or [])
     consumed = call_init_hooks(settings)
-    unknown = sorted(set(settings) - consumed)
-    if unknown:
-        warnings.warn(f"qexp.init: no plugin uses the setting(s) {', '.join(unknown)}; they were ignored",
-                      stacklevel=2)
+    # Qlib keys with no meaning in qexp get a one-line notice; keys neither qexp nor Qlib knows raise
+    _runtime.check_unused(settings, consumed)
     _settings.clear()
-    _settings.update(settings, uri=manager.uri, default_exp_name=name, mirrors=list(mirrors or []), autolog=autolog)
+    _settings.update(settings, uri=manager.uri, default_exp_name=name, mirrors=list(mirrors or []), autolog=autolog,
+                     **backend_kwargs)
+    _log.initialized(manager, settings, uri_given=uri is not None)
 
 
 def _install_mirrors(uris: list[str]) -> None:

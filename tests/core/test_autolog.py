@@ -4,8 +4,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 import qexp
 from qexp import R
 from qexp.autolog import git_state

@@ -8,8 +8,17 @@ from pathlib import Path
 import pytest
 
 from qexp import plugins
-from qexp.config import (FLATTEN_TUPLE, auto_filter_kwargs, fill_placeholder, find_placeholders, flatten_dict,
-                         get_callable_kwargs, init_instance_by_config, set_by_path, update_config)
+from qexp.config import (
+    FLATTEN_TUPLE,
+    auto_filter_kwargs,
+    fill_placeholder,
+    find_placeholders,
+    flatten_dict,
+    get_callable_kwargs,
+    init_instance_by_config,
+    set_by_path,
+    update_config,
+)
 from qexp.exceptions import ConfigError
 
 

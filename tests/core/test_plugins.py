@@ -11,7 +11,7 @@ import pytest
 
 import qexp
 from qexp import R, hookimpl, plugins, registry
-from qexp.exceptions import UnknownSchemeError
+from qexp.exceptions import ConfigError, UnknownSchemeError
 
 
 def make_dist(site, name: str, module_code: str, version: str = "1.2.3", ep_name: str | None = None) -> None:
@@ -73,7 +73,8 @@ def test_load_plugins_allow_list(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     make_dist(site, "qexp_acme", THIRD_PARTY)
-    essential = {"file", "executors"}  # registered by module path whatever the allow-list says
+    essential = set(plugins.ESSENTIAL_PLUGINS)  # registered by module path whatever the allow-list says
+    assert {"file", "executors"} <= essential
     names = {x["name"] for x in json.loads(run_listing(site, "file").stdout)}
     assert names == essential
     listing = json.loads(run_listing(site, "").stdout)
@@ -161,8 +162,8 @@ def test_unregister_removes_everything(tmp_path):
     assert plugins.pm.get_plugin(name) is None
 
 
-def test_unknown_setting_warns(tmp_path):
-    with pytest.warns(UserWarning, match="no_such_setting"):
+def test_unknown_setting_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="no_such_setting"):
         qexp.init(uri=str(tmp_path / "s"), no_such_setting=1)
 
 
@@ -247,3 +248,68 @@ def test_init_while_active_is_refused(tmp_path):
             qexp.init(uri=str(tmp_path / "t"))
         qexp.init(uri=str(tmp_path / "t"), skip_if_reg=True)
         assert R.get_uri() == str(tmp_path / "s")
+
+
+def test_failing_event_implementation_does_not_silence_the_others(tmp_path):
+    """Each implementation runs in its own try: the one called first raises in recorder_ended, the next
+    still receives the event, and the warning names the failing plugin. Both are registered after
+    qexp.init(), so nothing about the implementations is cached at init."""
+    calls = []
+
+    class Good:
+        @hookimpl
+        def recorder_ended(self, recorder, status):
+            calls.append(("good", recorder.id, status))
+
+    class Bad:
+        @hookimpl
+        def recorder_ended(self, recorder, status):
+            calls.append(("bad", recorder.id, status))
+            raise ConnectionError("mirror lost its connection")
+
+    qexp.init(uri=str(tmp_path / "s"))
+    with R.start(experiment_name="before"):
+        pass
+    good = plugins.register(Good(), name="good-listener")
+    bad = plugins.register(Bad(), name="bad-listener")  # registered last: pluggy's order calls it first
+    try:
+        with pytest.warns(RuntimeWarning, match="plugin 'bad-listener' failed in its recorder_ended hook: "
+                                                "ConnectionError: mirror lost its connection"):
+            with R.start(experiment_name="x"):
+                rid = R.get_recorder().id
+        assert calls == [("bad", rid, "FINISHED"), ("good", rid, "FINISHED")]
+        assert R.get_recorder(recorder_id=rid).status == "FINISHED"
+    finally:
+        plugins.unregister(bad)
+        plugins.unregister(good)
+    with R.start(experiment_name="after"):  # unregistered: nothing is called any more
+        pass
+    assert len(calls) == 2
+
+
+ESSENTIAL_INIT = """
+import importlib.metadata as md, sys
+if sys.argv[2] == "stale":  # the qexp distribution's entry points are gone (stale or missing metadata)
+    real = md.entry_points
+    md.entry_points = lambda **kw: [] if kw.get("group") == "qexp" else real(**kw)
+import qexp
+from qexp import R
+qexp.init(uri=sys.argv[1])
+with R.start(experiment_name="e"):
+    R.log_metrics(x=1.0)
+    rid = R.get_recorder().id
+print(type(R.exp_manager).__name__, R.get_recorder(recorder_id=rid).list_metrics())
+"""
+
+
+@pytest.mark.parametrize("case, allow", [("stale", None), ("allow-list", "data"), ("allow-list", "")])
+def test_file_backend_is_essential(tmp_path, case, allow):
+    env = {**os.environ}
+    env.pop("QEXP_LOAD_PLUGINS", None)
+    if allow is not None:
+        env["QEXP_LOAD_PLUGINS"] = allow
+    p = subprocess.run([sys.executable, "-c", ESSENTIAL_INIT, str(tmp_path / "store"), case], env=env,
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.strip() == "FileExpManager {'x': 1.0}"
+    assert "failed to load" not in p.stderr

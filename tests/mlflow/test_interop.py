@@ -49,7 +49,7 @@ def test_qexp_runs_read_by_mlflow_client(client, fluent_uri, tmp_path):
     with pytest.raises(ZeroDivisionError):
         with R.start(experiment_name="interop", recorder_name="broken"):
             failed = R.get_recorder()
-            1 / 0
+            raise ZeroDivisionError("a failing step")
 
     exp = client.get_experiment_by_name("interop")
     assert exp is not None and exp.experiment_id == R.get_exp(experiment_name="interop").id

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import BinaryIO
 
 from qexp.ext import file_uri_to_path, path_to_file_uri
 
@@ -47,7 +48,7 @@ class LocalArtifactStore:
         with atomic_writer(target) as f:
             pickle.dump(obj, f, protocol=4)
 
-    def open(self, path: str):  # type: ignore[no-untyped-def]
+    def open(self, path: str) -> BinaryIO:
         p = self._abs(path)
         if os.path.isdir(p):
             raise IsADirectoryError(f"artifact {path!r} is a folder")

@@ -57,7 +57,7 @@ class Heartbeat:
     so a killed process loses at most one interval of metrics."""
 
     def __init__(self) -> None:
-        self._runs: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._runs: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()

@@ -6,20 +6,28 @@ import shutil
 import time
 from typing import Any
 
-from qexp.ext import ExpAlreadyExistError, ExpManager, ExpNotFoundError, RecorderNotFoundError, now_ms
+from qexp.ext import ExpAlreadyExistError, Experiment, ExpManager, ExpNotFoundError, RecorderNotFoundError, now_ms
 
+from . import runs
 from .experiment import FileExperiment
 from .fsutil import atomic_write_json
 from .recorder import FileRecorder
-from .store import FileStore
+from .store import FileStore, require_store
 
 
 class FileExpManager(ExpManager):
-    """Experiments as folders under ``uri`` (``file:`` URI or bare path), searched through an index."""
+    """Experiments as folders under ``uri`` (``file:`` URI or bare path), searched through an index.
 
-    def __init__(self, uri: str, default_exp_name: str = "Experiment", **kwargs: Any):
+    ``artifact_root`` (a URI of any registered artifact-store scheme, or a local path) keeps the artifacts of
+    new runs there, under ``<artifact_root>/<experiment id>/<run id>``, instead of in the run folders.
+    """
+
+    def __init__(self, uri: str, default_exp_name: str = "Experiment", artifact_root: str | None = None,
+                 create: bool = True, **kwargs: Any):
         super().__init__(uri, default_exp_name)
-        self.store = FileStore(uri)
+        if not create:  # a read: a missing store is an error, never a new empty one
+            require_store(uri)
+        self.store = FileStore(uri, artifact_root=artifact_root)
 
     def _create_exp(self, name: str) -> FileExperiment:
         with self.store.lock:
@@ -44,7 +52,7 @@ class FileExpManager(ExpManager):
         raise ExpNotFoundError(f"no experiment with {what} in {self.store.root}; existing: "
                                f"{', '.join(known) or 'none'}")
 
-    def _list_experiments(self) -> list[FileExperiment]:
+    def _list_experiments(self) -> list[Experiment]:
         return [FileExperiment(m["id"], m["name"], self) for m in self.store.iter_experiment_metas()
                 if m.get("lifecycle", "active") == "active"]
 
@@ -66,34 +74,38 @@ class FileExpManager(ExpManager):
                     break
         if exp_id is None:
             raise RecorderNotFoundError(f"no run with id {recorder_id!r} in {self.store.root}")
-        exp = self._get_exp(exp_id, None)
-        return exp._get_recorder_by_id(recorder_id)
-
-    def _recorder_from_row(self, row: dict) -> FileRecorder:
-        meta = {"run_id": row["run_id"], "run_name": row["run_name"], "experiment_id": row["experiment_id"],
-                "status": row["status"], "start_time": row["start_time"], "end_time": row["end_time"],
-                "pid": row["pid"], "host": row["host"], "pid_start": row["pid_start"],
-                "parent_run_id": row.get("parent_run_id") or None}
-        return FileRecorder(row["experiment_id"], row["run_name"], self.store, meta)
-
-    def _reap(self, experiment_ids: list[str] | None) -> None:
-        for row in self.store.index.running(experiment_ids):
-            rec = self._recorder_from_row(row)
-            try:
-                rec.reap_if_dead()
-            except (OSError, ValueError):
-                pass
+        try:
+            return runs.load_recorder(self.store, exp_id, recorder_id)
+        except FileNotFoundError:
+            raise RecorderNotFoundError(f"no run with id {recorder_id!r} in {self.store.root}") from None
 
     def _search_runs(self, experiment_ids: list[str] | None, clauses: list, orders: list,
-                     max_results: int | None, with_data: bool = True) -> list[dict]:
-        self._reap(experiment_ids)
-        rows = self.store.index.search(experiment_ids, clauses, orders, max_results, with_data=with_data)
-        if with_data:
-            for r in rows:
-                r["tags"].setdefault("mlflow.runName", r["run_name"] or "")
-        return rows
+                     max_results: int | None) -> list[dict]:
+        return runs.search_runs(self.store, experiment_ids, clauses, orders, max_results)
 
-    def rebuild_index(self) -> int:
-        """Rebuild the search index from the run folders; returns the number of runs indexed."""
+    def rebuild_index(self, repair: bool = False) -> int:
+        """Rebuild the search index from the run folders; returns the number of runs indexed.
+
+        What could not be indexed (an unreadable experiment or run meta.json) is left in ``index_problems``;
+        ``repair=True`` first rewrites unreadable experiment metas from their runs (``index_repairs``)."""
+        import warnings
+
+        from .repair import broken_experiments, repair_experiment
+        self.index_repairs: list[str] = []
         with self.store.lock:
-            return self.store.index.rebuild()
+            if repair:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # the broken ones, repaired below
+                    taken = {m["name"] for m in self.store.iter_experiment_metas()
+                             if m.get("lifecycle", "active") == "active"}
+                for b in broken_experiments(self.store.root):
+                    meta = repair_experiment(self.store.root, b, taken)
+                    taken.add(meta["name"])
+                    self.index_repairs.append(f"{b.path}: was unreadable ({b.reason}); rewritten from its runs "
+                                              f"as experiment {meta['name']!r} (id {b.exp_id})")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RuntimeWarning)
+                n = self.store.index.rebuild()
+        self.index_problems = [str(w.message).removeprefix("qexp: ") for w in caught
+                               if issubclass(w.category, RuntimeWarning)]
+        return n

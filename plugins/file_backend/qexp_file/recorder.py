@@ -10,9 +10,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from qexp.ext import Metric, QexpError, Recorder, now_ms
+from qexp.ext import ArtifactStore, Metric, QexpError, Recorder, create_by_scheme, now_ms
 
-from .artifact_store import LocalArtifactStore
 from .fsutil import append_lines, atomic_write_json, replay
 from .liveness import HEARTBEAT, owner_alive, owner_info
 from .store import HEARTBEAT_FILE, META, PARAMS, TAGS, FileStore, index_info, iter_metric_lines, latest_metrics
@@ -23,7 +22,9 @@ FLUSH_POINTS = 20_000  # buffered metric points before a write; the heartbeat th
 class FileRecorder(Recorder):
     """A run stored under ``<root>/<exp_id>/<run_id>/``; metrics are buffered and appended as JSON lines."""
 
-    def __init__(self, experiment_id: str, name: str | None, store: FileStore, meta: dict | None = None):
+    def __init__(self, experiment_id: str, name: str | None, store: FileStore, meta: dict | None = None,
+                 complete: bool = True):
+        """``meta``: the run's meta.json, or with ``complete=False`` the part of it an index row holds."""
         super().__init__(experiment_id, name, uri=store.uri)
         self.store = store
         self._buffer: list[Metric] = []
@@ -33,10 +34,13 @@ class FileRecorder(Recorder):
         self._params: dict[str, str] | None = None
         self._initial_tags: dict[str, str] = {}
         self._preset_times: tuple[int | None, int | None] | None = None
+        self._meta: dict = {}
+        self._meta_complete = False
+        self._artifact_store: ArtifactStore | None = None
         if meta is not None:
-            self._load_meta(meta)
+            self._load_meta(meta, complete)
 
-    def _load_meta(self, meta: dict) -> None:
+    def _load_meta(self, meta: dict, complete: bool = True) -> None:
         self.id = meta["run_id"]
         self.name = meta.get("run_name")
         self.experiment_id = meta["experiment_id"]
@@ -45,6 +49,7 @@ class FileRecorder(Recorder):
         self._end_ms = meta.get("end_time")
         self.parent_id = meta.get("parent_run_id")
         self._meta = meta
+        self._meta_complete = complete
 
     # ---- paths -------------------------------------------------------------------------------
     @property
@@ -58,14 +63,22 @@ class FileRecorder(Recorder):
         return FileLock(self._path(".lock"), timeout=60)
 
     @property
-    def artifacts(self) -> LocalArtifactStore:
-        return LocalArtifactStore(self.store.artifact_uri(self.experiment_id, self._require_id()))
+    def artifacts(self) -> ArtifactStore:
+        """The artifact store of this run, chosen by the scheme of its artifact URI (a local folder unless
+        the run was created with an artifact root elsewhere)."""
+        uri = self._artifact_uri()
+        if self._artifact_store is None or self._artifact_store.root_uri != uri:
+            self._artifact_store = create_by_scheme("artifact_store", uri)
+        return self._artifact_store
 
     def get_local_dir(self) -> str:
         return self.run_dir
 
     def _artifact_uri(self) -> str:
-        return self.store.artifact_uri(self.experiment_id, self._require_id())
+        run_id = self._require_id()
+        if not self._meta_complete:  # an index row does not say where the artifacts are
+            self._load_meta(self.store.read_run_meta(self.experiment_id, run_id))
+        return self.store.artifact_uri(self.experiment_id, run_id, self._meta)
 
     def _touch_heartbeat(self) -> None:
         with open(self._path(HEARTBEAT_FILE), "a"):
@@ -88,6 +101,9 @@ class FileRecorder(Recorder):
             meta = {"run_id": self.id, "run_name": self.name, "experiment_id": self.experiment_id,
                     "status": self.STATUS_R, "start_time": now, "end_time": None,
                     "user_id": os.environ.get("USER") or None, "parent_run_id": self.parent_id, **owner_info()}
+            artifact_uri = self.store.new_artifact_uri(self.experiment_id, self.id)
+            if artifact_uri is not None:
+                meta["artifact_uri"] = artifact_uri
             tags = {"mlflow.runName": self.name or "", **self._initial_tags}
             if self.parent_id:
                 tags["mlflow.parentRunId"] = self.parent_id
@@ -96,7 +112,8 @@ class FileRecorder(Recorder):
             append_lines(self._path(TAGS), [{"key": k, "value": v} for k, v in tags.items()])
             atomic_write_json(self._path(META), meta)
             self._latest, self._params = {}, {}
-            self.store.index.upsert_run(index_info(meta, self._artifact_uri()), {}, {}, tags)
+            self.store.index.upsert_run(index_info(meta, self.store.artifact_uri(self.experiment_id, self.id, meta)),
+                                        {}, {}, tags)
         else:
             with self._run_lock():
                 meta = self.store.read_run_meta(self.experiment_id, self.id)
@@ -113,7 +130,7 @@ class FileRecorder(Recorder):
             end, self._preset_times = self._preset_times[1], None
             now = now if end is None else int(end)
         meta = dict(self._meta)
-        if meta.get("pid") == os.getpid() and meta.get("status") == self.STATUS_R:
+        if self._meta_complete and meta.get("pid") == os.getpid() and meta.get("status") == self.STATUS_R:
             # the owner ends its own run: nobody else writes this meta while its owner lives
             meta.update(status=status, end_time=now)
             atomic_write_json(self._path(META), meta)
@@ -122,10 +139,10 @@ class FileRecorder(Recorder):
                 meta = self.store.read_run_meta(self.experiment_id, self._require_id())
                 meta.update(status=status, end_time=now)
                 atomic_write_json(self._path(META), meta)
-        self.store.index.update_info(self.id, status=status, end_time=now)
+        self.store.index.update_info(self._require_id(), status=status, end_time=now)
         self._load_meta(meta)
 
-    def refresh(self) -> "FileRecorder":
+    def refresh(self) -> FileRecorder:
         meta = self.store.read_run_meta(self.experiment_id, self._require_id())
         self._load_meta(meta)
         self.reap_if_dead()
@@ -171,15 +188,15 @@ class FileRecorder(Recorder):
             append_lines(self._path(PARAMS), [{"key": k, "value": v, "timestamp": ts} for k, v in new_params.items()])
             current.update(new_params)
             self._params = current
-            self.store.index.patch(self.id, "params", new_params)
+            self.store.index.patch(self._require_id(), "params", new_params)
 
     def _set_tags(self, tags: dict[str, str]) -> None:
         append_lines(self._path(TAGS), [{"key": k, "value": v} for k, v in tags.items()])
-        self.store.index.patch(self.id, "tags", tags)
+        self.store.index.patch(self._require_id(), "tags", tags)
 
     def _delete_tags(self, keys: list[str]) -> None:
         append_lines(self._path(TAGS), [{"key": k, "deleted": True} for k in keys])
-        self.store.index.remove_keys(self.id, "tags", keys)
+        self.store.index.remove_keys(self._require_id(), "tags", keys)
 
     def _list_params(self) -> dict[str, str]:
         self._params = replay(self._path(PARAMS), first_wins=True)
@@ -210,7 +227,7 @@ class FileRecorder(Recorder):
                 f'{{"key":{dumps(m.key)},"value":{_num(m.value)},"timestamp":{m.timestamp},"step":{m.step}}}\n'
                 for m in batch)
             # one O_APPEND write: concurrent writers to the same run interleave whole lines
-            fd = os.open(self._path("metrics.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self._path("metrics.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             try:
                 data = lines.encode("utf-8")
                 while data:
@@ -239,21 +256,36 @@ class FileRecorder(Recorder):
         self.flush()
         return sorted({k for k, *_ in iter_metric_lines(self._path("metrics.jsonl"))})
 
-    # ---- artifacts ---------------------------------------------------------------------------
+    # ---- artifacts ----------------------------------------------------------------------------
+    # The ArtifactStore contract is put/get_bytes/list/download; a store may also offer put_bytes, open,
+    # put_pickle and put_link (the local folder does), which save a temp file or a copy in memory.
     def _log_artifact(self, local_path: str, artifact_path: str | None) -> None:
         self.artifacts.put(local_path, artifact_path)
 
     def _log_bytes(self, data: bytes, artifact_file: str) -> None:
-        self.artifacts.put_bytes(data, artifact_file)
+        put_bytes = getattr(self.artifacts, "put_bytes", None)
+        if put_bytes is None:
+            super()._log_bytes(data, artifact_file)
+        else:
+            put_bytes(data, artifact_file)
 
     def _save_object(self, obj: Any, artifact_file: str) -> None:
-        self.artifacts.put_pickle(obj, artifact_file)
+        put_pickle = getattr(self.artifacts, "put_pickle", None)
+        if put_pickle is None:
+            super()._save_object(obj, artifact_file)
+        else:
+            put_pickle(obj, artifact_file)
 
     def _open_artifact(self, path: str) -> Any:
-        return self.artifacts.open(path)
+        opener = getattr(self.artifacts, "open", None)
+        return None if opener is None else opener(path)
 
     def _log_bytes_dedup(self, data: bytes, artifact_file: str) -> None:
-        self.artifacts.put_link(self.store.blob(data), artifact_file)
+        put_link = getattr(self.artifacts, "put_link", None)
+        if put_link is None:
+            self._log_bytes(data, artifact_file)
+        else:
+            put_link(self.store.blob(data), artifact_file)
 
     def _read_artifact(self, path: str) -> bytes:
         return self.artifacts.get_bytes(path)

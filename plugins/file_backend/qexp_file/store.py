@@ -6,11 +6,12 @@
     <root>/<exp_id>/meta.json      {"id", "name", "lifecycle", "creation_time"}
     <root>/<exp_id>/<run_id>/meta.json, params.jsonl, tags.jsonl, metrics.jsonl, heartbeat, artifacts/
     (params, tags and metrics are append-only JSON lines; files appear on first use)
+    A run created with an artifact root keeps its artifacts at ``<artifact root>/<exp_id>/<run_id>`` instead
+    of ``artifacts/``; its meta.json records that URI (``artifact_uri``), so reads need no setting.
     <root>/.trash/                 deleted experiments and runs
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -18,7 +19,7 @@ from typing import Any, Iterator
 
 from filelock import FileLock
 
-from qexp.ext import QexpError, file_uri_to_path, path_to_file_uri
+from qexp.ext import QexpError, create_by_scheme, file_uri_to_path, local_path, path_to_file_uri
 
 from .fsutil import atomic_write_bytes, atomic_write_json, iter_json_lines, read_json, replay
 from .index import RunIndex
@@ -35,12 +36,28 @@ class CorruptMetaError(QexpError):
     """A meta.json that cannot be read."""
 
 
+def require_store(uri: str) -> None:
+    """Raise :class:`StoreNotFoundError` unless ``uri`` is an existing file store (its ``.qexp`` folder is
+    there); creates nothing, so a mistyped path in a read is an error, not a new empty store."""
+    from qexp.ext import StoreNotFoundError
+    root = os.path.abspath(file_uri_to_path(uri))
+    if os.path.isdir(os.path.join(root, ".qexp")):
+        return
+    if os.path.isdir(root):
+        raise StoreNotFoundError(f"{root} is a folder but not a qexp store (it has no .qexp/ inside)")
+    raise StoreNotFoundError(f"no qexp store at {root} (the folder does not exist)")
+
+
 class FileStore:
     """Paths, the store lock and the index of one root folder."""
 
-    def __init__(self, uri: str):
+    def __init__(self, uri: str, artifact_root: str | None = None):
         self.root = os.path.abspath(file_uri_to_path(uri))
         self.uri = uri
+        # a local path becomes an absolute file: URI, so the URI recorded per run never depends on the cwd
+        self.artifact_root = _artifact_root_uri(artifact_root) if artifact_root else None
+        if self.artifact_root is not None:
+            create_by_scheme("artifact_store", self.artifact_root)  # an unknown scheme fails now, not mid-run
         self.system_dir = os.path.join(self.root, ".qexp")
         os.makedirs(self.system_dir, exist_ok=True)
         self._lock: FileLock | None = None
@@ -84,8 +101,17 @@ class FileStore:
             atomic_write_bytes(path, data)
         return path
 
-    def artifact_uri(self, exp_id: str, run_id: str) -> str:
-        return path_to_file_uri(os.path.join(self.run_dir(exp_id, run_id), "artifacts"))
+    def artifact_uri(self, exp_id: str, run_id: str, meta: dict | None = None) -> str:
+        """Where a run keeps its artifacts: the URI its meta records, else ``artifacts/`` in its folder
+        (left out of meta.json, so a store folder can be moved)."""
+        recorded = (meta or {}).get("artifact_uri")
+        return recorded or path_to_file_uri(os.path.join(self.run_dir(exp_id, run_id), "artifacts"))
+
+    def new_artifact_uri(self, exp_id: str, run_id: str) -> str | None:
+        """The artifact URI to record for a new run: None when it keeps them in its folder."""
+        if self.artifact_root is None:
+            return None
+        return f"{self.artifact_root.rstrip('/')}/{exp_id}/{run_id}"
 
     # ---- experiments -------------------------------------------------------------------------
     def iter_experiment_metas(self) -> Iterator[dict]:
@@ -106,7 +132,7 @@ class FileStore:
                     raise ValueError("not an experiment meta")
             except (OSError, ValueError) as exc:
                 warnings.warn(f"qexp: skipping experiment folder {os.path.join(self.root, e)}: its meta.json is "
-                              f"unreadable ({exc})", RuntimeWarning)
+                              f"unreadable ({exc})", RuntimeWarning, stacklevel=2)
                 continue
             meta["id"] = e
             yield meta
@@ -161,11 +187,18 @@ class FileStore:
                     meta = self.read_run_meta(exp["id"], run_id)
                     params, tags, metrics = self.read_run_data(exp["id"], run_id)
                 except (OSError, ValueError, QexpError) as exc:
-                    warnings.warn(f"qexp: run {run_id} in {exp_dir} is skipped by the index: {exc}", RuntimeWarning)
+                    warnings.warn(f"qexp: run {run_id} in {exp_dir} is skipped by the index: {exc}", RuntimeWarning,
+                                  stacklevel=2)
                     continue
-                inserter.upsert_run(index_info(meta, self.artifact_uri(exp["id"], run_id)), params, metrics, tags)
+                inserter.upsert_run(index_info(meta, self.artifact_uri(exp["id"], run_id, meta)), params, metrics,
+                                    tags)
                 n += 1
         return n
+
+
+def _artifact_root_uri(root: str) -> str:
+    local = local_path(root)
+    return path_to_file_uri(local) if local is not None else root
 
 
 def index_info(meta: dict, artifact_uri: str) -> dict:

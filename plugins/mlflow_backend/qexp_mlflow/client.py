@@ -12,11 +12,9 @@ import time
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import urlparse
 
-from qexp.ext import MissingExtraError, QexpError
+from qexp.ext import QexpError, require_extra
 
 T = TypeVar("T")
-
-INSTALL_HINT = 'pip install "qexp[mlflow]"'
 
 # MLflow's log_batch limits (REST docs): 1000 metrics, 100 params, 100 tags, 1000 items in all and about
 # 1 MB per request. Read from mlflow.utils.validation when present so a newer MLflow's limits win.
@@ -31,13 +29,8 @@ RETRY_ATTEMPTS = 8
 
 def import_mlflow() -> Any:
     """``mlflow``, or :class:`MissingExtraError` with the install command."""
-    try:
-        import mlflow
-        from mlflow import MlflowClient  # noqa: F401  (fails early on a broken install)
-    except ImportError as exc:
-        raise MissingExtraError(
-            f"the MLflow backend needs the mlflow package, which is not installed ({exc}); install it with "
-            f"{INSTALL_HINT}") from exc
+    mlflow = require_extra("mlflow", "mlflow", "the MLflow backend")
+    require_extra("mlflow.tracking", "mlflow", "the MLflow backend")  # fails early on a broken install
     return mlflow
 
 
@@ -172,6 +165,64 @@ def _check_file_store_allowed(mlflow: Any) -> None:
             "'mlflow+file:' selects MLflow's file store, which MLflow 3.13+ refuses unless "
             "MLFLOW_ALLOW_FILE_STORE=true is set. Set that variable, or better use 'sqlite:///path/mlflow.db' "
             "(or qexp's own file backend, a plain path) and copy old runs with `qexp runs migrate`.")
+
+
+DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def check_uri(uri: str) -> None:
+    """A malformed database URI is one line naming the expected form, not SQLAlchemy's traceback."""
+    from qexp.ext import ConfigError, uri_scheme
+    scheme = uri_scheme(uri)
+    if scheme not in DB_SCHEMES:
+        return
+    if scheme == "sqlite" and not (uri.lower().startswith("sqlite:///") or uri.lower().split("?")[0] == "sqlite://"):
+        raise ConfigError(f"{uri!r} is not a SQLite URI MLflow can open: write sqlite:///relative/path.db or "
+                          f"sqlite:////absolute/path.db (three slashes, then the path)")
+    try:
+        from sqlalchemy.engine import make_url
+        make_url(tracking_uri(uri))
+    except ImportError:  # pragma: no cover - SQLAlchemy comes with mlflow
+        return
+    except Exception as exc:
+        raise ConfigError(f"cannot parse the database URI {uri!r} ({exc}); it looks like "
+                          f"{scheme}://user:password@host:port/database") from None
+
+
+def require_store(uri: str) -> None:
+    """Raise :class:`StoreNotFoundError` unless the MLflow store of ``uri`` exists; creates nothing (reads
+    call this: MlflowClient would create a new SQLite file or the tables of an empty database)."""
+    from qexp.ext import StoreNotFoundError, uri_scheme
+    turi = tracking_uri(uri)
+    path = sqlite_path(turi)
+    if path is not None:
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            raise StoreNotFoundError(f"no MLflow database at {path} (the file does not exist)")
+        return
+    if turi.lower().startswith("file:"):
+        from qexp.ext import file_uri_to_path
+        folder = file_uri_to_path(turi)
+        if not os.path.isdir(folder):
+            raise StoreNotFoundError(f"no MLflow file store at {folder} (the folder does not exist)")
+        return
+    if uri_scheme(turi) not in DB_SCHEMES or turi.lower().startswith("sqlite:"):
+        return  # a server (http, databricks) or an in-memory database: nothing is created by reading
+    import sqlalchemy
+    url = sqlalchemy.engine.make_url(turi)
+    shown = url.render_as_string(hide_password=True)
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            has = sqlalchemy.inspect(conn).has_table("experiments")
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "does not exist" in first or "Unknown database" in first:
+            raise StoreNotFoundError(f"no MLflow store at {shown}: {first}") from None
+        raise QexpError(f"cannot connect to the MLflow database {shown}: {first}") from None
+    finally:
+        engine.dispose()
+    if not has:
+        raise StoreNotFoundError(f"the database {shown} holds no MLflow store (no 'experiments' table)")
 
 
 def chunk_batch(metrics: Sequence[Any] = (), params: Sequence[Any] = (), tags: Sequence[Any] = (),

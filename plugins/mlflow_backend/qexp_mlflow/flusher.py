@@ -24,7 +24,7 @@ def flush_interval() -> float:
 
 class Flusher:
     def __init__(self) -> None:
-        self._recorders: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._recorders: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -56,7 +56,7 @@ class Flusher:
                 rec.flush()
             except Exception as exc:
                 warnings.warn(f"qexp: metrics of MLflow run {rec.id} could not be written at exit: "
-                              f"{type(exc).__name__}: {exc}", RuntimeWarning)
+                              f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
 
     def discard(self, recorder: Any) -> None:
         with self._lock:
@@ -77,7 +77,7 @@ class Flusher:
                     if rec.id not in self._warned:
                         self._warned.add(rec.id)
                         warnings.warn(f"qexp: background write of metrics for MLflow run {rec.id} failed "
-                                      f"({type(exc).__name__}: {exc}); will retry", RuntimeWarning)
+                                      f"({type(exc).__name__}: {exc}); will retry", RuntimeWarning, stacklevel=2)
 
 
 FLUSHER = Flusher()

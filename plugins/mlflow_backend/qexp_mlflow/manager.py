@@ -1,4 +1,4 @@
-"""MlflowExpManager: experiments of one MLflow tracking store, through one ``MlflowClient``.
+"""MlflowExpManager: experiments of one MLflow tracking store, through the store's ``MlflowClient``.
 
 Deleted names are reusable: MLflow only soft-deletes an experiment and keeps its name taken (mlflow #2651,
 a Qlib complaint). qexp renames an experiment to ``<name>-deleted-<id>`` as it deletes it, and, when a
@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import time
 import uuid
-import weakref
 from typing import Any, Iterable
 
 import pandas as pd
@@ -18,29 +17,24 @@ import pandas as pd
 from qexp.ext import (
     Clause,
     ExpAlreadyExistError,
+    Experiment,
     ExpManager,
     ExpNotFoundError,
     Order,
     QexpError,
-    RecorderNotFoundError,
     parse_filter,
     parse_order_by,
     runs_frame,
 )
 
-from . import search
-from .client import batch_limits, default_artifact_root, error_code, is_not_found, make_client, normalize_uri, retry
+from . import runs
+from .client import error_code, is_not_found, retry
 from .experiment import MlflowExperiment
-from .liveness import owner_dead
 from .recorder import MlflowRecorder
+from .store import MlflowStore
 
 DEFAULT_EXPERIMENT_ID = "0"  # the "Default" experiment MLflow puts in every new store
 CREATE_ATTEMPTS = 8
-# A name -> id lookup is reused this long: R.start(experiment_name=...) in a loop of short runs would
-# otherwise ask MLflow every time (the Lightning complaint, pytorch-lightning #3393). Deleting through this
-# manager forgets at once; an experiment deleted by another process within the window makes create_run
-# refuse, which the recorder reports and forgets (MLflow's fluent API keeps its experiment id forever).
-NAME_CACHE_SECONDS = 2.0
 
 
 class MlflowExpManager(ExpManager):
@@ -52,20 +46,23 @@ class MlflowExpManager(ExpManager):
 
     def __init__(self, uri: str, default_exp_name: str = "Experiment", artifact_root: str | None = None,
                  **kwargs: Any):
-        uri = normalize_uri(uri)
-        super().__init__(uri, default_exp_name)
-        self.client = make_client(uri)
-        self.artifact_root = artifact_root or default_artifact_root(uri)
-        self.batch_limits = batch_limits()
-        self._live: "weakref.WeakSet[MlflowRecorder]" = weakref.WeakSet()
-        self._ids_by_name: dict[str, tuple[str, float]] = {}
+        self.store = MlflowStore(uri, artifact_root=artifact_root)
+        super().__init__(self.store.uri, default_exp_name)
+
+    @property
+    def client(self) -> Any:
+        return self.store.client
+
+    @property
+    def artifact_root(self) -> str | None:
+        return self.store.artifact_root
 
     # ---- experiments -------------------------------------------------------------------------
     def _create_exp(self, name: str) -> MlflowExperiment:
         for attempt in range(CREATE_ATTEMPTS):
             try:
                 exp_id = retry(self.client.create_experiment, name, artifact_location=self._new_artifact_location())
-                self._remember(name, exp_id)
+                self.store.remember(name, exp_id)
                 return MlflowExperiment(exp_id, name, self)
             except Exception as exc:
                 if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
@@ -83,7 +80,8 @@ class MlflowExpManager(ExpManager):
 
     def _new_artifact_location(self) -> str | None:
         # MLflow names the folder after the experiment id, unknown before creation: a unique name instead
-        return f"{self.artifact_root.rstrip('/')}/{uuid.uuid4().hex}" if self.artifact_root else None
+        root = self.store.artifact_root
+        return f"{root.rstrip('/')}/{uuid.uuid4().hex}" if root else None
 
     def _free_deleted_name(self, exp: Any) -> None:
         """Rename a deleted experiment to ``<name>-deleted-<id>`` (MLflow renames only active ones)."""
@@ -96,7 +94,7 @@ class MlflowExpManager(ExpManager):
         self._rename_and_delete(exp.experiment_id, exp.name)
 
     def _rename_and_delete(self, exp_id: str, name: str) -> None:
-        self.forget_experiment(exp_id)
+        self.store.forget_experiment(exp_id)
         new_name = f"{name}-deleted-{exp_id}"
         try:
             retry(self.client.rename_experiment, exp_id, new_name)
@@ -106,20 +104,11 @@ class MlflowExpManager(ExpManager):
             retry(self.client.rename_experiment, exp_id, f"{new_name}-{uuid.uuid4().hex[:8]}")
         retry(self.client.delete_experiment, exp_id)
 
-    def _remember(self, name: str, exp_id: str) -> None:
-        self._ids_by_name[name] = (str(exp_id), time.monotonic())
-
-    def forget_experiment(self, experiment_id: str) -> None:
-        """Drop the cached name lookups that point at ``experiment_id`` (deleted or found stale)."""
-        for name, (exp_id, _) in list(self._ids_by_name.items()):
-            if exp_id == str(experiment_id):
-                self._ids_by_name.pop(name, None)
-
     def _get_exp(self, experiment_id: str | None, experiment_name: str | None) -> MlflowExperiment:
-        if experiment_id is None:
-            hit = self._ids_by_name.get(experiment_name)  # type: ignore[arg-type]
-            if hit is not None and time.monotonic() - hit[1] < NAME_CACHE_SECONDS:
-                return MlflowExperiment(hit[0], experiment_name, self)  # type: ignore[arg-type]
+        if experiment_id is None and experiment_name is not None:
+            cached = self.store.cached_id(experiment_name)
+            if cached is not None:
+                return MlflowExperiment(cached, experiment_name, self)
         exp = None
         if experiment_id is not None:
             try:
@@ -134,21 +123,11 @@ class MlflowExpManager(ExpManager):
             known = sorted(e.name for e in self._list_experiments())
             shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
             raise ExpNotFoundError(f"no experiment with {what} in {self.uri}; existing: {shown or 'none'}")
-        self._remember(exp.name, exp.experiment_id)
+        self.store.remember(exp.name, exp.experiment_id)
         return MlflowExperiment(exp.experiment_id, exp.name, self)
 
-    def _active_experiments(self) -> list[Any]:
-        """Every active MLflow experiment, page by page."""
-        out, token = [], None
-        while True:
-            page = retry(self.client.search_experiments, view_type=1, max_results=1000, page_token=token)
-            out.extend(page)
-            token = page.token
-            if not token:
-                return out
-
-    def _list_experiments(self) -> list[MlflowExperiment]:
-        exps = [MlflowExperiment(e.experiment_id, e.name, self) for e in self._active_experiments()
+    def _list_experiments(self) -> list[Experiment]:
+        exps: list[Experiment] = [MlflowExperiment(e.experiment_id, e.name, self) for e in self.store.active_experiments()
                 if not (str(e.experiment_id) == DEFAULT_EXPERIMENT_ID and self._is_empty(DEFAULT_EXPERIMENT_ID))]
         return sorted(exps, key=lambda e: _id_key(e.id))
 
@@ -162,23 +141,11 @@ class MlflowExpManager(ExpManager):
 
     # ---- runs --------------------------------------------------------------------------------
     def _get_recorder_by_id(self, recorder_id: str) -> MlflowRecorder:
-        try:
-            run = retry(self.client.get_run, str(recorder_id))
-        except Exception as exc:
-            if is_not_found(exc) or error_code(exc) == "INVALID_PARAMETER_VALUE":
-                raise RecorderNotFoundError(f"no run with id {recorder_id!r} in {self.uri}") from None
-            raise
-        if run.info.lifecycle_stage != "active":
-            raise RecorderNotFoundError(f"run {recorder_id!r} in {self.uri} was deleted")
-        return MlflowRecorder.from_run(self, run)
-
-    def _track(self, recorder: MlflowRecorder) -> None:
-        self._live.add(recorder)
+        return runs.get_recorder_by_id(self.store, recorder_id)
 
     def flush_all(self) -> None:
         """Write the buffered metrics of every recorder of this store in this process (before a search)."""
-        for rec in list(self._live):
-            rec.flush()
+        self.store.flush_all()
 
     def search_records(self, experiment_ids: Iterable[str] | str | None = None, filter_string: str = "",
                        order_by: list[str] | str | None = None, max_results: int | None = None,
@@ -195,66 +162,13 @@ class MlflowExpManager(ExpManager):
         clauses = parse_filter(filter_string or "")
         orders = parse_order_by(list(order_by or []))
         ids = None if experiment_ids is None else [str(e) for e in experiment_ids]
-        rows = self._search_rows(ids, clauses, orders, max_results, run_view_type=kwargs.get("run_view_type", 1))
+        rows = runs.search_rows(self.store, ids, clauses, orders, max_results,
+                                run_view_type=kwargs.get("run_view_type", 1))
         return runs_frame(rows)
 
-    def _search_runs(self, experiment_ids: list[str] | None, clauses: list, orders: list,
+    def _search_runs(self, experiment_ids: list[str] | None, clauses: list[Clause], orders: list[Order],
                      max_results: int | None) -> list[dict]:
-        return self._search_rows(experiment_ids, clauses, orders, max_results)
-
-    def _search_rows(self, experiment_ids: list[str] | None, clauses: list[Clause], orders: list[Order],
-                     max_results: int | None, run_view_type: int = 1) -> list[dict]:
-        return [search.run_to_row(r) for r in self._search_run_objects(experiment_ids, clauses, orders, max_results,
-                                                                       run_view_type)]
-
-    def _search_run_objects(self, experiment_ids: list[str] | None, clauses: list[Clause], orders: list[Order],
-                            max_results: int | None, run_view_type: int = 1) -> list[Any]:
-        self.flush_all()
-        ids = [str(e.experiment_id) for e in self._active_experiments()] if experiment_ids is None else experiment_ids
-        if not ids:
-            return []
-        if any(x.entity == "attributes" and x.key in ("status", "end_time") for x in [*clauses, *orders]):
-            self._reap_dead(ids)  # before MLflow filters or sorts on a status that is out of date
-        filter_string, local = search.split_clauses(clauses)
-        mlflow_orders = search.orders_to_mlflow(orders)
-        in_memory = bool(local) or mlflow_orders is None
-        runs = [self._reaped(r) for r in search.iter_runs(self.client, ids, filter_string, mlflow_orders or None,
-                                                          None if in_memory else max_results, run_view_type)]
-        if in_memory:
-            by_id = {r.info.run_id: r for r in runs}
-            rows = search.filter_rows([search.run_to_row(r) for r in runs], local)
-            if mlflow_orders is None:
-                rows = search.sort_rows(rows, orders)
-            runs = [by_id[r["run_id"]] for r in rows]
-            if max_results is not None:
-                runs = runs[:max_results]
-        return runs
-
-    def _reaped(self, run: Any) -> Any:
-        """The run as it should read: FAILED (marked so now) when it is RUNNING and its process is gone."""
-        if run.info.status != "RUNNING" or not owner_dead(run.data.tags):
-            return run
-        rec = MlflowRecorder(self, str(run.info.experiment_id), run.info.run_name)
-        rec._load(run)
-        return retry(self.client.get_run, run.info.run_id) if rec.reap_if_dead(run.data.tags) else run
-
-    def _reap_dead(self, experiment_ids: list[str]) -> None:
-        """Mark FAILED the RUNNING runs whose process is gone, before a search filters on status (MLflow
-        alone would keep them RUNNING forever)."""
-        for run in search.iter_runs(self.client, experiment_ids, "attributes.status = 'RUNNING'", None, None):
-            rec = MlflowRecorder(self, str(run.info.experiment_id), run.info.run_name)
-            rec._load(run)
-            rec.reap_if_dead(run.data.tags)
-
-    def _search_recorders(self, experiment_ids: list[str], clauses: list[Clause],
-                          max_results: int | None) -> list[MlflowRecorder]:
-        runs = self._search_run_objects(experiment_ids, clauses, [], max_results)
-        out = []
-        for run in runs:
-            rec = MlflowRecorder(self, str(run.info.experiment_id), run.info.run_name)
-            rec._load(run)
-            out.append(rec)
-        return out
+        return runs.search_rows(self.store, experiment_ids, clauses, orders, max_results)
 
 
 def _id_key(exp_id: str) -> tuple[int, Any]:

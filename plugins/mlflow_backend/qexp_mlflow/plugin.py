@@ -8,19 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from qexp import hookimpl
+from qexp.ext import SchemeRegister, hookimpl
 
 SCHEMES = ["sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "mlflow+file"]
 
 
-def create_manager(uri: str, default_exp_name: str = "Experiment", **kwargs: Any) -> Any:
-    """An :class:`~qexp_mlflow.manager.MlflowExpManager` for ``uri``."""
-    from .client import import_mlflow
+def create_manager(uri: str, default_exp_name: str = "Experiment", create: bool = True, **kwargs: Any) -> Any:
+    """An :class:`~qexp_mlflow.manager.MlflowExpManager` for ``uri``; with ``create=False`` (reads) a store
+    that does not exist is a :class:`qexp.ext.StoreNotFoundError` instead of a new one."""
+    from .client import check_uri, import_mlflow, normalize_uri, require_store
     import_mlflow()
+    check_uri(uri)
+    if not create:
+        require_store(normalize_uri(uri))
     from .manager import MlflowExpManager
     return MlflowExpManager(uri, default_exp_name=default_exp_name, **kwargs)
 
 
 @hookimpl
-def register_backends(register) -> None:  # type: ignore[no-untyped-def]
+def register_backends(register: SchemeRegister) -> None:
     register(SCHEMES, create_manager, description="MLflow tracking stores through MlflowClient")

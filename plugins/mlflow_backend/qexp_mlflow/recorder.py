@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qexp.ext import ExpNotFoundError, Metric, QexpError, Recorder, now_ms
 
@@ -25,9 +25,7 @@ from . import limits
 from .client import is_not_found, log_batch, retry
 from .flusher import FLUSHER
 from .liveness import TAG_FAILURE, TAG_OWNER, failure_reason, owner_dead, owner_tags
-
-if TYPE_CHECKING:
-    from .manager import MlflowExpManager
+from .store import MlflowStore
 
 TAG_RUN_NAME = "mlflow.runName"
 TAG_PARENT = "mlflow.parentRunId"
@@ -36,10 +34,10 @@ TAG_PARENT = "mlflow.parentRunId"
 class MlflowRecorder(Recorder):
     """A run in an MLflow tracking store (SQLite, PostgreSQL, an MLflow server, ...)."""
 
-    def __init__(self, manager: "MlflowExpManager", experiment_id: str, name: str | None = None):
-        super().__init__(experiment_id, name, uri=manager.uri)
-        self.manager = manager
-        self.client = manager.client
+    def __init__(self, store: MlflowStore, experiment_id: str, name: str | None = None):
+        super().__init__(experiment_id, name, uri=store.uri)
+        self.store = store
+        self.client = store.client
         self._artifact_uri_value: str | None = None
         self._pending: list[Metric] = []
         self._pending_params: dict[str, str] = {}   # as MLflow stores them (long ones shortened)
@@ -53,8 +51,8 @@ class MlflowRecorder(Recorder):
 
     # ---- loading -----------------------------------------------------------------------------
     @classmethod
-    def from_run(cls, manager: "MlflowExpManager", run: Any) -> "MlflowRecorder":
-        rec = cls(manager, str(run.info.experiment_id), run.info.run_name)
+    def from_run(cls, store: MlflowStore, run: Any) -> MlflowRecorder:
+        rec = cls(store, str(run.info.experiment_id), run.info.run_name)
         rec._load(run)
         rec.reap_if_dead(run.data.tags)
         return rec
@@ -72,7 +70,7 @@ class MlflowRecorder(Recorder):
         self.parent_id = data.tags.get(TAG_PARENT)
         self._known_params = {**data.params, **self._pending_params}  # buffered ones are known too
 
-    def refresh(self) -> "MlflowRecorder":
+    def refresh(self) -> MlflowRecorder:
         run = self._get_run()
         self._load(run)
         self.reap_if_dead(run.data.tags)
@@ -117,7 +115,7 @@ class MlflowRecorder(Recorder):
                             run_name=self.name or None)
             except Exception as exc:
                 if "must be in the 'active' state" in str(exc):
-                    self.manager.forget_experiment(self.experiment_id)
+                    self.store.forget_experiment(self.experiment_id)
                     raise ExpNotFoundError(f"experiment {self.experiment_id} was deleted (by another process?) "
                                            f"before this run could start in it; start the run again") from exc
                 raise
@@ -176,7 +174,7 @@ class MlflowRecorder(Recorder):
             raise _immutable(self.id, clash, self._whole_value(old), params[clash])
         limits.warn_long("params", [k for k in new if len(params[k]) > limit], limit, self.id)
         if new:
-            self._buffered(len(self._pending_params) >= self.manager.batch_limits["params"])
+            self._buffered(len(self._pending_params) >= self.store.batch_limits["params"])
 
     def _set_tags(self, tags: dict[str, str]) -> None:
         for k in tags:
@@ -225,7 +223,7 @@ class MlflowRecorder(Recorder):
                 self._valid_metric_keys.add(m.key)
         with self._buf_lock:
             self._pending.extend(metrics)
-            full = len(self._pending) >= self.manager.batch_limits["metrics"]
+            full = len(self._pending) >= self.store.batch_limits["metrics"]
         self._buffered(full)
 
     def _buffered(self, full: bool) -> None:
@@ -235,7 +233,7 @@ class MlflowRecorder(Recorder):
             if first:
                 self._pending_since = time.monotonic()
         if first:
-            self.manager._track(self)  # a search in this process flushes it first
+            self.store.track(self)  # a search in this process flushes it first
         if full:
             self.flush()
         elif first:
@@ -295,7 +293,8 @@ class MlflowRecorder(Recorder):
         try:
             self.flush()
         except Exception as exc:
-            warnings.warn(f"qexp: could not write buffered metrics of run {self.id}: {exc}", RuntimeWarning)
+            warnings.warn(f"qexp: could not write buffered metrics of run {self.id}: {exc}", RuntimeWarning,
+                          stacklevel=2)
 
     def _list_metrics(self) -> dict[str, float]:
         self.flush()

@@ -113,8 +113,7 @@ def iter_runs(client: Any, experiment_ids: list[str], filter_string: str, order_
         size = PAGE_MAX if remaining is None else min(PAGE_MAX, remaining)
         page = retry(client.search_runs, experiment_ids, filter_string=filter_string, run_view_type=run_view_type,
                      max_results=size, order_by=order_by or None, page_token=token)
-        for run in page:
-            yield run
+        yield from page
         if remaining is not None:
             remaining -= len(page)
         token = page.token
@@ -131,7 +130,16 @@ def run_to_row(run: Any) -> dict:
             # a resumed run keeps its previous end time in MLflow; a RUNNING run has no end
             "end_time": None if status == "RUNNING" else info.end_time,
             "run_name": info.run_name, "user_id": info.user_id,
-            "metrics": dict(data.metrics), "params": dict(data.params), "tags": dict(data.tags)}
+            "metrics": {k: _inf_back(v) for k, v in data.metrics.items()}, "params": dict(data.params),
+            "tags": dict(data.tags)}
+
+
+_FLOAT_MAX = 1.7976931348623157e308
+
+
+def _inf_back(v: float) -> float:
+    # MLflow's SQL store keeps +-inf as +-sys.float_info.max (so its filters still compare); read it as inf
+    return v if abs(v) != _FLOAT_MAX else (float("inf") if v > 0 else float("-inf"))
 
 
 def filter_rows(rows: list[dict], local: list[Clause]) -> list[dict]:

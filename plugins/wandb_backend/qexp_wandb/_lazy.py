@@ -3,16 +3,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from qexp.ext import MissingExtraError
-
-INSTALL_HINT = 'pip install "qexp[wandb]"'
+from qexp.ext import require_extra
 
 
 def import_wandb(what: str = "the wandb:// backend") -> ModuleType:
     """Import wandb, or raise :class:`qexp.MissingExtraError` naming the extra to install."""
-    try:
-        import wandb
-    except ImportError as exc:  # also when sys.modules["wandb"] is None
-        raise MissingExtraError(f"{what} needs the wandb package, which is not installed: {INSTALL_HINT}") \
-            from exc
-    return wandb
+    return require_extra("wandb", "wandb", what)

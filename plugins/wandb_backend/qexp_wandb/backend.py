@@ -56,7 +56,7 @@ class WandbExpManager(ExpManager):
         setattr(recorder, LINK_ATTR, Link(self.mirror, experiment_name))
         return recorder
 
-    def _wrap(self, exp: Experiment) -> "WandbExperiment":
+    def _wrap(self, exp: Experiment) -> WandbExperiment:
         return WandbExperiment(exp, self)
 
     def _create_exp(self, name: str) -> Experiment:
@@ -105,8 +105,8 @@ class WandbExperiment(Experiment):
     def _get_recorder_by_id(self, recorder_id: str) -> Recorder:
         return self._link(self.local._get_recorder_by_id(recorder_id))
 
-    def _get_recorder(self, recorder_id: str | None, recorder_name: str | None) -> Recorder:
-        return self._link(self.local._get_recorder(recorder_id, recorder_name))
+    def _recorders_named(self, name: str) -> list[Recorder]:
+        return [self._link(r) for r in self.local._recorders_named(name)]
 
     def _list_recorders(self, max_results: int | None, filter_string: str) -> list[Recorder]:
         return [self._link(r) for r in self.local._list_recorders(max_results, filter_string)]

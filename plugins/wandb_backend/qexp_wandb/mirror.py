@@ -39,7 +39,7 @@ class Link:
 
     __slots__ = ("mirror", "experiment_name")
 
-    def __init__(self, mirror: "WandbMirror", experiment_name: str | None):
+    def __init__(self, mirror: WandbMirror, experiment_name: str | None):
         self.mirror = mirror
         self.experiment_name = experiment_name
 
@@ -364,7 +364,7 @@ class WandbMirror:
 
 
 # ---- process exit ---------------------------------------------------------------------------------
-_live: "weakref.WeakSet[WandbMirror]" = weakref.WeakSet()
+_live: weakref.WeakSet[WandbMirror] = weakref.WeakSet()
 _atexit_lock = threading.Lock()
 _atexit_installed = False
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from qexp import hookimpl
+import click
+
+from qexp.ext import SchemeRegister, hookimpl
 
 
 def backend_factory(uri: str, default_exp_name: str = "Experiment", **kwargs: Any) -> Any:
@@ -29,17 +31,17 @@ def mirror_factory(uri: str) -> Any:
 
 
 @hookimpl
-def register_backends(register) -> None:  # type: ignore[no-untyped-def]
+def register_backends(register: SchemeRegister) -> None:
     register(["wandb"], backend_factory,
              description="a local qexp store (every read) with each run mirrored into a W&B run")
 
 
 @hookimpl
-def register_mirrors(register) -> None:  # type: ignore[no-untyped-def]
+def register_mirrors(register: SchemeRegister) -> None:
     register(["wandb"], mirror_factory, description="mirror each run into a W&B run (offline without login)")
 
 
 @hookimpl
-def register_commands(cli) -> None:  # type: ignore[no-untyped-def]
+def register_commands(cli: click.Group) -> None:
     from .cli import add_commands
     add_commands(cli)

@@ -94,7 +94,7 @@ def iter_records(path: str) -> Iterator[Any]:
     """``wandb_internal_pb2.Record`` messages of a run folder or ``.wandb`` file."""
     from wandb.proto import wandb_internal_pb2 as pb
     for data in iter_payloads(run_file(path)):
-        rec = pb.Record()
+        rec = pb.Record()  # type: ignore[attr-defined]  # the stub of this generated module lists no messages
         rec.ParseFromString(data)
         yield rec
 

@@ -31,7 +31,7 @@ class WandbTarget:
         """What identifies the W&B side: two targets with equal keys write to the same place."""
         return (self.project, self.entity, self.mode, self.dir, self.artifacts, self.init_timeout, self.system)
 
-    def same_wandb(self, other: "WandbTarget") -> bool:
+    def same_wandb(self, other: WandbTarget) -> bool:
         return (self.project, self.entity) == (other.project, other.entity)
 
 
