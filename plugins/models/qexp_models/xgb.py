@@ -23,7 +23,7 @@ from qexp.ext import ModelFT, require_extra
 
 from ._data import infer_features, not_fitted
 from ._log import log_points
-from .gbdt_common import learn_segments, metric_points, rejected
+from .gbdt_common import check_positive_int, learn_segments, metric_points, rejected
 
 logger = logging.getLogger("qexp.models")
 
@@ -38,11 +38,15 @@ class XGBModel(ModelFT):
     """XGBoost on a DatasetH.
 
     Args:
+        num_boost_round, early_stopping_rounds: defaults of ``fit``'s arguments (as LGBModel's; Qlib's
+            XGBModel has them on ``fit`` only, so a config can now set them).
         **kwargs: ``xgboost.train`` parameters (``eta``, ``max_depth``, ``subsample``, ``colsample_bytree``,
             ``eval_metric``, ``nthread``, ``objective``, ...).
     """
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, num_boost_round: int = 1000, early_stopping_rounds: int = 50, **kwargs: Any):
+        self.num_boost_round = check_positive_int(num_boost_round, "num_boost_round", "XGBModel")
+        self.early_stopping_rounds = check_positive_int(early_stopping_rounds, "early_stopping_rounds", "XGBModel")
         params = dict(kwargs)
         loss = params.pop("loss", None)
         if loss is not None:
@@ -60,14 +64,17 @@ class XGBModel(ModelFT):
         self.best_iteration: int | None = None
         self.feature_names: list[str] = []
 
-    def fit(self, dataset: Any, num_boost_round: int = 1000, early_stopping_rounds: int = 50,  # type: ignore[override]
-            verbose_eval: int = 20, evals_result: dict | None = None, reweighter: Any = None, **kwargs: Any) -> XGBModel:
+    def fit(self, dataset: Any, num_boost_round: int | None = None,  # type: ignore[override]
+            early_stopping_rounds: int | None = None, verbose_eval: int = 20, evals_result: dict | None = None,
+            reweighter: Any = None, **kwargs: Any) -> XGBModel:
         """Train on ``train``, early-stopping on ``valid`` when the dataset has one.
 
         ``evals_result`` (a dict) receives xgboost's per-iteration metrics, ``{"train": {"rmse": [...]},
         "valid": {...}}``; ``kwargs`` go to ``xgboost.train``.
         """
         xgb = _xgboost()
+        num_boost_round = self.num_boost_round if num_boost_round is None else num_boost_round
+        early_stopping_rounds = self.early_stopping_rounds if early_stopping_rounds is None else early_stopping_rounds
         seg = learn_segments(dataset, "XGBModel", reweighter, num_boost_round)
         self.feature_names = seg.feature_names
         dtrain = xgb.DMatrix(seg.x_train, label=seg.y_train, weight=seg.w_train)
@@ -126,7 +133,7 @@ class XGBModel(ModelFT):
 
 def _timestamps(xgb: Any, out: list[int]) -> Any:
     """An xgboost callback recording the wall-clock time of each iteration (for the metric timestamps)."""
-    class Timestamps(xgb.callback.TrainingCallback):  # type: ignore[misc, name-defined]
+    class Timestamps(xgb.callback.TrainingCallback):
         def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
             out.append(int(time.time() * 1000))
             return False

@@ -92,6 +92,8 @@ class TopkDropoutStrategy(BaseStrategy):
             raise ConfigError(f"method_buy must be 'top' or 'random', got {method_buy!r}")
         if not 0 < risk_degree <= 1:
             raise ConfigError(f"risk_degree must be in (0, 1], got {risk_degree!r}")
+        if isinstance(signal, (list, tuple)) and len(signal) == 2 and hasattr(signal[0], "predict"):
+            signal = signal[0].predict(signal[1])  # Qlib's (model, dataset) signal: the model's test scores
         self.signal = to_score_series(signal)
         self.topk, self.n_drop = int(topk), int(n_drop)
         self.method_sell, self.method_buy = method_sell, method_buy
