@@ -263,13 +263,13 @@ class DataHandlerLP(DataHandler):
         return list(fetch_df_by_col(self._get_df_by_key(data_key).head(0), col_set).columns)
 
     @classmethod
-    def from_df(cls, df: pd.DataFrame) -> "DataHandlerLP":
+    def from_df(cls, df: pd.DataFrame) -> DataHandlerLP:
         """A handler serving ``df`` as is (raw = infer = learn)."""
         from .loader import StaticDataLoader
         return cls(data_loader=StaticDataLoader(df))
 
     @classmethod
-    def cast(cls, handler: "DataHandlerLP") -> "DataHandlerLP":
+    def cast(cls, handler: DataHandlerLP) -> DataHandlerLP:
         """A plain DataHandlerLP sharing ``handler``'s data and processors (drops subclass behaviour)."""
         new = cls.__new__(cls)
         new.__dict__.update(handler.__dict__)

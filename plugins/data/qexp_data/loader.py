@@ -12,7 +12,7 @@ import pickle
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -390,7 +390,7 @@ def _apply_filter_pipe(spans: dict[str, list], filter_pipe: Iterable[dict]) -> d
     for flt in filter_pipe:
         ftype = flt.get("filter_type") if isinstance(flt, dict) else type(flt).__name__
         if ftype == "NameDFilter":
-            rule = flt.get("name_rule_re") if isinstance(flt, dict) else getattr(flt, "name_rule_re")
+            rule = flt.get("name_rule_re") if isinstance(flt, dict) else flt.name_rule_re
             spans = {c: s for c, s in spans.items() if re.match(rule, c)}
         else:
             warnings.warn(f"QlibDataLoader: filter {ftype!r} is not supported and is ignored "

@@ -36,7 +36,7 @@ class RecordTemp:
     """
 
     artifact_path: ClassVar[str | None] = None
-    depend_cls: ClassVar[type["RecordTemp"] | None] = None
+    depend_cls: ClassVar[type[RecordTemp] | None] = None
     # artifacts of depend_cls this record reads; None means all of depend_cls().list()
     depend_artifacts: ClassVar[tuple[str, ...] | None] = None
 
@@ -75,7 +75,7 @@ class RecordTemp:
         """Names of the artifacts this record writes (relative to ``artifact_path``)."""
         return []
 
-    def _chain(self) -> list[type["RecordTemp"]]:
+    def _chain(self) -> list[type[RecordTemp]]:
         chain, cls = [], type(self)
         while cls is not None and cls not in chain:
             chain.append(cls)
@@ -122,7 +122,7 @@ class RecordTemp:
                     f"this recorder first (e.g. record: [{dep.__name__}, {needer.__name__}] in the task config)")
 
     @classmethod
-    def _missing_dependencies(cls, present: set[str]) -> list[tuple[str, type["RecordTemp"], type["RecordTemp"]]]:
+    def _missing_dependencies(cls, present: set[str]) -> list[tuple[str, type[RecordTemp], type[RecordTemp]]]:
         """``(path, producing record, needing record)`` for each dependency artifact absent from ``present``,
         following ``depend_cls`` up the chain."""
         out = []

@@ -118,7 +118,7 @@ class Evaluator:
     """
 
     def __init__(self, layout: Layout, load: Callable[[str], np.ndarray], first: np.ndarray, last: np.ndarray,
-                 sub: Callable[[str], "Evaluator"] | None = None, free_values: bool = True):
+                 sub: Callable[[str], Evaluator] | None = None, free_values: bool = True):
         self.layout = layout
         self._load = load
         self._first = np.asarray(first, dtype=np.int64)

@@ -14,7 +14,7 @@ converted (absent -> NaN) before they enter arithmetic or windows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 import pandas as pd

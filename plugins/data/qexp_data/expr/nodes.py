@@ -37,7 +37,7 @@ class Str:
 @dataclass(frozen=True)
 class Call:
     op: str
-    args: tuple["Node", ...]
+    args: tuple[Node, ...]
     _canon: str = field(default="", compare=False, repr=False)
 
     def canon(self) -> str:

@@ -165,7 +165,7 @@ def _simulate(exchange: Exchange, strategy: BaseStrategy, account: float, bench:
     day_list = list(exchange.dates)   # indexing a DatetimeIndex per order is slow
     for t in range(n_days):
         day_cost = day_turnover = 0.0
-        ffr, pa, n_orders, n_pa, n_pos, deal_sum, value_sum = [], [], 0, 0, 0, 0.0, 0.0
+        ffr, n_orders, n_pa, n_pos, deal_sum, value_sum = [], 0, 0, 0, 0.0, 0.0
         for order in strategy.generate_orders(t, pos):
             res = exchange.deal(t, order.index, order.direction, order.amount, pos)
             day_cost += res.cost

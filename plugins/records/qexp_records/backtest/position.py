@@ -30,7 +30,7 @@ class ArrayPosition:
         self.count = np.zeros(n_instruments, dtype=np.int64)   # bars held, +1 at each bar end
         self.held = np.zeros(n_instruments, dtype=bool)
 
-    def copy(self) -> "ArrayPosition":
+    def copy(self) -> ArrayPosition:
         other = ArrayPosition.__new__(ArrayPosition)
         other.cash = self.cash
         other.amount = self.amount.copy()
@@ -75,7 +75,7 @@ class ArrayPosition:
                 raise ValueError(f"instrument #{i}: selling {amount} leaves a negative amount {self.amount[i]}")
         self.cash += trade_val - cost
 
-    def snapshot(self, codes: np.ndarray) -> "Position":
+    def snapshot(self, codes: np.ndarray) -> Position:
         """A frozen copy of the holdings (a :class:`Position`; its Qlib-shaped dict is built on first use)."""
         idx = self.held_indices()
         return Position.from_arrays(codes[idx], self.amount[idx], self.price[idx], self.count[idx], self.cash)
@@ -93,7 +93,7 @@ class Position:
 
     @classmethod
     def from_arrays(cls, codes: np.ndarray, amount: np.ndarray, price: np.ndarray, count: np.ndarray,
-                    cash: float) -> "Position":
+                    cash: float) -> Position:
         # the engine keeps one per day: arrays are cheap to copy, the dict is built only when someone reads it
         p = cls()
         p._arrays = (codes, amount, price, count, float(cash))
