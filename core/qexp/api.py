@@ -49,6 +49,22 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def before_run_end(recorder: Recorder, callback: Any) -> None:
+    """Call ``callback(status)`` when ``R`` is about to end ``recorder``'s run, while it is still RUNNING (a
+    sampler's last point, a captured log). Runs ended without ``R`` reach plugins only at ``recorder_ended``."""
+    recorder.__dict__.setdefault("_qexp_before_end", []).append(callback)
+
+
+def _run_before_end(recorder: Recorder, status: str) -> None:
+    for callback in recorder.__dict__.pop("_qexp_before_end", []):
+        try:
+            callback(status)
+        except Exception as exc:  # a plugin's end-of-run work must not keep the run from ending
+            import warnings
+            warnings.warn(f"qexp: end-of-run callback {getattr(callback, '__qualname__', callback)} failed: "
+                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=3)
+
+
 class QexpRecorder:
     """The ``R`` object. Methods mirror Qlib's ``QlibRecorder``, with its warts fixed (see README)."""
 
@@ -104,12 +120,14 @@ class QexpRecorder:
     @contextmanager
     def start(self, *, experiment_id: str | None = None, experiment_name: str | None = None,
               recorder_id: str | None = None, recorder_name: str | None = None, uri: str | None = None,
-              resume: bool = False) -> Iterator[Experiment]:
+              resume: bool = False, log_system_metrics: bool | None = None) -> Iterator[Experiment]:
         """Start a run and yield its Experiment. An exception (or KeyboardInterrupt) ends the run FAILED
         and is re-raised; a normal exit ends it FINISHED. Inside another ``start`` it opens a child run, in
-        the parent's experiment unless another is named."""
+        the parent's experiment unless another is named. ``log_system_metrics`` turns the ``system/*``
+        metrics of this run on or off (None: ``qexp.init(system_metrics=...)`` / the environment decide)."""
         exp = self.start_exp(experiment_id=experiment_id, experiment_name=experiment_name,
-                             recorder_id=recorder_id, recorder_name=recorder_name, uri=uri, resume=resume)
+                             recorder_id=recorder_id, recorder_name=recorder_name, uri=uri, resume=resume,
+                             log_system_metrics=log_system_metrics)
         frame = _stack.get()[-1]
         try:
             yield exp
@@ -124,7 +142,7 @@ class QexpRecorder:
 
     def start_exp(self, *, experiment_id: str | None = None, experiment_name: str | None = None,
                   recorder_id: str | None = None, recorder_name: str | None = None, uri: str | None = None,
-                  resume: bool = False) -> Experiment:
+                  resume: bool = False, log_system_metrics: bool | None = None) -> Experiment:
         """Start a run without a context manager; end it with :meth:`end_exp`."""
         manager = self._manager_for(uri)
         frames = _stack.get()
@@ -133,12 +151,13 @@ class QexpRecorder:
         else:
             exp = manager.get_exp(experiment_id=experiment_id, experiment_name=experiment_name, create=True)
         parent = frames[-1].recorder if frames else None
-        rec = self._start_recorder(exp, recorder_id, recorder_name, resume, parent)
+        rec = self._start_recorder(exp, recorder_id, recorder_name, resume, parent,
+                                   log_system_metrics=log_system_metrics)
         _stack.set(frames + (_Frame(manager, exp, rec),))
         return exp
 
     def _start_recorder(self, exp: Experiment, recorder_id: str | None, recorder_name: str | None, resume: bool,
-                        parent: Recorder | None) -> Recorder:
+                        parent: Recorder | None, log_system_metrics: bool | None = None) -> Recorder:
         if recorder_id is not None and not resume:
             raise QexpError("recorder_id is only used with resume=True (to reopen that run); to start a new "
                             "run give recorder_name")
@@ -153,6 +172,7 @@ class QexpRecorder:
         else:
             rec = exp.create_recorder(recorder_name)
         rec.autolog = self.autolog
+        rec.__dict__["log_system_metrics"] = log_system_metrics  # read by the system-metrics plugin at start
         if parent is not None and rec.id is None:
             rec.parent_id = parent.id
         if any(f.recorder is not None and f.recorder.id == rec.id and rec.id is not None for f in _stack.get()):
@@ -167,6 +187,7 @@ class QexpRecorder:
         frames = _stack.get()
         try:
             if frame.recorder.status == Recorder.STATUS_R or frame.recorder.id is not None:
+                _run_before_end(frame.recorder, status)
                 frame.recorder.end_run(status)
         finally:
             with _open_lock:

@@ -13,10 +13,38 @@ from __future__ import annotations
 from typing import Any
 
 from . import registry as _registry
-from .api import R
+from .api import R, before_run_end
 from .artifacts import ArtifactStore
 from .backends import create_manager
-from .cli.common import cli_group, experiment_ids, fail, find_exp, manager as cli_manager, uri_option
+from .cache import (
+    CacheEntryError,
+    CacheLock,
+    CacheStore,
+    cache_base_dir,
+    decode_arrays,
+    default_cache_uri,
+    default_max_bytes,
+    encode_arrays,
+    entry_size,
+    open_cache_store,
+    pack_small,
+    read_frame_dir,
+    remove_dir,
+    remove_stale_temps,
+    unpack_small,
+    wait_for_writes as wait_for_cache_writes,
+    write_frame_dir,
+)
+from .cli.common import (
+    announce_store,
+    cli_group,
+    experiment_ids,
+    fail,
+    find_exp,
+    find_recorder,
+    manager as cli_manager,
+    uri_option,
+)
 from .cli.output import fmt, print_json, print_table
 from .config import (
     auto_filter_kwargs,
@@ -30,6 +58,7 @@ from .config import (
 )
 from .data_api import REGION_CN, REGION_US, DataProvider, get_provider, get_region, has_provider, set_provider
 from .exceptions import (
+    AmbiguousRunIdError,
     ArtifactNotFoundError,
     ArtifactPathError,
     ConfigError,
@@ -42,22 +71,58 @@ from .exceptions import (
     QexpError,
     RecorderInitializationError,
     RecorderNotFoundError,
+    StoreNotFoundError,
     UnknownSchemeError,
 )
-from .executor import DeferredFuture, Executor, default_executor_uri, get_executor
+from .executor import (
+    DeferredFuture,
+    Executor,
+    RunTracker,
+    WorkerDied,
+    call_settings,
+    default_executor_uri,
+    get_executor,
+    new_call_id,
+    reach_error,
+    reach_spec,
+    worker_settings,
+)
 from .experiment import Experiment
 from .extras import require_extra
 from .hookspecs import ComponentRegister, SchemeRegister, hookimpl
 from .manager import SEARCH_COLUMNS, ExpManager, runs_frame
 from .model import BaseModel, Model, ModelFT
+from .paging import PageTokenError, offset_token, search_key, token_offset
 from .pickling import RestrictedUnpickler, dumps as pickle_dumps, loads as pickle_loads
 from .plugins import fire, get_plugin, load_plugins, register as register_plugin, unregister as unregister_plugin
 from .process import process_start_ticks
-from .progress import bar, phase
+from .progress import bar, phase, progress_line
 from .recorder import Metric, Recorder, clean_artifact_path, copy_tree_or_file, format_time, now_ms, validate_key
+from .runtime import (
+    SystemMetricsConfig,
+    cache_uri_from_settings,
+    dataset_cache_default,
+    effective_runtime_settings,
+    resolve_kernels,
+    system_metrics_config,
+)
 from .search import Clause, Order, like_to_regex, matches, parse_filter, parse_order_by, row_value
 from .session import get_settings, init
+from .task.store import (
+    Cond,
+    NewTask,
+    StoredTask,
+    TaskStore,
+    TaskStoreError,
+    canonical_json,
+    default_tasks_uri,
+    mask_uri,
+    open_task_store,
+    parse_query,
+)
 from .uri import DEFAULT_URI, default_uri, file_uri_to_path, local_path, path_to_file_uri, resolve_uri, uri_scheme
+from .worker import CallCancelled, CallSpec, preparation_cache, probe_reach, reuse_preparation, run_call
+from .workflow import Workflow, apply_sys, check_config, check_data, init_settings, load_workflow, run_workflow
 
 
 def create_by_scheme(kind: str, uri: str, **kwargs: Any) -> Any:
@@ -81,6 +146,7 @@ __all__ = [
     "ExpManager", "Experiment", "Recorder", "Metric", "now_ms", "format_time", "validate_key", "clean_artifact_path",
     "copy_tree_or_file", "runs_frame", "SEARCH_COLUMNS", "ArtifactStore", "Clause", "Order", "parse_filter",
     "parse_order_by", "matches", "row_value", "like_to_regex", "RestrictedUnpickler", "pickle_dumps", "pickle_loads", "process_start_ticks",
+    "search_key", "offset_token", "token_offset", "PageTokenError",
     # URIs and the scheme registries
     "DEFAULT_URI", "default_uri", "resolve_uri", "uri_scheme", "file_uri_to_path", "path_to_file_uri", "local_path",
     "create_manager", "create_by_scheme", "known_schemes",
@@ -92,14 +158,28 @@ __all__ = [
     # configs
     "init_instance_by_config", "get_callable_kwargs", "auto_filter_kwargs", "fill_placeholder", "flatten_dict",
     "update_config", "set_by_path", "deepcopy_basic_type",
+    # workflows (qexp run's pipeline, for commands built on it such as qexp sweep)
+    "Workflow", "load_workflow", "run_workflow", "apply_sys", "init_settings", "check_config", "check_data",
     # executors
     "Executor", "DeferredFuture", "get_executor", "default_executor_uri",
+    "WorkerDied", "RunTracker", "new_call_id", "call_settings", "worker_settings", "reach_spec", "reach_error",
+    "CallSpec", "CallCancelled", "run_call", "probe_reach", "reuse_preparation", "preparation_cache",
+    # task stores
+    "TaskStore", "StoredTask", "NewTask", "Cond", "TaskStoreError", "parse_query", "canonical_json",
+    "default_tasks_uri", "open_task_store", "mask_uri",
+    # cache stores and runtime settings
+    "CacheStore", "CacheLock", "CacheEntryError", "open_cache_store", "default_cache_uri", "default_max_bytes",
+    "cache_base_dir", "encode_arrays", "decode_arrays", "pack_small", "unpack_small", "write_frame_dir", "read_frame_dir", "entry_size", "remove_dir",
+    "remove_stale_temps", "wait_for_cache_writes", "cache_uri_from_settings", "dataset_cache_default",
+    "resolve_kernels", "effective_runtime_settings", "system_metrics_config", "SystemMetricsConfig",
+    "before_run_end",
     # optional dependencies and progress
-    "require_extra", "bar", "phase",
+    "require_extra", "bar", "phase", "progress_line",
     # the command line
     "cli_group", "cli_manager", "experiment_ids", "find_exp", "fail", "uri_option", "print_table", "print_json", "fmt",
+    "announce_store", "find_recorder",
     # errors
     "QexpError", "ConfigError", "UnknownSchemeError", "MissingExtraError", "ExpNotFoundError", "ExpAlreadyExistError",
     "RecorderNotFoundError", "NoActiveRecorderError", "LoadObjectError", "ArtifactNotFoundError", "ArtifactPathError",
-    "FilterSyntaxError", "RecorderInitializationError",
+    "FilterSyntaxError", "RecorderInitializationError", "StoreNotFoundError", "AmbiguousRunIdError",
 ]

@@ -1,15 +1,21 @@
-"""On-disk dataset cache: a loader's raw frame, keyed by the data version and the loader config.
+"""The dataset cache: a loader's raw frame, keyed by the data version and the loader config, kept in the
+active cache store; and the on-disk cache store itself.
 
-Layout: ``$QEXP_CACHE_DIR/datasets/<key>/`` (default ``~/.cache/qexp/datasets``) holding ``values.npy`` (one
-column-major float block, read back without a pickle round trip), ``index.npz`` (the MultiIndex levels and
-codes) and ``meta.json`` (columns, written last). An entry is built in a temporary folder and renamed into
-place, so readers never see half an entry; a per-key file lock makes concurrent builders of the same entry
-wait for the first one instead of computing it again.
+The store is chosen at ``qexp.init`` (``cache_uri`` / ``QEXP_CACHE_URI``, Qlib's ``redis_*`` keys,
+``local_cache_path``; see :func:`qexp.ext.cache_uri_from_settings`); by default it is the folder
+``$QEXP_CACHE_DIR/datasets`` (``~/.cache/qexp/datasets``). On disk an entry is ``<root>/<key>/`` holding
+``values.npy`` (one column-major float block, memory-mapped back without a pickle round trip), ``index.npz``
+and ``meta.json`` (written last, with CRC32 checksums): built in a temporary folder and renamed into place,
+so readers never see half an entry, and a corrupt entry is detected, removed and rebuilt. A per-key file
+lock makes concurrent builders of the same entry wait for the first one instead of computing it again.
+The store is capped (``QEXP_CACHE_MAX_GB``, default 5 GB; ``?max_gb=`` on its URI): least recently used
+entries are evicted after each write.
 
 The key covers the provider URI and its data version (``provider.data_version()``/``version()`` when the
 provider offers one, else sizes and mtimes of the calendar, instrument and used feature files of a local
 folder), the loader config (expressions, names, instruments, times, freq, filters) and the qexp version.
-Disable with ``QEXP_DATASET_CACHE=0`` or ``cache=False`` on the handler / loader.
+Qlib's switches apply: ``dataset_cache=None`` (or ``QEXP_DATASET_CACHE=0``, or ``cache=False`` on the handler
+/ loader) turns it off, ``default_disk_cache`` 0 skips it, 2 rebuilds every entry it meets.
 """
 from __future__ import annotations
 
@@ -17,46 +23,351 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
 
-import numpy as np
 import pandas as pd
 
-log = logging.getLogger(__name__)
+from qexp.ext import (
+    CacheEntryError,
+    CacheLock,
+    CacheStore,
+    cache_base_dir,
+    dataset_cache_default,
+    default_max_bytes,
+    entry_size,
+    pack_small,
+    read_frame_dir,
+    remove_dir,
+    remove_stale_temps,
+    unpack_small,
+    wait_for_cache_writes,
+    write_frame_dir,
+)
 
-CACHE_FORMAT = 2
+log = logging.getLogger("qexp.data.cache")
+
+CACHE_FORMAT = 3
 LOCK_TIMEOUT_S = 1800.0  # a slow cold build of a large universe may hold the lock for minutes
+SMALL_DIR = ".small"
+SMALL_TOUCH_S = 3600.0  # small entries record their last use at most hourly (one utime per hit otherwise)
+EVICT_EVERY_S = 60.0    # small writes check the size cap at most this often
+STALE_TEMP_S = 6 * 3600
+
+
+# ---- the on-disk store -------------------------------------------------------------------------------
+class FileCacheLock(CacheLock):
+    """A ``filelock`` lock file under ``<root>/.locks``; released by any thread (a background writer)."""
+
+    def __init__(self, path: Path) -> None:
+        from filelock import FileLock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(path), thread_local=False)
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        from filelock import Timeout
+        try:
+            self._lock.acquire(timeout=-1 if timeout is None else timeout)
+        except Timeout:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release()
+
+
+class DiskCacheStore(CacheStore):
+    """The cache store in one folder; locks are lock files (processes of one machine, or a filesystem
+    with working ``flock``)."""
+
+    def __init__(self, root: str | os.PathLike, max_bytes: int | None | str = "default") -> None:
+        """``max_bytes``: the size cap (None: no cap; ``"default"``: ``QEXP_CACHE_MAX_GB``, default 5 GB)."""
+        self.root = Path(root).expanduser()
+        self.uri = str(self.root)
+        self.max_bytes: int | None = default_max_bytes() if isinstance(max_bytes, str) else max_bytes
+        self.lock_timeout_s = LOCK_TIMEOUT_S
+        self._last_evict = 0.0
+        self._evict_lock = threading.Lock()
+
+    # -- paths
+    def _frame_dir(self, key: str) -> Path:
+        return self.root / key
+
+    def _small_path(self, key: str) -> Path:
+        return self.root / SMALL_DIR / key[:2] / f"{key}.qxc"
+
+    # -- frames
+    def get_frame(self, key: str) -> pd.DataFrame | None:
+        folder = self._frame_dir(key)
+        try:
+            df = read_frame_dir(folder)
+        except CacheEntryError as exc:
+            log.warning("dataset cache: entry %s is corrupt (%s); removing it and recomputing", folder, exc)
+            remove_dir(folder)
+            return None
+        if df is not None:
+            _touch(folder)
+        return df
+
+    def put_frame(self, key: str, df: pd.DataFrame) -> bool:
+        try:
+            size = write_frame_dir(self._frame_dir(key), df, {"key": key})
+        except OSError as exc:
+            log.warning("dataset cache: could not write %s (%s); continuing without cache", self._frame_dir(key), exc)
+            return False
+        if size is None:
+            log.debug("dataset cache: frame is not a 2-level, single float dtype frame; not caching")
+            return False
+        self.evict(keep=key)
+        return True
+
+    def frame_path(self, key: str) -> Path:
+        """Where the frame ``key`` lives (a Redis store keeps frames in a disk store on shared storage)."""
+        return self._frame_dir(key)
+
+    # -- small entries
+    def get_arrays(self, key: str) -> tuple[dict, dict] | None:
+        path = self._small_path(key)
+        try:
+            blob = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            log.warning("cache: cannot read %s (%s)", path, exc)
+            return None
+        try:
+            out = unpack_small(blob)
+        except CacheEntryError as exc:
+            log.warning("cache: entry %s is corrupt (%s); removing it", path, exc)
+            _unlink(path)
+            return None
+        try:
+            if time.time() - path.stat().st_mtime > SMALL_TOUCH_S:
+                os.utime(path)
+        except OSError:
+            pass
+        return out
+
+    def put_arrays(self, key: str, arrays: dict, meta: dict | None = None) -> bool:
+        if not self._write_small(key, arrays, meta):
+            return False
+        if time.monotonic() - self._last_evict > EVICT_EVERY_S:
+            self.evict()
+        return True
+
+    def put_many_arrays(self, items: Any) -> int:
+        n = sum(bool(self._write_small(k, a, m)) for k, a, m in items)
+        if n:
+            self.evict()
+        return n
+
+    def _write_small(self, key: str, arrays: dict, meta: dict | None) -> bool:
+        path = self._small_path(key)
+        try:
+            blob = pack_small(arrays, meta)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(blob)
+            os.replace(tmp, path)
+        except (OSError, ValueError) as exc:
+            log.warning("cache: could not write %s (%s)", path, exc)
+            return False
+        return True
+
+    # -- locks, deletion, housekeeping
+    def lock(self, name: str) -> CacheLock:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        return FileCacheLock(self.root / ".locks" / f"{safe}.lock")
+
+    def delete(self, key: str) -> bool:
+        removed = remove_dir(self._frame_dir(key))
+        return _unlink(self._small_path(key)) or removed
+
+    def _entries(self) -> list[tuple[float, int, Path, bool]]:
+        """``(last use, bytes, path, is_frame)`` of every entry."""
+        out: list[tuple[float, int, Path, bool]] = []
+        if not self.root.is_dir():
+            return out
+        with os.scandir(self.root) as it:
+            for entry in it:
+                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                    continue
+                try:
+                    out.append((entry.stat().st_mtime, entry_size(Path(entry.path)), Path(entry.path), True))
+                except OSError:
+                    pass
+        small = self.root / SMALL_DIR
+        if small.is_dir():
+            for sub in os.scandir(small):
+                if not sub.is_dir():
+                    continue
+                for f in os.scandir(sub.path):
+                    if f.name.endswith(".qxc") and not f.name.startswith("."):
+                        try:
+                            st = f.stat()
+                        except OSError:
+                            continue
+                        out.append((st.st_mtime, st.st_size, Path(f.path), False))
+        return out
+
+    def evict(self, keep: str | None = None) -> int:
+        """Remove least recently used entries until the store is under its cap; never ``keep``."""
+        self._last_evict = time.monotonic()
+        if self.max_bytes is None:
+            return 0
+        with self._evict_lock:
+            entries = self._entries()
+            total = sum(e[1] for e in entries)
+            if total <= self.max_bytes:
+                return 0
+            removed = 0
+            for _mtime, size, path, is_frame in sorted(entries, key=lambda e: e[0]):
+                if total <= self.max_bytes:
+                    break
+                if keep is not None and path.name == keep:
+                    continue
+                if (remove_dir(path) if is_frame else _unlink(path)):
+                    removed += 1
+                    total -= size
+            if removed:
+                log.info("cache %s: evicted %d least recently used entr%s to stay under %.2f GB", self.root,
+                         removed, "y" if removed == 1 else "ies", self.max_bytes / 1024 ** 3)
+            return removed
+
+    def stats(self) -> dict[str, Any]:
+        entries = self._entries()
+        frames = [e for e in entries if e[3]]
+        small = [e for e in entries if not e[3]]
+        return {"uri": self.uri, "kind": "disk", "entries": len(frames), "bytes": sum(e[1] for e in frames),
+                "small_entries": len(small), "small_bytes": sum(e[1] for e in small),
+                "total_bytes": sum(e[1] for e in entries), "max_bytes": self.max_bytes,
+                "oldest_use": min((e[0] for e in entries), default=None),
+                "newest_use": max((e[0] for e in entries), default=None)}
+
+    def clear(self) -> int:
+        n = 0
+        for _, _, path, is_frame in self._entries():
+            if remove_dir(path) if is_frame else _unlink(path):
+                n += 1
+        if self.root.is_dir():
+            remove_stale_temps(self.root)
+        return n
+
+
+def _touch(folder: Path) -> None:
+    try:
+        os.utime(folder)  # the folder's mtime is the entry's last use (the LRU order)
+    except OSError:
+        pass
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return False
+
+
+def make_disk_store(uri: str, **_: Any) -> DiskCacheStore:
+    """``/path``, ``~/path``, ``disk:`` (the default folder) or ``disk:///path``; ``?max_gb=N`` (0: no cap)."""
+    parts = urlsplit(uri) if "://" in uri or uri.startswith("disk:") else None
+    max_bytes: int | None | str = "default"
+    if parts is not None:
+        query = parse_qs(parts.query)
+        if "max_gb" in query:
+            gb = float(query["max_gb"][-1])
+            max_bytes = None if gb <= 0 else int(gb * 1024 ** 3)
+        path = parts.path or ""
+        if parts.scheme == "file":
+            from qexp.ext import file_uri_to_path
+            path = file_uri_to_path(uri.split("?", 1)[0])
+        root = Path(path) if path else cache_base_dir() / "datasets"
+    else:
+        root = Path(uri)
+    return DiskCacheStore(root.expanduser(), max_bytes=max_bytes)
+
+
+# ---- the active store and Qlib's switches ---------------------------------------------------------------
+_UNSET: Any = object()
+_runtime: dict[str, Any] = {"uri": None, "dataset_cache": _UNSET, "default_disk_cache": 1,
+                            "expression_cache": None}
+_stores: dict[str, CacheStore] = {}
+_stores_lock = threading.Lock()
+
+
+def configure(*, uri: str | None = None, dataset_cache: Any = _UNSET, default_disk_cache: int = 1,
+              expression_cache: str | None = None) -> None:
+    """Set the store and switches from ``qexp.init`` (called by the data plugin's init hook)."""
+    with _stores_lock:
+        if uri != _runtime["uri"]:
+            old = _stores.pop(_runtime["uri"], None) if _runtime["uri"] else None
+            if old is not None:
+                old.close()
+        _runtime.update(uri=uri, dataset_cache=dataset_cache, default_disk_cache=default_disk_cache,
+                        expression_cache=expression_cache)
+
+
+def reset_runtime() -> None:
+    """Back to the defaults (the environment decides), as before any ``qexp.init``."""
+    configure()
+
+
+def active_store() -> CacheStore:
+    """The store set at ``qexp.init``, else the disk store in :func:`cache_root` (read at each call, so a
+    changed ``QEXP_CACHE_DIR`` takes effect)."""
+    uri = _runtime["uri"]
+    if uri is None:
+        root = str(cache_root())
+        with _stores_lock:
+            store = _stores.get(root)
+            if store is None:
+                store = _stores[root] = DiskCacheStore(root)
+        return store
+    with _stores_lock:
+        store = _stores.get(uri)
+        if store is None:
+            from qexp.ext import create_by_scheme
+            store = _stores[uri] = create_by_scheme("cache_store", uri)
+        return store
+
+
+def expression_cache_enabled() -> bool:
+    return _runtime["expression_cache"] == "DiskExpressionCache" and _runtime["default_disk_cache"] != 0
 
 
 def enabled(flag: bool | None = None) -> bool:
-    """The explicit ``flag`` if given, else ``QEXP_DATASET_CACHE`` (on unless ``0``/``false``/``off``/``no``)."""
+    """The explicit ``flag`` if given; else off when ``dataset_cache`` is None or ``default_disk_cache`` is 0;
+    else ``QEXP_DATASET_CACHE`` (on unless ``0``/``false``/``off``/``no``)."""
     if flag is not None:
         return bool(flag)
-    return os.environ.get("QEXP_DATASET_CACHE", "1").strip().lower() not in {"0", "false", "off", "no"}
+    if _runtime["default_disk_cache"] == 0:
+        return False
+    mode = _runtime["dataset_cache"]
+    if mode is _UNSET:
+        return dataset_cache_default() is not None
+    return mode is not None
+
+
+def rebuilding() -> bool:
+    """Qlib's ``default_disk_cache=2``: every entry met is recomputed and replaced."""
+    return _runtime["default_disk_cache"] == 2
 
 
 def cache_root() -> Path:
-    """``$QEXP_CACHE_DIR/datasets`` or ``~/.cache/qexp/datasets``."""
-    base = os.environ.get("QEXP_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qexp")
-    return Path(base) / "datasets"
+    """``$QEXP_CACHE_DIR/datasets`` or ``~/.cache/qexp/datasets``: the default disk store."""
+    return cache_base_dir() / "datasets"
 
 
 def clear() -> int:
-    """Delete every cache entry; returns how many were removed."""
-    root = cache_root()
-    if not root.is_dir():
-        return 0
-    n = 0
-    for entry in root.iterdir():
-        if entry.is_dir() and not entry.name.startswith("."):
-            shutil.rmtree(entry, ignore_errors=True)
-            n += 1
-    return n
+    """Delete every entry of the active store; returns how many were removed."""
+    return active_store().clear()
 
 
 # ---- keys ------------------------------------------------------------------------------------------
@@ -150,84 +461,23 @@ def entry_key(provider: Any, config: dict, *, instruments: Any = "all", start_ti
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
-# ---- entries ---------------------------------------------------------------------------------------
+# ---- entries (the loader's interface) ----------------------------------------------------------------
 def entry_dir(key: str, root: Path | None = None) -> Path:
     return (root or cache_root()) / key
 
 
 def load(key: str, root: Path | None = None) -> pd.DataFrame | None:
-    """The cached frame for ``key``, or None when there is no complete entry."""
-    folder = entry_dir(key, root)
-    meta_path = folder / "meta.json"
-    if not meta_path.is_file():
+    """The cached frame for ``key``, or None when there is no complete, intact entry (or when rebuilding)."""
+    if rebuilding():
         return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != CACHE_FORMAT:
-            return None
-        values = np.load(folder / "values.npy", allow_pickle=False)
-        with np.load(folder / "index.npz", allow_pickle=False) as z:
-            index = _index_from_arrays(meta, z)
-        columns = _columns_from_meta(meta)
-    except (OSError, ValueError, KeyError) as exc:
-        log.warning("dataset cache: entry %s is unreadable (%s); recomputing", folder, exc)
-        return None
-    # values.npy holds the transposed block (one contiguous row per column), so this is no copy
-    return pd.DataFrame(values.T, index=index, columns=columns, copy=False)
+    store = DiskCacheStore(root) if root is not None else active_store()
+    return store.get_frame(key)
 
 
 def store(key: str, df: pd.DataFrame, root: Path | None = None) -> bool:
     """Write ``df`` as the entry for ``key`` atomically; False (and no entry) if it cannot be cached."""
-    dtypes = set(df.dtypes)
-    if len(dtypes) > 1 or not all(np.issubdtype(dt, np.floating) for dt in dtypes) \
-            or not isinstance(df.index, pd.MultiIndex) or df.index.nlevels != 2:
-        log.debug("dataset cache: frame is not a 2-level, single float dtype frame; not caching")
-        return False
-    root = root or cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    final = entry_dir(key, root)
-    if (final / "meta.json").is_file():
-        return True
-    _remove_stale_temps(root)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=root))
-    try:
-        block = np.ascontiguousarray(df.to_numpy().T)
-        np.save(tmp / "values.npy", block, allow_pickle=False)
-        del block
-        arrays, meta = _index_to_arrays(df.index)
-        np.savez(tmp / "index.npz", **arrays)
-        meta.update(format=CACHE_FORMAT, shape=list(df.shape), columns=_columns_to_meta(df.columns))
-        # meta.json last: its presence marks a complete entry
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            # another process renamed its copy first; ours is redundant
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (final / "meta.json").is_file():
-                raise
-        return True
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        log.warning("dataset cache: could not write %s (%s); continuing without cache", final, exc)
-        return False
-
-
-STALE_TEMP_S = 6 * 3600  # a temp entry this old belongs to a writer that died
-
-
-def _remove_stale_temps(root: Path) -> None:
-    now = time.time()
-    for tmp in root.glob(".tmp-*"):
-        try:
-            if now - tmp.stat().st_mtime > STALE_TEMP_S:
-                shutil.rmtree(tmp, ignore_errors=True)
-        except OSError:
-            pass
-
-
-_writers: set[threading.Thread] = set()
-_writers_lock = threading.Lock()
+    target = DiskCacheStore(root) if root is not None else active_store()
+    return target.put_frame(key, df)
 
 
 def background_writes() -> bool:
@@ -244,112 +494,12 @@ def background_writes() -> bool:
 
 def wait_for_writes(timeout: float | None = None) -> bool:
     """Block until the pending background cache writes of this process are done; False on timeout."""
-    with _writers_lock:
-        pending = list(_writers)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for t in pending:
-        t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-    return not any(t.is_alive() for t in pending)
+    return wait_for_cache_writes(timeout)
 
 
 def get_or_create(key: str, compute: Callable[[], pd.DataFrame], background: bool | None = None) -> pd.DataFrame:
-    """The cached frame for ``key``, computing and storing it under a per-key lock when missing.
-
-    With ``background`` (default: :func:`background_writes`) the computed frame is returned at once and a
-    non-daemon thread writes the entry and then releases the lock: other processes asking for the same key
-    wait for the complete entry, and the interpreter finishes the write before it exits.
-    """
-    from filelock import FileLock, Timeout
-    root = cache_root()
-    try:
-        (root / ".locks").mkdir(parents=True, exist_ok=True)
-        # not thread-local: the writer thread releases what this thread acquired
-        lock = FileLock(str(root / ".locks" / f"{key}.lock"), timeout=LOCK_TIMEOUT_S, thread_local=False)
-        lock.acquire()
-    except (OSError, Timeout) as exc:
-        log.warning("dataset cache: cannot lock %s (%s); computing without cache", root, exc)
-        return compute()
-    handed_off = False
-    try:
-        hit = load(key, root)
-        if hit is not None:
-            return hit
-        df = compute()
-        if background if background is not None else background_writes():
-            # a shallow copy keeps a pandas reference to the data, so copy-on-write protects the block being
-            # written from in-place changes made through the returned frame
-            snapshot = df.copy(deep=False)
-            # the root is fixed now: QEXP_CACHE_DIR may change before the thread runs
-            writer = threading.Thread(target=_store_and_release, args=(key, snapshot, lock, root),
-                                      name=f"qexp-dataset-cache-{key[:8]}", daemon=False)
-            with _writers_lock:
-                _writers.add(writer)
-            writer.start()
-            handed_off = True
-        else:
-            store(key, df, root)
-        return df
-    finally:
-        if not handed_off:
-            lock.release()
-
-
-def _store_and_release(key: str, df: pd.DataFrame, lock: Any, root: Path) -> None:
-    try:
-        store(key, df, root)
-    except Exception as exc:  # noqa: BLE001 - a failed cache write must never surface in the user's thread
-        log.warning("dataset cache: writing entry %s failed (%s)", key, exc)
-    finally:
-        lock.release()
-        with _writers_lock:
-            _writers.discard(threading.current_thread())
-
-
-# ---- (de)serialising the index and columns -----------------------------------------------------------
-def _level_array(level: pd.Index) -> tuple[np.ndarray, str]:
-    if isinstance(level, pd.DatetimeIndex) and level.tz is None:
-        # keep the unit: pandas 3 builds datetime64[us] indexes by default, and a reloaded frame must
-        # compare equal to a freshly computed one
-        return level.asi8, str(level.dtype)
-    # the dtype name ("object", "str", ...) so the reloaded level has the dtype of the computed one
-    return np.asarray(level.astype(str), dtype=str), f"labels:{level.dtype}"
-
-
-def _index_to_arrays(index: pd.MultiIndex) -> tuple[dict[str, np.ndarray], dict]:
-    arrays: dict[str, np.ndarray] = {}
-    kinds = []
-    for i, (level, codes) in enumerate(zip(index.levels, index.codes)):
-        arrays[f"level{i}"], kind = _level_array(level)
-        arrays[f"codes{i}"] = np.asarray(codes, dtype=np.int32)
-        kinds.append(kind)
-    return arrays, {"index_names": list(index.names), "level_kinds": kinds}
-
-
-def _level_from_array(raw: np.ndarray, kind: str) -> pd.Index:
-    if kind.startswith("datetime64["):
-        return pd.DatetimeIndex(raw.view(kind))
-    dtype = kind.split(":", 1)[1] if kind.startswith("labels:") else "object"
-    labels = pd.Index(raw.astype(object), dtype=object)
-    return labels if dtype == "object" else labels.astype(dtype)
-
-
-def _index_from_arrays(meta: dict, z: Any) -> pd.MultiIndex:
-    levels = []
-    codes = []
-    for i, kind in enumerate(meta["level_kinds"]):
-        levels.append(_level_from_array(z[f"level{i}"], kind))
-        codes.append(z[f"codes{i}"])
-    return pd.MultiIndex(levels=levels, codes=codes, names=meta["index_names"], verify_integrity=False)
-
-
-def _columns_to_meta(columns: pd.Index) -> dict:
-    if isinstance(columns, pd.MultiIndex):
-        return {"multi": True, "values": [list(map(str, c)) for c in columns]}
-    return {"multi": False, "values": [str(c) for c in columns]}
-
-
-def _columns_from_meta(meta: dict) -> pd.Index:
-    cols = meta["columns"]
-    if cols["multi"]:
-        return pd.MultiIndex.from_tuples([tuple(c) for c in cols["values"]])
-    return pd.Index(cols["values"])
+    """The cached frame for ``key``, computing and storing it under the key's lock when missing (single-flight
+    across processes). With ``background`` (default: :func:`background_writes`) the computed frame is returned
+    at once and a non-daemon thread writes the entry and then releases the lock."""
+    bg = background if background is not None else background_writes()
+    return active_store().get_or_create_frame(key, compute, rebuild=rebuilding(), background=bg)

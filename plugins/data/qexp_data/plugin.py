@@ -26,3 +26,9 @@ def register_data_components(register) -> None:  # type: ignore[no-untyped-def]
 def register_commands(cli) -> None:  # type: ignore[no-untyped-def]
     from .cli import data_group
     cli.add_command(data_group)
+
+
+@hookimpl
+def register_cache_stores(register) -> None:  # type: ignore[no-untyped-def]
+    from .provider_setup import register_cache_stores as register_stores
+    register_stores(register)

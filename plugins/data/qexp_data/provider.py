@@ -26,12 +26,13 @@ import numpy as np
 import pandas as pd
 
 from .errors import ExpressionError, UnknownFieldError
+from .expr import Evaluator, Layout, fields as expr_fields, kernels as K, max_window, parse, top_frame
+from .rows import _frame, _other_fields, _row_mask
+from .store import QlibStore, check_freq
+from .universe import Spans, resolve
 
 # price/volume fields Qlib data folders may lack; reading an absent one gives NaN, as Qlib does
 STANDARD_FIELDS = frozenset({"open", "close", "high", "low", "volume", "vwap", "factor", "change", "amount"})
-from .expr import Evaluator, Layout, fields as expr_fields, kernels as K, max_window, parse, top_frame
-from .store import QlibStore, check_freq
-from .universe import Spans, resolve
 
 
 def _ts(value: Any, default: pd.Timestamp) -> pd.Timestamp:
@@ -50,11 +51,23 @@ class LocalProvider:
     def __repr__(self) -> str:
         return f"LocalProvider({str(self.root)!r})"
 
+    # -- Qlib's memory cache H: calendars expire after mem_cache_expire, so an updated folder is seen again
+    def _refresh(self) -> None:
+        """Drop the folder's cached metadata (calendar, markets, fields) once its ``H["c"]`` entry expired."""
+        from .memcache import H
+        key = ("calendar", str(self.root))
+        if H["c"].get(key, expire=H.expire) is None:
+            st = self.store
+            st._calendar = st._future = st._fields = st._dirs = None
+            st._markets = {}
+            H["c"].set(key, st.calendar())
+
     # -- calendar and instruments
     def calendar(self, start_time: Any = None, end_time: Any = None, freq: str = "day",
                  future: bool = False) -> pd.DatetimeIndex:
         """Trading days in ``[start_time, end_time]`` (``day_future.txt`` when ``future`` and present)."""
         check_freq(freq)
+        self._refresh()
         cal = self.store.calendar(future=future)
         if len(cal) == 0:
             return cal
@@ -66,21 +79,30 @@ class LocalProvider:
                          as_list: bool = False, freq: str = "day") -> Any:
         """``{code: [(start, end), ...]}`` clipped to the bounds (codes without overlap dropped), or the
         sorted list of codes when ``as_list``. Accepts a market name, a ``D.instruments`` config or a list."""
+        from .memcache import H
+        self._refresh()
         cal = self.store.calendar()
         start, end = _ts(start_time, cal[0]), _ts(end_time, cal[-1])
-        codes, spans = resolve(self.store, instruments, start, end, self.features)
-        if spans is None:
-            first, last = self.store.spans(codes, [])
-            spans = {c: [(max(start, cal[f]), min(end, cal[l]))] for c, f, l in zip(codes, first, last)
-                     if f <= l and max(start, cal[f]) <= min(end, cal[l])}
-            codes = sorted(spans)
-        return codes if as_list else {c: spans[c] for c in codes}
+        key = ("instruments", str(self.root), repr(instruments), str(start), str(end))
+        cached = H["i"].get(key)
+        if cached is None:
+            codes, spans = resolve(self.store, instruments, start, end, self.features)
+            if spans is None:
+                first, last = self.store.spans(codes, [])
+                spans = {c: [(max(start, cal[f]), min(end, cal[la]))] for c, f, la in zip(codes, first, last)
+                         if f <= la and max(start, cal[f]) <= min(end, cal[la])}
+                codes = sorted(spans)
+            cached = (list(codes), {c: list(spans[c]) for c in codes})
+            H["i"].set(key, cached)
+        codes, spans = cached
+        return list(codes) if as_list else {c: list(spans[c]) for c in codes}
 
     # -- features
     def features(self, instruments: Any, fields: Sequence[str], start_time: Any = None, end_time: Any = None,
                  freq: str = "day", **_: Any) -> pd.DataFrame:
         """Values of Qlib expressions; see the module docstring for the index/column contract."""
         check_freq(freq)
+        self._refresh()
         names = list(dict.fromkeys(str(f) for f in ([fields] if isinstance(fields, str) else fields)))
         nodes = []
         for name in names:
@@ -97,6 +119,10 @@ class LocalProvider:
             return _empty(names)
         used = sorted(set().union(*(expr_fields(n) for n in nodes)) | _other_fields(nodes))
         self._check_fields(used, names, nodes)
+        from . import cache as data_cache
+        if data_cache.expression_cache_enabled():
+            from .exprcache import evaluate_cached
+            return evaluate_cached(self, codes, spans, nodes, names, s, e, freq)
         return self._evaluate(codes, spans, nodes, names, s, e, len(cal), used)
 
     def _check_fields(self, used: list[str], names: list[str], nodes: list) -> None:
@@ -118,14 +144,19 @@ class LocalProvider:
                 f"{self.root}. Available fields: {', '.join('$' + f for f in available) or 'none'}.")
 
     def _evaluate(self, codes: list[str], spans: Spans | None, nodes: list, names: list[str], s: int, e: int,
-                  n_days: int, used: list[str]) -> pd.DataFrame:
+                  n_days: int, used: list[str], own: list[str] | None = None,
+                  rows: np.ndarray | None = None) -> pd.DataFrame:
+        """Values of ``nodes`` on the rows of ``codes`` x days ``[s, e]`` inside the data files of the fields
+        ``own`` (default: the fields the nodes read) and the membership ``spans`` (or the given ``rows``)."""
         frames = [top_frame(n, s, e, n_days) for n in nodes]
         q_min, qend_max = min(f[0] for f in frames), max(f[1] for f in frames)
         pad = max(0, max(max_window(n) for n in nodes) - 1)
         layout = Layout(base=q_min, pad=pad, width=pad + qend_max - q_min + 1)
-        own = sorted(set().union(*(expr_fields(n) for n in nodes)))
+        if own is None:
+            own = sorted(set().union(*(expr_fields(n) for n in nodes)))
         first, last = self.store.spans(codes, own)
-        rows = _row_mask(codes, spans, first, last, s, e, self.store.calendar())
+        if rows is None:
+            rows = _row_mask(codes, spans, first, last, s, e, self.store.calendar())
         t_idx, i_idx = np.nonzero(rows.T)                       # datetime-major order
         out = np.empty((len(nodes), len(t_idx)), dtype=np.float32)
 
@@ -153,7 +184,7 @@ class LocalProvider:
                     out[j, pos] = gathered
                 ev.release(key)
 
-        bounds = _chunk_bounds(len(codes), feature_threads())
+        bounds = _chunk_bounds(len(codes), feature_threads("day"))
         if len(bounds) == 1:
             evaluate_chunk(*bounds[0])
         else:
@@ -171,10 +202,7 @@ class LocalProvider:
                 raise
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
-        cal = self.store.calendar()
-        index = pd.MultiIndex(levels=[cal[s:e + 1], pd.Index(codes, dtype=object)], codes=[t_idx, i_idx],
-                              names=["datetime", "instrument"], verify_integrity=False)
-        return pd.DataFrame(out.T, index=index, columns=pd.Index(names, dtype=object), copy=False)
+        return _frame(out, self.store.calendar(), codes, t_idx, i_idx, s, e, names)
 
     def _evaluator(self, codes: list[str], layout: Layout, first: np.ndarray, last: np.ndarray, q: int,
                    qend: int) -> Evaluator:
@@ -185,37 +213,59 @@ class LocalProvider:
                 if not self.store.has_instrument(code):
                     from .errors import DataError
                     raise DataError(f"ChangeInstrument/Mask: instrument {code!r} has no data in {self.root}.")
-                f, l = self.store.spans([code], self.store.fields())
-                subs[code] = self._evaluator([code], layout, f, l, q, qend)
+                f, la = self.store.spans([code], self.store.fields())
+                subs[code] = self._evaluator([code], layout, f, la, q, qend)
             return subs[code]
 
         def load(field: str) -> np.ndarray:
-            return self.store.panel(codes, field, layout.base, layout.base + layout.width - layout.pad - 1,
-                                    pad=layout.pad)
+            return self._panel(codes, field, layout.base, layout.base + layout.width - layout.pad - 1, layout.pad)
 
         ev = Evaluator(layout, load, first, last, sub=sub)
         ev.set_global_range(q, qend)
         return ev
+
+    def _panel(self, codes: Sequence[str], field: str, lo: int, hi: int, pad: int) -> np.ndarray:
+        """:meth:`QlibStore.panel` through ``H["f"]``: whole feature files kept by path, size and mtime (a
+        rewritten file is read again)."""
+        from .binfmt import feature_path, read_bin
+        from .memcache import H
+        unit = H["f"]
+        out = np.full((len(codes), pad + hi - lo + 1), np.nan)
+        for i, code in enumerate(codes):
+            path = feature_path(self.root, code, field)
+            try:
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            key = (str(path), st.st_size, st.st_mtime_ns)
+            whole = unit.get(key)
+            if whole is None:
+                whole = read_bin(path)
+                unit.set(key, whole)
+            start, values = whole
+            a, b = max(lo, start), min(hi, start + len(values) - 1)
+            if a <= b:
+                out[i, pad + a - lo: pad + b - lo + 1] = values[a - start: b - start + 1]
+        return out
 
 
 # Below this many instruments per chunk, a thread costs more than it saves.
 MIN_CODES_PER_THREAD = 32
 
 
-def feature_threads() -> int:
-    """Threads for feature computation: ``QEXP_DATA_THREADS``, else the CPUs this process may use (at most 8)."""
-    value = os.environ.get("QEXP_DATA_THREADS", "").strip()
-    if value:
-        try:
-            n = int(value)
-        except ValueError:
-            raise ValueError(f"QEXP_DATA_THREADS={value!r} is not a whole number; set it to the number of "
-                             f"threads for feature computation (1 turns threading off)") from None
-        if n < 1:
-            raise ValueError(f"QEXP_DATA_THREADS={value!r} must be at least 1 (1 turns threading off)")
-        return n
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cpus, 8))
+_kernels: dict[str, Any] = {"kernels": None}
+
+
+def set_kernels(kernels: Any) -> None:
+    """Qlib's ``kernels`` from ``qexp.init``: an int or a callable of the frequency (None: the default)."""
+    _kernels["kernels"] = kernels
+
+
+def feature_threads(freq: str = "day") -> int:
+    """Threads for feature computation: Qlib's ``kernels`` (``qexp.init(kernels=...)``), else
+    ``QEXP_DATA_THREADS``, else the CPUs this process may use (at most 8)."""
+    from qexp.ext import resolve_kernels
+    return resolve_kernels(_kernels["kernels"], freq)
 
 
 def _chunk_bounds(n_codes: int, threads: int) -> list[tuple[int, int]]:
@@ -224,39 +274,6 @@ def _chunk_bounds(n_codes: int, threads: int) -> list[tuple[int, int]]:
     k = max(1, min(threads, n_codes // max(1, MIN_CODES_PER_THREAD)))
     edges = np.linspace(0, n_codes, k + 1).round().astype(int)
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
-
-
-def _other_fields(nodes: list) -> set[str]:
-    """Fields read through ChangeInstrument/Mask (checked against the folder like the others)."""
-    from .expr.nodes import INSTRUMENT, OPERATORS, Call
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, Call):
-            if OPERATORS.get(node.op) == INSTRUMENT:
-                inner = node.args[1] if node.op == "ChangeInstrument" else node.args[0]
-                found.update(expr_fields(inner))
-            for a in node.args:
-                walk(a)
-    for n in nodes:
-        walk(n)
-    return found
-
-
-def _row_mask(codes: list[str], spans: Spans | None, first: np.ndarray, last: np.ndarray, s: int, e: int,
-              cal: pd.DatetimeIndex) -> np.ndarray:
-    """(I, e - s + 1) bool: rows present in the result (inside the data files and the membership spans)."""
-    t = np.arange(s, e + 1)[None, :]
-    rows = (t >= first[:, None]) & (t <= last[:, None])
-    if spans is not None:
-        days = cal[s:e + 1]
-        member = np.zeros_like(rows)
-        for i, code in enumerate(codes):
-            for a, b in spans.get(code, ()):
-                lo, hi = days.searchsorted(a, "left"), days.searchsorted(b, "right")
-                member[i, lo:hi] = True
-        rows &= member
-    return rows
 
 
 def _empty(names: list[str]) -> pd.DataFrame:

@@ -1,22 +1,24 @@
-"""The data plugin's share of ``qexp.init(**settings)``: build the provider and set it as active."""
+"""The data plugin's share of ``qexp.init(**settings)``: the provider, and Qlib's data runtime settings.
+
+Honoured with Qlib's meaning: ``provider_uri``, ``region``, ``kernels`` (the expression engine's threads),
+``expression_cache`` / ``dataset_cache`` / ``local_cache_path`` / ``default_disk_cache`` (the cache store and
+its switches), ``mem_cache_size_limit`` / ``mem_cache_limit_type`` / ``mem_cache_expire`` / ``clear_mem_cache``
+(the memory cache ``H``), ``redis_host`` / ``redis_port`` / ``redis_task_db`` / ``redis_password`` (mapped onto
+``cache_uri``) and ``default_conf="server"`` (caches on). Qlib keys with no meaning here are left to the
+core, which gives a notice naming them.
+"""
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from qexp.ext import REGION_CN, create_by_scheme, set_provider
+from qexp.ext import REGION_CN, cache_uri_from_settings, create_by_scheme, set_provider
 
-# Qlib data settings that qexp accepts; the ones that tune Qlib's own caches, servers or parallelism have no
-# meaning here (qexp evaluates in-process, vectorised) and are consumed without effect.
-OWN_KEYS = ("provider_uri", "region", "synth")
-IGNORED_KEYS = ("kernels", "expression_cache", "dataset_cache", "calendar_cache", "local_cache_path",
-                "redis_host", "redis_port", "redis_task_db", "redis_password", "mount_path", "auto_mount",
-                "flask_server", "flask_port", "timeout", "maxtasksperchild", "joblib_backend",
-                "default_disk_cache", "mem_cache_size_limit", "mem_cache_limit_type", "mem_cache_expire",
-                "dump_protocol_version", "provider", "calendar_provider", "instrument_provider",
-                "feature_provider", "expression_provider", "dataset_provider", "pit_provider",
-                "client_config", "custom_ops", "min_data_shift", "logging_level", "logging_config",
-                "exp_manager_config", "clear_mem_cache", "freq")
+OWN_KEYS = ("provider_uri", "region", "synth", "cache_uri")
+QLIB_KEYS = ("default_conf", "kernels", "expression_cache", "dataset_cache", "local_cache_path",
+             "default_disk_cache", "mem_cache_size_limit", "mem_cache_limit_type", "mem_cache_expire",
+             "clear_mem_cache", "redis_host", "redis_port", "redis_task_db", "redis_password")
+STORE_KEYS = ("cache_uri", "local_cache_path", "redis_host", "redis_port", "redis_task_db", "redis_password")
 
 
 def _uri(provider_uri: Any) -> str:
@@ -38,9 +40,38 @@ def register_providers(register: Any) -> None:
     register(["", "file"], make_local, description="Qlib-format folder (calendars/, instruments/, features/)")
 
 
+def register_cache_stores(register: Any) -> None:
+    from .cache import make_disk_store
+    register(["", "file", "disk"], make_disk_store,
+             description="a folder: file locks, LRU size cap (QEXP_CACHE_MAX_GB, ?max_gb=)")
+
+
+def configure_runtime(settings: dict) -> None:
+    """Threads, memory cache and cache store from ``settings`` (absent keys: the defaults)."""
+    from . import cache, memcache
+    from .provider import set_kernels
+    memcache.configure(settings)
+    set_kernels(settings.get("kernels"))
+    server = settings.get("default_conf") == "server"
+    if "dataset_cache" in settings:
+        dataset_cache = settings["dataset_cache"]
+    else:
+        dataset_cache = "DiskDatasetCache" if server else cache._UNSET
+    expression_cache = settings.get("expression_cache", "DiskExpressionCache" if server else None)
+    explicit = any(k in settings for k in STORE_KEYS) or settings.get("dataset_cache") == "SimpleDatasetCache" \
+        or bool(os.environ.get("QEXP_CACHE_URI"))
+    uri = cache_uri_from_settings(settings) if explicit else None
+    cache.configure(uri=uri, dataset_cache=dataset_cache, default_disk_cache=settings.get("default_disk_cache", 1),
+                    expression_cache=expression_cache)
+    if uri is not None and (dataset_cache or expression_cache):
+        cache.active_store()  # open it now: a wrong URI fails, and an unreachable Redis warns, at qexp.init
+
+
 def configure(settings: dict) -> list[str]:
-    """Set the active provider from ``provider_uri`` (default: lazy synthetic market) and ``region``."""
-    consumed = [k for k in (*OWN_KEYS, *IGNORED_KEYS) if k in settings]
+    """Set the active provider from ``provider_uri`` (default: lazy synthetic market) and ``region``, and
+    apply the data runtime settings."""
+    consumed = [k for k in (*OWN_KEYS, *QLIB_KEYS) if k in settings]
+    configure_runtime(settings)
     uri = settings.get("provider_uri")
     region = settings.get("region") or REGION_CN
     if uri is None:
