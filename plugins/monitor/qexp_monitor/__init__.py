@@ -1,1 +1,1 @@
-"""qexp plugin qexp_monitor (work in progress: see its issue)."""
+"""qexp plugin qexp_monitor: MLflow-compatible system metrics (``system/*``) for every run."""
