@@ -7,18 +7,22 @@ import sys
 import click
 
 from ..plugins import load_plugins, pm
-from . import exp_cmds, index_cmd, migrate_cmd, plugins_cmd, run_cmd, runs_cmds
+from . import cache_cmd, exp_cmds, index_cmd, migrate_cmd, plugins_cmd, rolling_cmd, run_cmd, runs_cmds, tasks_cmd
 from .common import experiment_ids  # noqa: F401  (old import path of plugin commands)
+from .errors import QexpGroup
 from .runs_cmds import runs_group  # noqa: F401  (old import path)
 
-CORE_COMMANDS = (plugins_cmd, exp_cmds, runs_cmds, migrate_cmd, index_cmd, run_cmd)
+CORE_COMMANDS = (plugins_cmd, exp_cmds, runs_cmds, migrate_cmd, index_cmd, run_cmd, rolling_cmd, tasks_cmd, cache_cmd)
 """Modules whose ``add_commands(cli)`` adds the core's commands, in this order."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=QexpGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="qexp")
 def cli() -> None:
-    """qexp: experiment management for quantitative research (Qlib's R API and qrun, on plugins)."""
+    """qexp: experiment management for quantitative research (Qlib's R API and qrun, on plugins).
+
+    Errors are one line; add --traceback (anywhere) or set QEXP_DEBUG=1 for the full traceback.
+    """
 
 
 for _module in CORE_COMMANDS:

@@ -1,1 +1,1 @@
-"""qexp plugin qexp_redis (work in progress: see its issue)."""
+"""qexp plugin qexp_redis: a cache store in Redis shared by processes on several machines."""
