@@ -6,8 +6,12 @@ render (jinja, environment) -> YAML -> BASE_CONFIG_PATH merge (``__DROP__``) -> 
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
+import logging
 import os
 import sys
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +20,24 @@ from typing import Any
 import yaml
 
 from . import registry
-from .config import find_placeholders, get_callable_kwargs, get_item_from_obj, set_by_path, update_config
+from .config import (
+    fill_placeholder,
+    find_placeholders,
+    get_callable_kwargs,
+    get_item_from_obj,
+    init_instance_by_config,
+    set_by_path,
+    update_config,
+)
 from .exceptions import ConfigError, QexpError
-from .plugins import load_plugins
+from .hookspecs import hookimpl
+from .plugins import call_init_hooks, load_plugins, register, unregister
+from .progress import phase
 from .session import init
 from .trainer import task_train
+from .uri import resolve_uri
+
+log = logging.getLogger("qexp.workflow")
 
 DEFAULT_EXPERIMENT = "workflow"
 KNOWN_PLACEHOLDERS = {"<MODEL>", "<DATASET>", "<PRED>"}
@@ -33,6 +50,8 @@ class Workflow:
     path: Path
     experiment_name: str
     notes: list[str] = field(default_factory=list)
+    recorder: Any = None
+    """The run :func:`run_workflow` started (set as soon as it starts, so a failure can name it)."""
 
 
 def render(text: str, path: Path) -> str:
@@ -122,20 +141,29 @@ def init_settings(config: dict, uri: str | None) -> dict:
     if uri:
         settings.pop("exp_manager", None)
         settings["uri"] = uri
+    settings.setdefault("capture_logs", True)  # qexp run keeps each run's log records as artifact logs/run.log
     return settings
 
 
 # ---- validation (--dry-run) -----------------------------------------------------------------------
 def validate(config: dict) -> list[str]:
     """Every problem found in the config, each naming its key path; empty when it is runnable."""
+    return check_config(config)[0]
+
+
+def check_config(config: dict) -> tuple[list[str], list[str]]:
+    """``(problems, warnings)`` of a config, without data: classes resolve, constructors take the given
+    keyword arguments (a ``**kwargs`` catch-all is asked through ``check_kwargs``), placeholders fill,
+    segments are ordered."""
     problems: list[str] = []
+    notes: list[str] = []
     task = config.get("task")
     if not isinstance(task, dict):
-        return ["task: missing; a workflow needs task.model, task.dataset and usually task.record"]
+        return ["task: missing; a workflow needs task.model, task.dataset and usually task.record"], []
     for key in ("model", "dataset"):
         if key not in task:
             problems.append(f"task.{key}: missing")
-    problems += _check_classes(task, "task")
+    problems += _check_classes(task, "task", notes)
     for path, ph in find_placeholders(task):
         if ph in KNOWN_PLACEHOLDERS:
             continue
@@ -145,24 +173,58 @@ def validate(config: dict) -> list[str]:
             problems.append(f"task.{path}: placeholder {ph} does not resolve (known: "
                             f"{', '.join(sorted(KNOWN_PLACEHOLDERS))} or a <dotted.path> inside task)")
     problems += _check_segments(task)
-    return problems
+    return problems, notes
 
 
-def _check_classes(node: Any, path: str) -> list[str]:
+def _check_classes(node: Any, path: str, notes: list[str] | None = None) -> list[str]:
     problems = []
+    notes = [] if notes is None else notes
     if isinstance(node, dict):
         if isinstance(node.get("class"), str):
             try:
-                get_callable_kwargs(node, where=path)
+                cls, kwargs = get_callable_kwargs(node, where=path)
             except QexpError as exc:
                 problems.append(str(exc).split(". Registered classes")[0])
+            else:
+                problems += _check_signature(cls, kwargs, path, notes)
         for k, v in node.items():
-            problems += _check_classes(v, f"{path}.{k}")
+            problems += _check_classes(v, f"{path}.{k}", notes)
     elif isinstance(node, list):
         for i, v in enumerate(node):
             if isinstance(v, str) and path.endswith(".record"):
-                problems += _check_classes({"class": v}, f"{path}.{i}")
-            problems += _check_classes(v, f"{path}.{i}")
+                problems += _check_classes({"class": v}, f"{path}.{i}", notes)
+            problems += _check_classes(v, f"{path}.{i}", notes)
+    return problems
+
+
+def _check_signature(cls: Any, kwargs: dict, path: str, notes: list[str]) -> list[str]:
+    """The constructor takes ``kwargs`` (else a problem naming the key, with a near name); names a
+    ``**kwargs`` catch-all would swallow go to ``cls.check_kwargs`` (warnings, in ``notes``)."""
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # a builtin or C extension: nothing to check
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    named = [n for n, p in params.items() if p.kind in kinds]
+    catch_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    name = getattr(cls, "__name__", str(cls))
+    unknown = [k for k in kwargs if k not in named]
+    problems = []
+    if unknown and not catch_all:
+        for k in unknown:
+            near = difflib.get_close_matches(str(k), named, 1)
+            problems.append(f"{path}.kwargs.{k}: {name} takes no argument {k!r}"
+                            + (f"; did you mean {near[0]!r}?" if near else "")
+                            + f" (it takes: {', '.join(named) or 'nothing'})")
+    elif unknown:
+        check = getattr(cls, "check_kwargs", None)
+        if callable(check):
+            try:
+                notes += [f"{path}.kwargs: {name}: {m}" for m in check({k: kwargs[k] for k in unknown})]
+            except Exception as exc:  # a checker that cannot run (library missing) must not stop the run
+                notes.append(f"{path}.kwargs: {name}: could not check {', '.join(map(repr, unknown))} ({exc})")
+    # required arguments the config leaves out are not checked: handlers pass processors their fit times,
+    # task_train passes records the recorder, model and dataset
     return problems
 
 
@@ -206,6 +268,103 @@ def _check_segments(task: dict) -> list[str]:
     return problems
 
 
+def check_store_uri(settings: dict) -> list[str]:
+    """The tracking store URI has a known scheme; nothing is created (the store may not exist yet)."""
+    from .session import _uri_from_exp_manager
+    try:
+        em_uri, _ = _uri_from_exp_manager(settings.get("exp_manager"))
+        uri = settings.get("uri") or em_uri
+        load_plugins()
+        registry.backends.get(resolve_uri(uri))
+    except QexpError as exc:
+        return [f"qlib_init.uri (or --uri): {exc}"]
+    return []
+
+
+INIT_ONLY = {"uri", "exp_manager", "default_exp_name", "mirrors", "skip_if_reg", "autolog", "artifact_root"}
+
+
+def set_data_settings(settings: dict) -> None:
+    """Hand ``qlib_init``'s plugin settings (``provider_uri``, ``region``, ...) to the plugins, as
+    ``qexp.init`` does, without opening the tracking store (a dry run must not create it)."""
+    load_plugins()
+    call_init_hooks({k: v for k, v in settings.items() if k not in INIT_ONLY})
+
+
+def check_data(config: dict) -> list[str]:
+    """Problems the data would raise only after training: instrument lists that name nothing in the data,
+    and a backtest benchmark without prices over the backtest range. Needs the data provider set."""
+    from .data_api import get_provider, get_region, has_provider
+    task = config.get("task")
+    if not has_provider() or not isinstance(task, dict):
+        return []
+    provider = get_provider()
+    problems: list[str] = []
+    ds_kwargs = (task.get("dataset") or {}).get("kwargs") or {}
+    handler = ds_kwargs.get("handler")
+    if isinstance(handler, dict) and isinstance(handler.get("kwargs"), dict):
+        hk = handler["kwargs"]
+        if hk.get("instruments") is not None:
+            problems += _check_instruments(provider, hk["instruments"], hk.get("start_time"), hk.get("end_time"),
+                                           "task.dataset.kwargs.handler.kwargs.instruments")
+    test = (ds_kwargs.get("segments") or {}).get("test") if isinstance(ds_kwargs.get("segments"), dict) else None
+    records = task.get("record") or []
+    for i, rec in enumerate([records] if isinstance(records, (dict, str)) else records):
+        name = rec if isinstance(rec, str) else rec.get("class") if isinstance(rec, dict) else None
+        if not isinstance(name, str) or not name.split(".")[-1] == "PortAnaRecord":
+            continue
+        cfg = (rec.get("kwargs") or {}).get("config") if isinstance(rec, dict) else None
+        if cfg is None:  # PortAnaRecord's default config
+            bench, bt = ("^gspc" if get_region() == "us" else "SH000300"), {}
+        elif isinstance(cfg, dict):
+            bt = cfg.get("backtest") or {}
+            bench = bt.get("benchmark", "SH000300")
+        else:
+            continue
+        if bench is None or not isinstance(bench, (str, list, tuple)):
+            continue
+        start = bt.get("start_time") or (test[0] if isinstance(test, (list, tuple)) and test else None)
+        end = bt.get("end_time") or (test[1] if isinstance(test, (list, tuple)) and len(test) > 1 else None)
+        problems += _check_benchmark(provider, bench, start, end,
+                                     f"task.record.{i}.kwargs.config.backtest.benchmark")
+    return problems
+
+
+def _check_instruments(provider: Any, instruments: Any, start: Any, end: Any, where: str) -> list[str]:
+    try:
+        codes = provider.list_instruments(instruments, start_time=start, end_time=end, as_list=True)
+    except Exception as exc:
+        return [f"{where}: {instruments!r} cannot be read from {provider.uri}: {exc}"]
+    span = f" between {start} and {end}" if start or end else ""
+    if isinstance(instruments, (list, tuple)):
+        missing = [c for c in instruments if isinstance(c, str) and c not in set(codes)]
+        if missing:
+            return [f"{where}: {', '.join(map(repr, missing[:10]))} {'is' if len(missing) == 1 else 'are'} not in "
+                    f"{provider.uri}{span}"]
+    elif not codes:
+        return [f"{where}: {instruments!r} holds no instrument in {provider.uri}{span}"]
+    return []
+
+
+def _check_benchmark(provider: Any, bench: Any, start: Any, end: Any, where: str) -> list[str]:
+    codes = [bench] if isinstance(bench, str) else [str(c) for c in bench]
+    span = f"between {start} and {end}" if start or end else "in its whole calendar"
+    try:
+        df = provider.features(codes, ["$close"], start, end)
+        ok = len(df) > 0 and bool(df["$close"].notna().any())
+    except Exception as exc:
+        return [f"{where}: {codes} cannot be read from {provider.uri}: {exc}"]
+    if ok:
+        return []
+    try:
+        some = provider.list_instruments("all", as_list=True)[:5]
+    except Exception:
+        some = []
+    hint = f" (instruments there: {', '.join(some)}, ...)" if some else ""
+    return [f"{where}: {codes} has no prices in {provider.uri} {span}, so the backtest would fail after training."
+            f" Use an instrument of that data{hint}, or benchmark: null for absolute returns"]
+
+
 def check_provider(settings: dict) -> list[str]:
     """The data provider named by ``qlib_init.provider_uri`` can be opened (no run is started)."""
     uri = settings.get("provider_uri")
@@ -221,13 +380,144 @@ def check_provider(settings: dict) -> list[str]:
     return []
 
 
+@dataclass
+class DryRunReport:
+    problems: list[str]
+    warnings: list[str]
+
+
+def dry_run(wf: Workflow, uri: str | None = None) -> DryRunReport:
+    """Everything a run would check before training, without creating the store or a run: classes and
+    constructor arguments, placeholders, segments, the store URI's scheme, the data folder, the instrument
+    lists and the backtest benchmark's prices."""
+    apply_sys(wf.config, wf.path.parent)
+    problems, notes = check_config(wf.config)
+    settings = init_settings(wf.config, uri)
+    problems += check_store_uri(settings)
+    provider_problems = check_provider(settings)
+    problems += provider_problems
+    if not provider_problems:
+        set_data_settings(settings)
+        problems += check_data(wf.config)
+    return DryRunReport(problems, notes)
+
+
+def run_name(task: dict) -> str | None:
+    """A run name from the model and the data, e.g. ``LGBModel-Alpha158`` (Qlib names every run
+    ``mlflow_recorder``)."""
+    def short(cfg: Any) -> str | None:
+        name = cfg.get("class") if isinstance(cfg, dict) else cfg if isinstance(cfg, str) else None
+        return name.split(".")[-1] if isinstance(name, str) and name else None
+    model = short(task.get("model"))
+    ds = task.get("dataset")
+    data = short(((ds.get("kwargs") or {}).get("handler")) if isinstance(ds, dict) else None) or short(ds)
+    return "-".join(p for p in (model, data) if p) or None
+
+
+class _RunWatcher:
+    """Catches the run task_train starts in this thread, to save the config on it at once (a failed or
+    killed run keeps it) and to name it when the run fails."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.thread = threading.get_ident()
+        self.recorder: Any = None
+
+    @hookimpl
+    def recorder_started(self, recorder: Any) -> None:
+        if self.recorder is None and threading.get_ident() == self.thread:
+            self.recorder = recorder
+            recorder.save_objects(config=self.config)
+
+
 def run_workflow(wf: Workflow, uri: str | None = None) -> Any:
-    """Initialise qexp from the config, train the task and save the merged config as artifact ``config``."""
-    problems = validate(wf.config)
+    """Initialise qexp from the config, check it against the data, train the task; the merged config is
+    saved as artifact ``config`` when the run starts. A failure (an exception, Ctrl-C) ends the run FAILED
+    with tag ``qexp.failure_reason`` and is re-raised; ``wf.recorder`` is the run."""
+    problems, notes = check_config(wf.config)
     if problems:
         raise ConfigError("invalid workflow config:\n  " + "\n  ".join(problems))
+    for note in notes:
+        log.warning("%s", note)
     apply_sys(wf.config, wf.path.parent)
     init(**init_settings(wf.config, uri))
-    recorder = task_train(copy.deepcopy(wf.config["task"]), experiment_name=wf.experiment_name)
-    recorder.save_objects(config=wf.config)
+    problems = check_data(wf.config)
+    if problems:
+        raise ConfigError("the config does not fit the data (checked before training):\n  " + "\n  ".join(problems))
+    watcher = _RunWatcher(wf.config)
+    name = register(watcher, name=f"qexp-workflow-{id(watcher)}")
+    task = copy.deepcopy(wf.config["task"])
+    try:
+        recorder = task_train(task, experiment_name=wf.experiment_name, recorder_name=run_name(task))
+    except BaseException as exc:
+        wf.recorder = watcher.recorder
+        _record_failure(watcher.recorder, exc)
+        raise
+    finally:
+        unregister(name)
+    wf.recorder = recorder
+    if watcher.recorder is None:  # no event reached the watcher: save the config now
+        recorder.save_objects(config=wf.config)
     return recorder
+
+
+def _record_failure(recorder: Any, exc: BaseException) -> None:
+    if recorder is None:
+        return
+    reason = ("interrupted (KeyboardInterrupt, e.g. Ctrl-C)" if isinstance(exc, KeyboardInterrupt)
+              else f"{type(exc).__name__}: {exc}")
+    try:
+        recorder.set_tags(**{"qexp.failure_reason": reason[:4000]})
+    except Exception as tag_exc:  # the run is already FAILED; the original error matters more
+        log.warning("could not tag run %s with its failure reason: %s", recorder.id, tag_exc)
+
+
+def rerun_records(recorder: Any, records: list[str] | None = None) -> list[str]:
+    """Generate the records of ``recorder``'s saved task again (all, or the classes named in ``records``) on
+    its saved model: no new fit. The data settings come from the run's ``config``; the dataset is rebuilt
+    from the task only when a record needs it. A FAILED run whose records now all succeed ends FINISHED.
+    Returns the record class names generated."""
+    try:
+        task = recorder.load_object("task")
+    except QexpError as exc:
+        raise ConfigError(f"run {recorder.id} has no saved task to re-run records from ({exc})") from None
+    try:
+        config = recorder.load_object("config")
+    except QexpError:
+        config = {}
+    set_data_settings({k: v for k, v in ((config or {}).get("qlib_init") or {}).items()})
+    entries = task.get("record") or []
+    entries = [entries] if isinstance(entries, (dict, str)) else list(entries)
+
+    def cls_name(entry: Any) -> str:
+        name = entry if isinstance(entry, str) else (entry or {}).get("class", "")
+        return str(name).split(".")[-1]
+
+    names = [cls_name(e) for e in entries]
+    if records:
+        unknown = [r for r in records if r not in names]
+        if unknown:
+            raise ConfigError(f"run {recorder.id}'s task has no record {', '.join(map(repr, unknown))}; its records "
+                              f"are: {', '.join(names) or 'none'}")
+        entries = [e for e in entries if cls_name(e) in records]
+    placeholders = {ph for e in entries if isinstance(e, dict) for _, ph in find_placeholders(e)}
+    needs_model = any(isinstance(e, str) for e in entries) or "<MODEL>" in placeholders
+    needs_data = any(isinstance(e, str) for e in entries) or "<DATASET>" in placeholders
+    model = recorder.load_object("params.pkl") if needs_model else None
+    dataset = None
+    if needs_data:
+        with phase("dataset"):
+            dataset = init_instance_by_config(copy.deepcopy(task["dataset"]), where="task.dataset")
+    done = []
+    for i, entry in enumerate(entries):
+        filled = fill_placeholder(copy.deepcopy(entry), {"<MODEL>": model, "<DATASET>": dataset})
+        r = init_instance_by_config(filled, where=f"task.record.{i}", recorder=recorder,
+                                    try_kwargs={"model": model, "dataset": dataset})
+        with phase(type(r).__name__):
+            r.generate()
+        done.append(type(r).__name__)
+    recorder.set_tags(**{"qexp.records_rerun": ", ".join(done)})
+    if recorder.status == recorder.STATUS_FA:
+        recorder.end_run(recorder.STATUS_FI)
+        recorder.delete_tags("qexp.failure_reason")
+    return done

@@ -200,3 +200,40 @@ def test_process_executor_worker_is_monitored(tmp_path):
     with get_executor("process://1") as ex:
         run_id, names = ex.submit(_executor_call).result(timeout=120)
     assert set(NAMES) <= set(names)
+
+
+def test_gpu_series_through_nvml(tmp_path, monkeypatch):
+    """NVIDIA's management library, faked (this machine has no GPU): MLflow's gpu_{i}_* names, averaged; a
+    query a board does not support skips only its series."""
+    import sys
+    import types
+
+    class NVMLError(Exception):
+        pass
+
+    class Mem:
+        used, total = 4e9, 16e9
+
+    class Util:
+        gpu = 37
+
+    def power(h):
+        if h == 1:
+            raise NVMLError("Not Supported")
+        return 150_000
+
+    fake = types.SimpleNamespace(
+        NVMLError=NVMLError, NVML_TEMPERATURE_GPU=0, nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 2,
+        nvmlDeviceGetHandleByIndex=lambda i: i, nvmlDeviceGetMemoryInfo=lambda h: Mem(),
+        nvmlDeviceGetUtilizationRates=lambda h: Util(), nvmlDeviceGetPowerUsage=power,
+        nvmlDeviceGetEnforcedPowerLimit=lambda h: 300_000, nvmlDeviceGetTemperature=lambda h, kind: 61)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    qexp.init(uri=str(tmp_path / "store"), system_metrics_interval=0.2)
+    metrics = _run(0.5, log_system_metrics=True).list_metrics()
+    assert metrics["system/gpu_0_memory_usage_megabytes"] == 4000.0
+    assert metrics["system/gpu_0_memory_usage_percentage"] == 25.0
+    assert metrics["system/gpu_0_utilization_percentage"] == 37.0
+    assert metrics["system/gpu_0_power_usage_watts"] == 150.0
+    assert metrics["system/gpu_0_power_usage_percentage"] == 50.0
+    assert metrics["system/gpu_1_temperature_celsius"] == 61.0
+    assert "system/gpu_1_utilization_percentage" in metrics and "system/gpu_1_power_usage_watts" not in metrics
