@@ -3,7 +3,6 @@ and R's state is reset between tests."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 # before qexp is imported anywhere: tests see exactly the built-in plugins

@@ -28,9 +28,9 @@ class Import:
 
 
 def package_roots() -> dict[str, Path]:
-    """``{package name: folder}`` for ``qexp`` and every ``plugins/<folder>/qexp_*`` package."""
+    """``{package name: folder}`` for ``qexp``, every ``plugins/<folder>/qexp_*`` package and the example plugin."""
     roots = {"qexp": REPO / "core" / "qexp"}
-    for init in sorted(REPO.glob("plugins/*/*/__init__.py")):
+    for init in sorted([*REPO.glob("plugins/*/*/__init__.py"), *REPO.glob("examples/plugin/*/__init__.py")]):
         roots[init.parent.name] = init.parent
     return roots
 

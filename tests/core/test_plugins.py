@@ -313,3 +313,25 @@ def test_file_backend_is_essential(tmp_path, case, allow):
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.strip() == "FileExpManager {'x': 1.0}"
     assert "failed to load" not in p.stderr
+
+
+def test_old_import_paths_keep_working():
+    """Names users and older plugins import from before qexp.ext existed."""
+    import qexp.ext
+    from qexp.cli.main import get_cli
+    from qexp.fileuri import file_uri_to_path, path_to_file_uri
+    from qexp.hookspecs import hookimpl as spec_hookimpl
+    from qexp.plugins import pm
+    from qexp.settings import DEFAULT_URI, clear_mirrors, create_manager, default_uri, get_settings, init, resolve_uri
+    assert spec_hookimpl is hookimpl is qexp.ext.hookimpl
+    assert pm.project_name == "qexp" and "recorder_ended" in vars(pm.hook)
+    assert init is qexp.init and get_settings is qexp.get_settings and create_manager is qexp.ext.create_manager
+    assert resolve_uri is qexp.ext.resolve_uri and default_uri() and DEFAULT_URI == "./qexp_runs"
+    assert callable(clear_mirrors) and "run" in get_cli().commands
+    assert file_uri_to_path(path_to_file_uri("/a/b")) == "/a/b"
+
+
+def test_ext_exports_exist():
+    import qexp.ext
+    missing = [n for n in qexp.ext.__all__ if not hasattr(qexp.ext, n)]
+    assert not missing and len(set(qexp.ext.__all__)) == len(qexp.ext.__all__)

@@ -14,9 +14,12 @@ def register_components(register: Callable[..., None]) -> None:
     from .port_ana_record import PortAnaRecord
     from .record_temp import ACRecordTemp, RecordTemp, SigAnaRecord, SignalRecord
 
-    for cls in (RecordTemp, ACRecordTemp, SignalRecord, SigAnaRecord, PortAnaRecord, MultiPassPortAnaRecord):
+    records: tuple[type, ...] = (RecordTemp, ACRecordTemp, SignalRecord, SigAnaRecord, PortAnaRecord,
+                                 MultiPassPortAnaRecord)
+    for cls in records:
         register(cls, name=cls.__name__, module_paths=("qlib.workflow.record_temp",))
-    for cls in (SignalMseRecord, MultiSegRecord):
+    contrib: tuple[type, ...] = (SignalMseRecord, MultiSegRecord)
+    for cls in contrib:
         register(cls, name=cls.__name__, module_paths=("qlib.contrib.workflow.record_temp",
                                                        "qlib.contrib.workflow"))
     register(TopkDropoutStrategy, name="TopkDropoutStrategy",

@@ -10,6 +10,7 @@ Differences from Qlib, each on purpose:
 """
 from __future__ import annotations
 
+import builtins
 import logging
 from typing import Any, ClassVar, Collection
 
@@ -75,8 +76,9 @@ class RecordTemp:
         """Names of the artifacts this record writes (relative to ``artifact_path``)."""
         return []
 
-    def _chain(self) -> list[type[RecordTemp]]:
-        chain, cls = [], type(self)
+    def _chain(self) -> builtins.list[type[RecordTemp]]:  # `list` is a method name in this class
+        chain: builtins.list[type[RecordTemp]] = []
+        cls: type[RecordTemp] | None = type(self)
         while cls is not None and cls not in chain:
             chain.append(cls)
             cls = cls.depend_cls
@@ -113,16 +115,16 @@ class RecordTemp:
                 raise MissingArtifactError(f"{type(self).__name__} artifact(s) {', '.join(missing)} not found in "
                                            f"recorder {self.recorder.id}; run {type(self).__name__}.generate()")
         if parents:
-            missing = type(self)._missing_dependencies(present)
-            if missing:
-                path, dep, needer = missing[0]
+            absent = type(self)._missing_dependencies(present)
+            if absent:
+                path, dep, needer = absent[0]
                 raise MissingArtifactError(
-                    f"{needer.__name__} needs {', '.join(p for p, _, n in missing if n is needer)} from "
+                    f"{needer.__name__} needs {', '.join(p for p, _, n in absent if n is needer)} from "
                     f"{dep.__name__}, but recorder {self.recorder.id} does not have it; run {dep.__name__} on "
                     f"this recorder first (e.g. record: [{dep.__name__}, {needer.__name__}] in the task config)")
 
     @classmethod
-    def _missing_dependencies(cls, present: set[str]) -> list[tuple[str, type[RecordTemp], type[RecordTemp]]]:
+    def _missing_dependencies(cls, present: set[str]) -> builtins.list[tuple[str, type[RecordTemp], type[RecordTemp]]]:
         """``(path, producing record, needing record)`` for each dependency artifact absent from ``present``,
         following ``depend_cls`` up the chain."""
         out = []
