@@ -5,22 +5,48 @@ Executors are chosen by URI scheme like backends: ``local`` (in this process, in
 ``register_executors`` hook. The contract is the part of :class:`concurrent.futures.Executor` a driver
 needs, plus resources and retries: submit a picklable call, get a :class:`concurrent.futures.Future`,
 wait for results as they complete, cancel, shut down.
+
+The driver-side helpers below are shared by executors that run calls in other processes: the settings
+that travel with each call, the runs their workers report (so that a dead worker's runs end FAILED with a
+reason), and the check that workers reach the driver's store and data.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import os
+import re
+import socket
+import threading
+import uuid
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import urlsplit
 
 from . import registry
+from .backends import create_manager
+from .exceptions import QexpError
 from .plugins import load_plugins
+from .recorder import Recorder
+from .session import get_settings
+from .uri import local_path, resolve_uri, uri_scheme
+from .worker import FAILURE_TAG, folder_listing
 
 DEFAULT_EXECUTOR = "local"
+logger = logging.getLogger("qexp.executor")
+
+
+class WorkerDied(QexpError):
+    """The worker running a call died (killed, out of memory) as many times as the call may be retried."""
 
 
 class Executor(ABC):
-    """Runs picklable calls and hands back futures. Use it as a context manager, or call :meth:`shutdown`."""
+    """Runs picklable calls and hands back futures. Use it as a context manager, or call :meth:`shutdown`.
+
+    Leaving the ``with`` block by an exception (Ctrl-C included) cancels the calls that have not started
+    and stops the running ones; their runs end FAILED with ``qexp.failure_reason``.
+    """
 
     uri: str = DEFAULT_EXECUTOR
 
@@ -33,7 +59,12 @@ class Executor(ABC):
     def submit(self, fn: Callable[..., Any], /, *args: Any, resources: dict[str, float] | None = None,
                retries: int = 0, key: str | None = None, **kwargs: Any) -> cf.Future:
         """Schedule ``fn(*args, **kwargs)``. ``resources`` (``{"GPU": 1}``) limits where it may run, ``retries``
-        how many more times a call whose worker died is tried, ``key`` names it in logs and dashboards."""
+        how many more times a call whose worker died is tried (an exception is never retried: it would fail
+        again), ``key`` names it in logs and dashboards.
+
+        Executors whose workers are other processes run the call under this session's ``qexp.init``
+        settings (see :func:`worker_settings`), unless ``fn.qexp_own_session`` is true (the call initialises
+        qexp itself, as a workflow run does from its config)."""
 
     def as_completed(self, futures: Iterable[cf.Future], timeout: float | None = None) -> Iterator[cf.Future]:
         """Yield ``futures`` as they finish (failed ones too: check ``future.exception()``)."""
@@ -43,14 +74,25 @@ class Executor(ABC):
         """Cancel the calls that have not started; return how many were cancelled."""
         return sum(1 for f in futures if f.cancel())
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Release the workers (after the running calls when ``wait``)."""
+    def check_reach(self, settings: dict | None = None, paths: Iterable[str] = ()) -> None:
+        """Raise :class:`QexpError` naming what the workers cannot reach: the store and data of ``settings``
+        (default: this session's), and the folders ``paths``. Executors on this machine reach everything."""
+        return None
 
-    def __enter__(self) -> "Executor":
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, reason: str | None = None) -> None:
+        """Release the workers (after the running calls when ``wait``). With ``cancel_futures`` the queued
+        calls are cancelled and the running ones stopped, their runs ended FAILED with ``reason``."""
+        return None
+
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
+        if exc_type is None:
+            self.shutdown(wait=True)
+        else:
+            what = "Ctrl-C" if issubclass(exc_type, KeyboardInterrupt) else exc_type.__name__
+            self.shutdown(wait=False, cancel_futures=True, reason=f"cancelled: the driver stopped ({what})")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r})"
@@ -105,3 +147,160 @@ def get_executor(uri: str | Executor | None = None, **kwargs: Any) -> Executor:
         uri = f"{uri}:"
     executor: Executor = registry.executors.create(uri, **kwargs)
     return executor
+
+
+# ---- helpers for executors whose workers are other processes ------------------------------------------
+def new_call_id(key: str | None, fn: Callable[..., Any]) -> str:
+    """A unique id for one submitted call, readable in logs: ``<key or function name>-<8 hex>``."""
+    base = key or getattr(fn, "__qualname__", None) or type(fn).__name__
+    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(base))[:60]}-{uuid.uuid4().hex[:8]}"
+
+
+def call_settings(fn: Callable[..., Any]) -> dict | None:
+    """The settings to ship with ``fn``: None when it initialises qexp itself (``fn.qexp_own_session``)."""
+    return None if getattr(fn, "qexp_own_session", False) else worker_settings()
+
+
+def worker_settings(settings: dict | None = None) -> dict:
+    """The ``qexp.init`` settings that travel with each call (default: this session's, see
+    :func:`qexp.get_settings`), with the store and a local ``provider_uri`` as absolute paths, so a worker in
+    another folder finds the same ones."""
+    settings = dict(get_settings() if settings is None else settings)
+    settings["uri"] = resolve_uri(settings.get("uri"))
+    provider = settings.get("provider_uri")
+    if isinstance(provider, (str, os.PathLike)):
+        settings["provider_uri"] = _absolute(provider)
+    elif isinstance(provider, dict):
+        settings["provider_uri"] = {k: _absolute(v) for k, v in provider.items()}
+    return settings
+
+
+def _absolute(uri: Any) -> Any:
+    if isinstance(uri, (str, os.PathLike)) and uri_scheme(uri) in ("", "file"):
+        return resolve_uri(uri)
+    return uri
+
+
+@contextmanager
+def reach_spec(settings: dict | None, paths: Iterable[str] = ()) -> Iterator[dict]:
+    """What a worker checks with :func:`qexp.worker.probe_reach`: the store folder (marked with a token file
+    for the block, so that another disk with the same path is told apart), the data folder (by a listing)
+    and ``paths``; servers (PostgreSQL, an MLflow server) by host and port."""
+    settings = worker_settings(settings) if settings is not None else worker_settings()
+    folders: list[dict] = []
+    servers: list[dict] = []
+    tokens: list[str] = []
+    store = local_path(settings["uri"])
+    if store is not None:
+        folders.append(_token_folder("the tracking store", store, tokens))
+    else:
+        servers += _server("the tracking store", settings["uri"])
+    provider = settings.get("provider_uri")
+    for uri in (provider.values() if isinstance(provider, dict) else [provider] if provider else []):
+        folder = local_path(os.fspath(uri))
+        if folder is not None and os.path.isdir(folder):
+            folders.append({"what": "the data (provider_uri)", "path": folder, "listing": folder_listing(folder)})
+    for path in paths:
+        folders.append(_token_folder("the folder", os.path.abspath(path), tokens))
+    try:
+        yield {"driver_host": socket.gethostname(), "folders": folders, "servers": servers}
+    finally:
+        for token in tokens:
+            try:
+                os.remove(token)
+            except OSError:
+                pass
+
+
+def _token_folder(what: str, path: str, tokens: list[str]) -> dict:
+    os.makedirs(os.path.join(path, ".qexp"), exist_ok=True)
+    name = os.path.join(".qexp", f"reach-{uuid.uuid4().hex}")
+    with open(os.path.join(path, name), "w") as f:
+        f.write(socket.gethostname())
+    tokens.append(os.path.join(path, name))
+    return {"what": what, "path": path, "token": name}
+
+
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433, "http": 80, "https": 443, "redis": 6379}
+
+
+def _server(what: str, uri: str) -> list[dict]:
+    parts = urlsplit(uri)
+    scheme = uri_scheme(uri)
+    if not parts.hostname or scheme not in _DEFAULT_PORTS:
+        return []
+    return [{"what": what, "uri": _without_password(uri), "host": parts.hostname,
+             "port": parts.port or _DEFAULT_PORTS[scheme]}]
+
+
+def _without_password(uri: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", uri)
+
+
+def reach_error(results: dict[str, list[str]]) -> QexpError | None:
+    """One error naming every worker's problems (from :func:`qexp.worker.probe_reach`), or None."""
+    lines = [f"{worker}: {p}" for worker, problems in sorted(results.items()) for p in problems]
+    if not lines:
+        return None
+    return QexpError("the workers cannot reach what the runs need, so nothing was submitted:\n  " + "\n  ".join(lines)
+                     + "\nGive every worker the same folders (a shared disk mounted at the same path) and a "
+                       "tracking store they all reach (PostgreSQL or an MLflow server), with absolute paths.")
+
+
+class RunTracker:
+    """The runs each call's workers reported as started and not yet ended, so the driver can end them FAILED
+    with ``qexp.failure_reason`` when their worker dies or the driver gives the call up."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, dict[str, tuple[str, str]]] = {}  # call -> run id -> (store uri, worker)
+        self._lock = threading.Lock()
+        self._managers: dict[str, Any] = {}
+
+    def event(self, call_id: str, event: tuple | list, worker: str = "") -> None:
+        """Record ``("started", run_id, uri)`` or ``("ended", run_id, status)`` from a call's worker."""
+        kind = event[0]
+        with self._lock:
+            if kind == "started":
+                self._open.setdefault(call_id, {})[str(event[1])] = (str(event[2]), worker)
+            elif kind == "ended":
+                self._open.get(call_id, {}).pop(str(event[1]), None)
+
+    def open_runs(self, call_id: str) -> dict[str, tuple[str, str]]:
+        with self._lock:
+            return dict(self._open.get(call_id, {}))
+
+    def forget(self, call_id: str) -> None:
+        with self._lock:
+            self._open.pop(call_id, None)
+
+    def fail(self, call_id: str, reason: str, worker: str | None = None, died: bool = False) -> list[str]:
+        """End FAILED, with ``reason``, the open runs of ``call_id`` (only those on ``worker`` when given).
+        ``died``: their worker is known dead, so a run the store already failed gets this reason instead of
+        the store's generic one. Returns the ids of the runs it ended."""
+        with self._lock:
+            runs = self._open.get(call_id, {})
+            chosen = {rid: v for rid, v in runs.items() if worker is None or v[1] == worker}
+            for rid in chosen:
+                runs.pop(rid, None)
+        done = []
+        for run_id, (uri, _) in chosen.items():
+            if self._fail_run(uri, run_id, reason, died):
+                done.append(run_id)
+        return done
+
+    def _fail_run(self, uri: str, run_id: str, reason: str, died: bool) -> bool:
+        try:
+            manager = self._managers.get(uri)
+            if manager is None:
+                manager = self._managers[uri] = create_manager(uri)
+            rec = manager.get_recorder_by_id(run_id)
+            if rec.status == Recorder.STATUS_R:
+                rec.set_tags(**{FAILURE_TAG: reason})
+                rec.end_run(Recorder.STATUS_FA)
+                return True
+            if died and rec.status == Recorder.STATUS_FA:
+                rec.set_tags(**{FAILURE_TAG: reason})  # the store noticed the dead owner first: say more
+                return True
+        except Exception as exc:  # the driver must go on with the other calls
+            logger.warning("could not end run %s of a stopped call FAILED: %s: %s", run_id, type(exc).__name__, exc)
+        return False

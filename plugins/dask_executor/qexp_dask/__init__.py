@@ -1,1 +1,1 @@
-"""qexp plugin qexp_dask (work in progress: see its issue)."""
+"""qexp plugin qexp_dask: executors on Dask ``distributed`` (extra ``dask``)."""

@@ -29,7 +29,7 @@ class LocalExecutor(Executor):
                 future.run()
             yield future
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, reason: str | None = None) -> None:
         pending, self._pending = self._pending, []
         for future in pending:
             if cancel_futures:

@@ -1,0 +1,83 @@
+"""Calls the executor tests submit: module-level, so every kind of worker (spawned, Dask) imports them."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import qexp
+from qexp import R
+
+
+def noop() -> None:
+    return None
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def whoami() -> tuple[int, dict]:
+    return os.getpid(), qexp.get_settings()
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def log_run(name: str, value: float, experiment: str = "calls") -> str:
+    with R.start(experiment_name=experiment, recorder_name=name):
+        R.log_metrics(v=value)
+        return R.get_recorder().id
+
+
+def noop_run(experiment: str = "noop") -> None:
+    """The smallest real run: started and ended through R (the executor overhead benchmark uses it)."""
+    with R.start(experiment_name=experiment):
+        pass
+
+
+def leave_open(name: str, experiment: str = "calls") -> str:
+    """Starts a run and never ends it: the worker must."""
+    R.start_exp(experiment_name=experiment, recorder_name=name)
+    return R.get_recorder().id
+
+
+def die_once(marker: str, name: str, experiment: str = "calls") -> int:
+    """Dies by SIGKILL inside its run the first time (the marker file says which process died), then works."""
+    with R.start(experiment_name=experiment, recorder_name=name):
+        R.log_metrics(v=1.0)
+        if not os.path.exists(marker):
+            with open(marker, "w") as f:
+                f.write(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        R.log_metrics(v=2.0)
+    return os.getpid()
+
+
+def always_die(name: str, experiment: str = "calls") -> None:
+    with R.start(experiment_name=experiment, recorder_name=name):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hold(path: str, seconds: float) -> None:
+    """Write when it holds its resource, sleep, write when it lets go (to check that holders never overlap)."""
+    with open(path, "a") as f:
+        f.write(f"start {time.time()}\n")
+    time.sleep(seconds)
+    with open(path, "a") as f:
+        f.write(f"end {time.time()}\n")
+
+
+def busy_run(name: str, marker: str, seconds: float, experiment: str = "calls") -> str:
+    """A run that writes a metric every 0.1 s for ``seconds`` (the marker file appears once it runs)."""
+    with R.start(experiment_name=experiment, recorder_name=name):
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        end = time.time() + seconds
+        step = 0
+        while time.time() < end:
+            time.sleep(0.1)
+            R.log_metrics(step=step, x=float(step))
+            step += 1
+        return R.get_recorder().id

@@ -1,0 +1,50 @@
+"""Fixtures of the executor tests: qexp's executor plugins loaded (here and in worker processes), a tiny
+synthetic market, and a real Dask scheduler with two workers started as separate processes."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from .helpers import PLUGINS, DaskProcesses, child_env, make_market
+
+
+def load_executor_plugins() -> None:
+    import qexp_dask.plugin
+    import qexp_executors.plugin
+    import qexp_sweep.plugin
+    from qexp.ext import get_plugin, load_plugins, register_plugin
+    load_plugins()
+    for name, module in (("executors", qexp_executors.plugin), ("dask", qexp_dask.plugin),
+                         ("sweep", qexp_sweep.plugin)):
+        if get_plugin(name) is None:
+            register_plugin(module, name=name)
+
+
+@pytest.fixture(autouse=True)
+def _executor_plugins(monkeypatch):
+    """The suite's QEXP_LOAD_PLUGINS leaves the executor plugins out; register them, and let spawned
+    workers load them through their entry points."""
+    load_executor_plugins()
+    loaded = [n for n in os.environ.get("QEXP_LOAD_PLUGINS", "").split(",") if n]
+    if loaded:
+        monkeypatch.setenv("QEXP_LOAD_PLUGINS", ",".join(dict.fromkeys([*loaded, *PLUGINS])))
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_market(tmp_path_factory):
+    return make_market(tmp_path_factory.mktemp("tiny") / "market")
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory):
+    """A scheduler and two single-thread workers (``dask scheduler`` / ``dask worker``) on 127.0.0.1."""
+    pytest.importorskip("distributed")
+    work = tmp_path_factory.mktemp("dask")
+    procs = DaskProcesses(work, n_workers=2, env=child_env(QEXP_CACHE_DIR=str(work / "cache")))
+    try:
+        procs.wait(2)
+        yield procs
+    finally:
+        procs.stop()
