@@ -1,16 +1,23 @@
 """The abstract ExpManager: experiments in one store (one URI)."""
 from __future__ import annotations
 
+import math
+import re
 from typing import Any, Iterable
 
 import pandas as pd
 
-from .exceptions import ExpAlreadyExistError, ExpNotFoundError, RecorderNotFoundError
+from .exceptions import AmbiguousRunIdError, ExpAlreadyExistError, ExpNotFoundError, RecorderNotFoundError
 from .experiment import Experiment
+from .paging import offset_token, search_key, token_offset
 from .recorder import Recorder
-from .search import parse_filter, parse_order_by
+from .search import Clause, parse_filter, parse_order_by
 
 SEARCH_COLUMNS = ["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"]
+MIN_ID_PREFIX = 4
+"""The shortest run-id prefix looked up as a short id (git's minimum)."""
+AMBIGUOUS_SHOWN = 10
+_ID_PREFIX = re.compile(r"^[0-9A-Za-z\-]+$")  # no LIKE wildcards, no path separators
 
 
 class ExpManager:
@@ -60,16 +67,66 @@ class ExpManager:
 
     # ---- runs across experiments -------------------------------------------------------------
     def get_recorder_by_id(self, recorder_id: str) -> Recorder:
-        """A recorder by run id, whatever its experiment."""
-        return self._get_recorder_by_id(recorder_id)
+        """A recorder by run id, whatever its experiment.
+
+        A unique prefix of a run id (at least :data:`MIN_ID_PREFIX` characters, like git's short hashes;
+        ``qexp runs list`` shows 8) finds its run too; a prefix several runs share raises
+        :class:`AmbiguousRunIdError` listing them.
+        """
+        recorder_id = str(recorder_id)
+        try:
+            return self._get_recorder_by_id(recorder_id)
+        except AmbiguousRunIdError:
+            raise
+        except RecorderNotFoundError:
+            if len(recorder_id) < MIN_ID_PREFIX or not _ID_PREFIX.match(recorder_id):
+                raise
+            matches = self._run_ids_with_prefix(recorder_id, limit=AMBIGUOUS_SHOWN + 1)
+            if not matches:
+                raise
+        if len(matches) > 1:
+            shown = ", ".join(matches[:AMBIGUOUS_SHOWN]) + (" ..." if len(matches) > AMBIGUOUS_SHOWN else "")
+            raise AmbiguousRunIdError(f"run id {recorder_id!r} is ambiguous in {self.uri}: "
+                                      f"{'more than ' if len(matches) > AMBIGUOUS_SHOWN else ''}"
+                                      f"{min(len(matches), AMBIGUOUS_SHOWN)} runs start with it ({shown}); give "
+                                      f"more characters")
+        return self._get_recorder_by_id(matches[0])
+
+    def _run_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        """Ids of runs starting with ``prefix`` (at most ``limit``), for short ids. This default asks the
+        backend's search with ``run_id LIKE 'prefix%'``; backends with a cheaper lookup override it."""
+        clause = Clause("attributes", "run_id", "LIKE", prefix + "%")
+        return [str(r["run_id"]) for r in self._search_runs(None, [clause], [], limit)]
+
+    def search_rows(self, experiment_ids: Iterable[str] | str | None = None, filter_string: str = "",
+                    order_by: list[str] | str | None = None, max_results: int | None = None) -> list[dict]:
+        """The runs :meth:`search_records` finds, as dicts (``run_id, experiment_id, status, artifact_uri,
+        start_time, end_time, run_name`` and ``metrics``/``params``/``tags`` dicts). Unlike the DataFrame,
+        a metric logged as NaN is present (``nan``) while one never logged is absent."""
+        if isinstance(experiment_ids, str):
+            experiment_ids = [experiment_ids]
+        if isinstance(order_by, str):
+            order_by = [order_by]
+        clauses = parse_filter(filter_string or "")
+        orders = parse_order_by(order_by or [])
+        ids = None if experiment_ids is None else [str(e) for e in experiment_ids]
+        try:
+            rows = self._search_runs(ids, clauses, orders, max_results)
+        except NotImplementedError:  # a backend answering only search_records: rows from its DataFrame
+            df = self.search_records(ids, filter_string=filter_string, order_by=order_by, max_results=max_results)
+            rows = frame_rows(df)
+        return [{**r, "metrics": dict(r.get("metrics") or {}), "params": dict(r.get("params") or {}),
+                 "tags": dict(r.get("tags") or {})} for r in rows]
 
     def search_records(self, experiment_ids: Iterable[str] | str | None = None, filter_string: str = "",
                        order_by: list[str] | str | None = None, max_results: int | None = None,
-                       **kwargs: Any) -> pd.DataFrame:
+                       page_token: str | None = None, **kwargs: Any) -> pd.DataFrame:
         """Runs matching an MLflow-style filter, as a DataFrame shaped like ``mlflow.search_runs``:
         ``run_id, experiment_id, status, artifact_uri, start_time, end_time, metrics.*, params.*, tags.*``.
 
-        ``experiment_ids=None`` searches every experiment.
+        ``experiment_ids=None`` searches every experiment. Paging: with ``max_results``, the frame's
+        ``attrs["next_page_token"]`` continues the search (None after the last page); pass it back as
+        ``page_token`` with the same experiments, filter and order.
         """
         if isinstance(experiment_ids, str):
             experiment_ids = [experiment_ids]
@@ -77,9 +134,19 @@ class ExpManager:
             order_by = [order_by]
         clauses = parse_filter(filter_string or "")
         orders = parse_order_by(order_by or [])
-        rows = self._search_runs(None if experiment_ids is None else [str(e) for e in experiment_ids],
-                                 clauses, orders, max_results)
-        return runs_frame(rows)
+        ids = None if experiment_ids is None else [str(e) for e in experiment_ids]
+        if max_results is None and page_token is None:
+            rows, token = self._search_runs(ids, clauses, orders, None), None
+        else:
+            rows, token = self._search_runs_page(ids, clauses, orders, max_results, page_token)
+        df = runs_frame(rows)
+        df.attrs["next_page_token"] = token
+        return df
+
+    def run_stats(self, experiment_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Per experiment id: ``counts`` by status, ``total`` and ``last_activity`` (latest start or end, ms),
+        for overviews of large stores without loading every run."""
+        return self._run_stats(None if experiment_ids is None else [str(e) for e in experiment_ids])
 
     # ---- backend primitives ------------------------------------------------------------------
     def _create_exp(self, name: str) -> Experiment:
@@ -102,6 +169,49 @@ class ExpManager:
         """Rows: dicts with ``run_id, experiment_id, status, artifact_uri, start_time, end_time`` (ms) and
         ``metrics``, ``params``, ``tags`` dicts."""
         raise NotImplementedError
+
+    def _search_runs_page(self, experiment_ids: list[str] | None, clauses: list, orders: list,
+                          max_results: int | None, page_token: str | None) -> tuple[list[dict], str | None]:
+        """One page of a search and the token of the next (None at the end). This default reads up to the end
+        of the page through ``_search_runs`` and cuts it; backends override it with a real offset or their
+        native tokens."""
+        key = search_key(experiment_ids, clauses, orders)
+        offset = token_offset(page_token, key)
+        if max_results is None:
+            return self._search_runs(experiment_ids, clauses, orders, None)[offset:], None
+        rows = self._search_runs(experiment_ids, clauses, orders, offset + max_results + 1)[offset:]
+        more = len(rows) > max_results
+        return rows[:max_results], offset_token(offset + max_results, key) if more else None
+
+    def _run_stats(self, experiment_ids: list[str] | None) -> dict[str, dict[str, Any]]:
+        """Counts by status and last activity per experiment; this default reads every run once."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in self._search_runs(experiment_ids, [], [], None):
+            s = out.setdefault(str(r["experiment_id"]), {"counts": {}, "total": 0, "last_activity": None})
+            s["counts"][r["status"]] = s["counts"].get(r["status"], 0) + 1
+            s["total"] += 1
+            times = [t for t in (r.get("start_time"), r.get("end_time")) if t is not None]
+            if times:
+                s["last_activity"] = max(times + ([s["last_activity"]] if s["last_activity"] else []))
+        return out
+
+
+def frame_rows(df: pd.DataFrame) -> list[dict]:
+    """Search rows back from a :func:`runs_frame` DataFrame (a NaN metric reads as never logged there)."""
+    out = []
+    for rec in df.to_dict(orient="records"):
+        row: dict = {k: rec.get(k) for k in SEARCH_COLUMNS}
+        for col in ("start_time", "end_time"):
+            v = row[col]
+            row[col] = None if v is None or v is pd.NaT or (isinstance(v, float) and math.isnan(v)) \
+                else int(pd.Timestamp(v).value // 1_000_000)
+        for kind in ("metrics", "params", "tags"):
+            prefix = kind + "."
+            row[kind] = {k[len(prefix):]: v for k, v in rec.items() if k.startswith(prefix)
+                         and not (v is None or (isinstance(v, float) and math.isnan(v)))}
+        row["run_name"] = row["tags"].get("mlflow.runName")
+        out.append(row)
+    return out
 
 
 def runs_frame(rows: list[dict]) -> pd.DataFrame:

@@ -550,3 +550,46 @@ class BackendConformance:
         assert got.list_params() == {k: str(v) for k, v in params.items()}
         df = R.search_records([rec.experiment_id], filter_string="params.`group.sub.key_249` = '249'")
         assert list(df["run_id"]) == [rec.id]
+
+
+    # ---- paging: search_records(max_results=..., page_token=...) ------------------------------------------
+    @pytest.mark.parametrize("order,flt", [
+        (None, ""), (["metrics.IC DESC"], ""), (["params.model ASC", "metrics.IC DESC"], "metrics.IC > -1"),
+        (["metrics.rank ASC"], "params.model != 'linear'"), (["attributes.run_name DESC"], "attributes.status = 'FINISHED'"),
+    ])
+    def test_search_pages(self, searchable, order, flt):
+        exp_id, _ = searchable
+        whole = list(R.search_records([exp_id], filter_string=flt, order_by=order)["run_id"])
+        got, sizes, token = [], [], None
+        while True:
+            df = R.search_records([exp_id], filter_string=flt, order_by=order, max_results=2, page_token=token)
+            got += list(df["run_id"])
+            sizes.append(len(df))
+            token = df.attrs["next_page_token"]
+            if token is None:
+                break
+            assert isinstance(token, str) and len(sizes) < 10
+        assert got == whole  # the same rows in the same order, none twice
+        assert all(s == 2 for s in sizes[:-1]) and len(sizes) <= len(whole) // 2 + 1  # the last may be empty
+
+
+    def test_search_page_token_of_another_search(self, searchable):
+        exp_id, _ = searchable
+        token = R.search_records([exp_id], order_by=["metrics.IC DESC"], max_results=2).attrs["next_page_token"]
+        assert token
+        with pytest.raises(FilterSyntaxError, match="page_token"):
+            R.search_records([exp_id], order_by=["metrics.IC ASC"], max_results=2, page_token=token)
+        with pytest.raises(FilterSyntaxError, match="page_token"):
+            R.search_records([exp_id], max_results=2, page_token="not-a-token")
+        assert R.search_records([exp_id], max_results=10).attrs["next_page_token"] is None
+
+
+    def test_run_stats(self, searchable):
+        exp_id, _ = searchable
+        df = R.search_records([exp_id])
+        stats = R.exp_manager.run_stats([exp_id])
+        assert set(stats) == {exp_id}
+        assert stats[exp_id]["counts"] == {"FINISHED": 4, "FAILED": 1} and stats[exp_id]["total"] == 5
+        latest = max(int(t.value // 1_000_000) for t in list(df["start_time"]) + list(df["end_time"]))
+        assert stats[exp_id]["last_activity"] == latest
+        assert R.exp_manager.run_stats([R.get_exp(experiment_name="no-runs").id]) == {}

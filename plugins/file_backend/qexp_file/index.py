@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from qexp.ext import Clause, Order
 
-INDEX_VERSION = "1"
+INDEX_VERSION = "2"  # 2: +-inf metrics kept (as +-9e999), NaN as null
 RUN_COLUMNS = ("run_id", "experiment_id", "run_name", "status", "start_time", "end_time", "artifact_uri",
                "user_id", "pid", "host", "pid_start")
 PARENT_SQL = """json_extract(tags, '$."mlflow.parentRunId"')"""
@@ -40,8 +40,30 @@ def _json_path(key: str) -> str:
     return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _finite_or_none(v: float) -> float | None:
-    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+def metric_json(v: float) -> str:
+    """A metric value as JSON text SQLite compares as a number: +-inf as +-9e999 (SQLite and Python read it
+    back as infinity, so ``metrics.x > 1`` finds inf), NaN as null (a NaN compares false, as in MLflow)."""
+    v = float(v)
+    if math.isfinite(v):
+        return repr(v)
+    if math.isnan(v):
+        return "null"
+    return "9e999" if v > 0 else "-9e999"
+
+
+def metrics_json(metrics: dict | None) -> str:
+    return "{" + ",".join(f"{json.dumps(k)}:{metric_json(v)}" for k, v in (metrics or {}).items()) + "}"
+
+
+def load_metrics(text: str) -> dict:
+    """The metrics column back as a dict: a key present with null was logged as NaN (never-logged keys are
+    absent)."""
+    out = json.loads(text)
+    if "null" in text:
+        for k, v in out.items():
+            if v is None:
+                out[k] = math.nan
+    return out
 
 
 class RunIndex:
@@ -71,7 +93,7 @@ class RunIndex:
         except sqlite3.DatabaseError as exc:
             conn.close()
             warnings.warn(f"qexp: the run index {self.path} is unreadable ({exc}); rebuilding it from the run "
-                          f"folders", RuntimeWarning)
+                          f"folders", RuntimeWarning, stacklevel=2)
             for suffix in ("", "-wal", "-shm"):
                 try:
                     os.unlink(self.path + suffix)
@@ -113,8 +135,7 @@ class RunIndex:
                    tags: dict | None = None) -> None:
         cols = list(RUN_COLUMNS) + ["params", "metrics", "tags"]
         vals = [info.get(c) for c in RUN_COLUMNS] + [
-            json.dumps(params or {}), json.dumps({k: _finite_or_none(v) for k, v in (metrics or {}).items()}),
-            json.dumps(tags or {})]
+            json.dumps(params or {}), metrics_json(metrics), json.dumps(tags or {})]
         self._exec(f"INSERT OR REPLACE INTO runs({', '.join(cols)}) VALUES({', '.join('?' * len(cols))})", vals)
 
     def update_info(self, run_id: str, **fields: Any) -> None:
@@ -124,8 +145,7 @@ class RunIndex:
 
     def patch(self, run_id: str, column: str, values: dict) -> None:
         """Merge ``values`` into the JSON column (``params``, ``metrics`` or ``tags``)."""
-        if column == "metrics":
-            values = {k: _finite_or_none(v) for k, v in values.items()}
+        dump = metric_json if column == "metrics" else json.dumps
         # json_set keeps explicit nulls (json_patch would delete keys set to null, e.g. a NaN metric);
         # one call takes many path/value pairs, chunked under SQLite's function-argument limit
         items = list(values.items())
@@ -135,7 +155,7 @@ class RunIndex:
                 pairs = ", ".join("?, json(?)" for _ in chunk)
                 args: list[Any] = []
                 for k, v in chunk:
-                    args += [_json_path(k), json.dumps(v)]
+                    args += [_json_path(k), dump(v)]
                 self._exec(f"UPDATE runs SET {column}=json_set({column}, {pairs}) WHERE run_id=?", [*args, run_id])
 
     def remove_keys(self, run_id: str, column: str, keys: list[str]) -> None:
@@ -163,8 +183,24 @@ class RunIndex:
             args = list(experiment_ids)
         return [dict(zip(RUN_COLUMNS, r)) for r in self._exec(sql, args).fetchall()]
 
+    def stats(self, experiment_ids: list[str] | None) -> dict[str, dict[str, Any]]:
+        """Per experiment: run counts by status, total and last activity (latest start or end, ms)."""
+        sql = "SELECT experiment_id, status, COUNT(*), MAX(start_time), MAX(end_time) FROM runs"
+        args: list[Any] = []
+        if experiment_ids is not None:
+            sql += f" WHERE experiment_id IN ({', '.join('?' * len(experiment_ids))})"
+            args = list(experiment_ids)
+        out: dict[str, dict[str, Any]] = {}
+        for exp_id, status, n, started, ended in self._exec(sql + " GROUP BY experiment_id, status", args):
+            s = out.setdefault(exp_id, {"counts": {}, "total": 0, "last_activity": None})
+            s["counts"][status] = n
+            s["total"] += n
+            last = max((t for t in (started, ended, s["last_activity"]) if t is not None), default=None)
+            s["last_activity"] = last
+        return out
+
     def search(self, experiment_ids: list[str] | None, clauses: list[Clause], orders: list[Order],
-               max_results: int | None, with_data: bool = True) -> list[dict]:
+               max_results: int | None, with_data: bool = True, offset: int = 0) -> list[dict]:
         where, args = [], []
         if experiment_ids is not None:
             if not experiment_ids:
@@ -187,8 +223,8 @@ class RunIndex:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY " + ", ".join(order_sql)
-        if max_results is not None:
-            sql += f" LIMIT {int(max_results)}"
+        if max_results is not None or offset:
+            sql += f" LIMIT {-1 if max_results is None else int(max_results)} OFFSET {int(offset)}"
         rows = self._exec(sql, args).fetchall()
         out = []
         loads = json.loads
@@ -196,12 +232,12 @@ class RunIndex:
         for r in rows:
             d = dict(zip(RUN_COLUMNS + ("parent_run_id",), r[:n]))
             if with_data:
-                d["params"], d["metrics"], d["tags"] = loads(r[n]), loads(r[n + 1]), loads(r[n + 2])
+                d["params"], d["metrics"], d["tags"] = loads(r[n]), load_metrics(r[n + 1]), loads(r[n + 2])
             out.append(d)
         return out
 
 
-_live_indexes: "weakref.WeakSet[RunIndex]" = weakref.WeakSet()
+_live_indexes: weakref.WeakSet[RunIndex] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
@@ -225,8 +261,7 @@ class _Inserter:
                    tags: dict | None = None) -> None:
         cols = list(RUN_COLUMNS) + ["params", "metrics", "tags"]
         vals = [info.get(c) for c in RUN_COLUMNS] + [
-            json.dumps(params or {}), json.dumps({k: _finite_or_none(v) for k, v in (metrics or {}).items()}),
-            json.dumps(tags or {})]
+            json.dumps(params or {}), metrics_json(metrics), json.dumps(tags or {})]
         self.conn.execute(f"INSERT OR REPLACE INTO runs({', '.join(cols)}) VALUES({', '.join('?' * len(cols))})",
                           vals)
 

@@ -6,7 +6,17 @@ import shutil
 import time
 from typing import Any
 
-from qexp.ext import ExpAlreadyExistError, Experiment, ExpManager, ExpNotFoundError, RecorderNotFoundError, now_ms
+from qexp.ext import (
+    ExpAlreadyExistError,
+    Experiment,
+    ExpManager,
+    ExpNotFoundError,
+    RecorderNotFoundError,
+    now_ms,
+    offset_token,
+    search_key,
+    token_offset,
+)
 
 from . import runs
 from .experiment import FileExperiment
@@ -83,6 +93,21 @@ class FileExpManager(ExpManager):
                      max_results: int | None) -> list[dict]:
         return runs.search_runs(self.store, experiment_ids, clauses, orders, max_results)
 
+    def _search_runs_page(self, experiment_ids: list[str] | None, clauses: list, orders: list,
+                          max_results: int | None, page_token: str | None) -> tuple[list[dict], str | None]:
+        # LIMIT/OFFSET in the index: page 1,000 of a 100,000-run store costs one query, not 1,000 pages
+        key = search_key(experiment_ids, clauses, orders)
+        offset = token_offset(page_token, key)
+        rows = runs.search_runs(self.store, experiment_ids, clauses, orders,
+                                None if max_results is None else max_results + 1, offset=offset)
+        if max_results is None or len(rows) <= max_results:
+            return rows, None
+        return rows[:max_results], offset_token(offset + max_results, key)
+
+    def _run_stats(self, experiment_ids: list[str] | None) -> dict[str, dict[str, Any]]:
+        runs.reap(self.store, experiment_ids)  # a killed run counts as FAILED, not RUNNING
+        return self.store.index.stats(experiment_ids)
+
     def rebuild_index(self, repair: bool = False) -> int:
         """Rebuild the search index from the run folders; returns the number of runs indexed.
 
@@ -108,4 +133,6 @@ class FileExpManager(ExpManager):
                 n = self.store.index.rebuild()
         self.index_problems = [str(w.message).removeprefix("qexp: ") for w in caught
                                if issubclass(w.category, RuntimeWarning)]
+        for w in caught:  # still warned, for callers that do not read index_problems
+            warnings.warn(w.message, w.category, stacklevel=2)
         return n

@@ -38,10 +38,11 @@ def reap(store: FileStore, experiment_ids: list[str] | None) -> None:
 
 
 def search_runs(store: FileStore, experiment_ids: list[str] | None, clauses: list[Clause], orders: list[Order],
-                max_results: int | None, with_data: bool = True) -> list[dict]:
-    """Search rows (``ExpManager._search_runs``'s shape); ``with_data=False`` leaves out params, metrics, tags."""
+                max_results: int | None, with_data: bool = True, offset: int = 0) -> list[dict]:
+    """Search rows (``ExpManager._search_runs``'s shape); ``with_data=False`` leaves out params, metrics, tags;
+    ``offset`` skips that many rows (paging)."""
     reap(store, experiment_ids)
-    rows = store.index.search(experiment_ids, clauses, orders, max_results, with_data=with_data)
+    rows = store.index.search(experiment_ids, clauses, orders, max_results, with_data=with_data, offset=offset)
     if with_data:
         for r in rows:
             r["tags"].setdefault("mlflow.runName", r["run_name"] or "")

@@ -21,13 +21,15 @@ from qexp.ext import (
     ExpManager,
     ExpNotFoundError,
     Order,
+    PageTokenError,
     QexpError,
     parse_filter,
     parse_order_by,
     runs_frame,
+    search_key,
 )
 
-from . import runs
+from . import runs, search
 from .client import error_code, is_not_found, retry
 from .experiment import MlflowExperiment
 from .recorder import MlflowRecorder
@@ -149,11 +151,11 @@ class MlflowExpManager(ExpManager):
 
     def search_records(self, experiment_ids: Iterable[str] | str | None = None, filter_string: str = "",
                        order_by: list[str] | str | None = None, max_results: int | None = None,
-                       **kwargs: Any) -> pd.DataFrame:
+                       page_token: str | None = None, **kwargs: Any) -> pd.DataFrame:
         """Runs matching an MLflow filter, run by MLflow itself, as the DataFrame every backend returns.
 
         ``run_view_type`` (1 active, 2 deleted, 3 all) is passed to MLflow; qexp checks the filter's syntax
-        first so errors look the same on every backend.
+        first so errors look the same on every backend. Paging as on every backend: ``attrs["next_page_token"]``.
         """
         if isinstance(experiment_ids, str):
             experiment_ids = [experiment_ids]
@@ -162,13 +164,47 @@ class MlflowExpManager(ExpManager):
         clauses = parse_filter(filter_string or "")
         orders = parse_order_by(list(order_by or []))
         ids = None if experiment_ids is None else [str(e) for e in experiment_ids]
-        rows = runs.search_rows(self.store, ids, clauses, orders, max_results,
-                                run_view_type=kwargs.get("run_view_type", 1))
-        return runs_frame(rows)
+        view = kwargs.get("run_view_type", 1)
+        if max_results is None and page_token is None:
+            rows, token = runs.search_rows(self.store, ids, clauses, orders, None, run_view_type=view), None
+        else:
+            rows, token = self._search_runs_page(ids, clauses, orders, max_results, page_token, run_view_type=view)
+        df = runs_frame(rows)
+        df.attrs["next_page_token"] = token
+        return df
 
     def _search_runs(self, experiment_ids: list[str] | None, clauses: list[Clause], orders: list[Order],
                      max_results: int | None) -> list[dict]:
         return runs.search_rows(self.store, experiment_ids, clauses, orders, max_results)
+
+    def _search_runs_page(self, experiment_ids: list[str] | None, clauses: list, orders: list,
+                          max_results: int | None, page_token: str | None,
+                          run_view_type: int = 1) -> tuple[list[dict], str | None]:
+        """MLflow's own page tokens when MLflow runs the whole search (its SQL pages with LIMIT/OFFSET);
+        qexp's offset tokens over the in-memory part otherwise."""
+        filter_string, local = search.split_clauses(clauses)
+        mlflow_orders = search.orders_to_mlflow(orders)
+        native = not local and mlflow_orders is not None and max_results is not None and max_results <= search.PAGE_MAX
+        key = search_key(experiment_ids, clauses, orders)
+        prefix = f"mlflow:{key}:"
+        if not native or (page_token and not page_token.startswith("mlflow:")):
+            return super()._search_runs_page(experiment_ids, clauses, orders, max_results, page_token)
+        if page_token and not page_token.startswith(prefix):
+            raise PageTokenError("page_token belongs to another search (its experiments, filter or order "
+                                 "differ); pass the same search again, or start from the first page")
+        self.flush_all()
+        ids = [str(e.experiment_id) for e in self.store.active_experiments()] if experiment_ids is None \
+            else experiment_ids
+        if not ids:
+            return [], None
+        if any(x.entity == "attributes" and x.key in ("status", "end_time") for x in [*clauses, *orders]):
+            runs.reap_dead(self.store, ids)
+        page = retry(self.client.search_runs, ids, filter_string=filter_string, run_view_type=run_view_type,
+                     max_results=max_results, order_by=mlflow_orders or None,
+                     page_token=page_token[len(prefix):] if page_token else None)
+        rows = [search.run_to_row(runs.reaped(self.store, r)) for r in page]
+        token = page.token.decode() if isinstance(page.token, bytes) else page.token  # bytes from SQL stores
+        return rows, prefix + token if token and len(rows) == max_results else None
 
 
 def _id_key(exp_id: str) -> tuple[int, Any]:

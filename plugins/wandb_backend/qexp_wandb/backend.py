@@ -75,13 +75,21 @@ class WandbExpManager(ExpManager):
         return self.link(self.local.get_recorder_by_id(recorder_id))
 
     def search_records(self, experiment_ids: Any = None, filter_string: str = "", order_by: Any = None,
-                       max_results: int | None = None, **kwargs: Any) -> pd.DataFrame:
+                       max_results: int | None = None, page_token: str | None = None,
+                       **kwargs: Any) -> pd.DataFrame:
         return self.local.search_records(experiment_ids, filter_string=filter_string, order_by=order_by,
-                                         max_results=max_results, **kwargs)
+                                         max_results=max_results, page_token=page_token, **kwargs)
 
     def _search_runs(self, experiment_ids: list[str] | None, clauses: list, orders: list,
                      max_results: int | None) -> list[dict]:
         return self.local._search_runs(experiment_ids, clauses, orders, max_results)
+
+    def _search_runs_page(self, experiment_ids: list[str] | None, clauses: list, orders: list,
+                          max_results: int | None, page_token: str | None) -> tuple[list[dict], str | None]:
+        return self.local._search_runs_page(experiment_ids, clauses, orders, max_results, page_token)
+
+    def _run_stats(self, experiment_ids: list[str] | None) -> dict[str, dict[str, Any]]:
+        return self.local._run_stats(experiment_ids)
 
 
 class WandbExperiment(Experiment):
