@@ -26,9 +26,13 @@ ENTRY_POINT_GROUP = "qexp"
 ESSENTIAL_PLUGINS: dict[str, tuple[str, str, str]] = {
     "file": ("qexp_file.plugin", "backend", ""),
     "executors": ("qexp_executors.plugin", "executor", "local"),
+    "task_stores": ("qexp_task_stores.plugin", "task_store", "sqlite"),
 }
 """Plugins registered by module path when, after the entry points, nothing serves their scheme:
 name -> (module, kind of scheme table, scheme)."""
+CORE_COMPONENTS = "qexp.task.components"
+"""The core module whose ``register_components(register)`` puts the core's own classes named in configs (the
+task layer, under Qlib's module paths) into the component registry, as plugin ``qexp``, after the plugins."""
 
 pm = pluggy.PluginManager("qexp")
 pm.add_hookspecs(hookspecs)
@@ -129,6 +133,16 @@ def load_plugins() -> None:
             except Exception as exc:  # a broken plugin must not take the others down
                 _record_load_error(ep.name, ep.value, exc)
         _load_essential_plugins()
+        _load_core_components()
+
+
+def _load_core_components() -> None:
+    def register(cls: Any, name: str | None = None, module_paths: Iterable[str] = ()) -> None:
+        registry.components.register(cls, name, tuple(module_paths), kind="task", plugin="qexp")
+    try:
+        importlib.import_module(CORE_COMPONENTS).register_components(register)
+    except Exception as exc:
+        _record_load_error("qexp", CORE_COMPONENTS, exc)
 
 
 def _record_load_error(name: str, where: str, exc: BaseException) -> None:

@@ -1,1 +1,1 @@
-"""qexp plugin qexp_task_stores (work in progress: see its issue)."""
+"""qexp's task stores: task pools in SQLite (default) or PostgreSQL, with atomic fetch and leases."""

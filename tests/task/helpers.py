@@ -1,0 +1,62 @@
+"""Task functions and worker bodies the tests run in other processes (importable, so picklable)."""
+from __future__ import annotations
+
+import os
+import time
+
+
+def noop(task_def, **kwargs):
+    return {"i": task_def["i"], "pid": os.getpid()}
+
+
+def pool_worker(pool, uri, out_path):
+    """Run every waiting task of ``pool`` and write the ids this process ran, one a line."""
+    from qexp.task import TaskManager
+    tm = TaskManager(pool, uri=uri)
+    ran = []
+    for task in tm.task_fetcher_iter():
+        tm.commit_task_res(task, noop(task["def"]))
+        ran.append(task["_id"])
+    with open(out_path, "w") as f:
+        f.write("\n".join(ran))
+
+
+def hang_worker(pool, uri, lease_s, flag_path):
+    """Fetch one task, say so, then hang (the test SIGKILLs this process)."""
+    from qexp.task import TaskManager
+    tm = TaskManager(pool, uri=uri, lease_s=lease_s)
+    task = tm.fetch_task()
+    with open(flag_path, "w") as f:
+        f.write(str(task["_id"]))
+    time.sleep(600)
+
+
+def slow(task_def, seconds=1.0):
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def parent_and_self(task_def, **kwargs):
+    return os.getppid(), os.getpid(), task_def
+
+
+def train_in_proc(task_config, experiment_name, recorder_name=None):
+    """A train_func that records which process trained the task."""
+    from qexp import R
+    with R.start(experiment_name=experiment_name, recorder_name=recorder_name):
+        R.set_tags(pid=str(os.getpid()), ppid=str(os.getppid()))
+        R.log_params(i=task_config["i"])
+        return R.get_recorder()
+
+
+class Sleepy:
+    """A model whose fit takes ``seconds`` (to stop a worker in the middle of a task)."""
+
+    def __init__(self, seconds=60.0):
+        self.seconds = seconds
+
+    def fit(self, dataset, **kwargs):
+        time.sleep(self.seconds)
+
+    def predict(self, dataset, segment="test"):  # pragma: no cover - never reached
+        raise NotImplementedError
