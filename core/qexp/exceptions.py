@@ -26,6 +26,14 @@ class RecorderNotFoundError(QexpError, ValueError):
     """No recorder matches the id or name."""
 
 
+class AmbiguousRunIdError(RecorderNotFoundError):
+    """A short run id (a prefix) matches several runs; the message lists them."""
+
+
+class StoreNotFoundError(QexpError, FileNotFoundError):
+    """A read found no tracking store at the URI (reads never create one)."""
+
+
 class NoActiveRecorderError(QexpError, RuntimeError):
     """An operation needs an active recorder and none is active."""
 

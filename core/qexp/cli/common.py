@@ -9,17 +9,50 @@ from typing import NoReturn
 import click
 
 from ..backends import create_manager
-from ..exceptions import ExpNotFoundError
+from ..exceptions import ExpNotFoundError, QexpError, StoreNotFoundError
 from ..experiment import Experiment
 from ..manager import ExpManager
+from ..recorder import Recorder
+from ..uri import DEFAULT_URI, local_path
 
 uri_option = click.option("--uri", envvar="QEXP_URI", default=None,
                           help="Tracking store URI (default: $QEXP_URI, else ./qexp_runs).")
 
 
-def manager(uri: str | None) -> ExpManager:
-    """An ExpManager for the CLI's ``--uri`` (no run is started)."""
-    return create_manager(uri)
+def uri_source(param: str = "uri") -> str:
+    """How the command's store URI was chosen: ``--uri``, ``$QEXP_URI`` or the default."""
+    ctx = click.get_current_context(silent=True)
+    source = ctx.get_parameter_source(param) if ctx is not None else None
+    if source is click.core.ParameterSource.COMMANDLINE:
+        return f"--{param.replace('_', '-')}"
+    if source is click.core.ParameterSource.ENVIRONMENT:
+        return "$QEXP_URI"
+    return f"the default {DEFAULT_URI}, as neither --uri nor $QEXP_URI is set"
+
+
+def manager(uri: str | None, create: bool = False) -> ExpManager:
+    """An ExpManager for the CLI's ``--uri`` (no run is started). Commands read existing stores, so by
+    default a store that does not exist is a one-line error naming the path and how the URI was chosen,
+    never a new empty store; ``create=True`` is for commands that write a new store."""
+    try:
+        return create_manager(uri, create=create)
+    except StoreNotFoundError as exc:
+        fail(f"{exc}; the store URI came from {uri_source()}. Give the right one with --uri PATH_OR_URI (or "
+             f"$QEXP_URI); a store is created by `qexp run` or qexp.init() when its first run starts")
+
+
+def announce_store(m: ExpManager) -> None:
+    """One line on stderr saying which store a listing read (stdout stays the table or pure JSON)."""
+    where = local_path(m.uri) or m.uri
+    click.echo(f"store: {where} (from {uri_source().split(',')[0]})", err=True)
+
+
+def find_recorder(m: ExpManager, run_id: str) -> Recorder:
+    """A run by id or unique id prefix (8 characters as listed); a clear CLI error otherwise."""
+    try:
+        return m.get_recorder_by_id(run_id)
+    except QexpError as exc:
+        fail(str(exc))
 
 
 def fail(msg: str) -> NoReturn:
@@ -35,8 +68,9 @@ def find_exp(m: ExpManager, name_or_id: str) -> Experiment:
         try:
             return m.get_exp(experiment_id=name_or_id, create=False)
         except ExpNotFoundError:
-            fail(f"no experiment named {name_or_id!r} (and none with that id) in {m.uri}; "
-                 f"`qexp exp list --uri {m.uri}` lists them")
+            names = sorted(m.list_experiments())
+            fail(f"no experiment named {name_or_id!r} (and none with that id) in {local_path(m.uri) or m.uri}; "
+                 f"existing: {', '.join(map(repr, names[:20])) or 'none'}")
 
 
 def experiment_ids(m: ExpManager, exp: tuple[str, ...]) -> list[str] | None:

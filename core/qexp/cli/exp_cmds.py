@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import find_exp, manager, uri_option
+from .common import announce_store, find_exp, manager, uri_option
 from .output import print_json, print_table
 
 
@@ -17,7 +17,9 @@ def exp_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def exp_list(uri: str | None, as_json: bool) -> None:
     """List experiments."""
-    exps = manager(uri).list_experiments()
+    m = manager(uri)
+    announce_store(m)
+    exps = m.list_experiments()
     rows = [{"id": e.id, "name": e.name} for e in exps.values()]
     if as_json:
         print_json(rows)

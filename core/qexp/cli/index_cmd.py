@@ -1,9 +1,11 @@
 """``qexp index rebuild``: rebuild a file store's search index from its run folders."""
 from __future__ import annotations
 
+import warnings
+
 import click
 
-from .common import fail, manager, uri_option
+from .common import announce_store, fail, manager, uri_option
 
 
 @click.group("index")
@@ -13,13 +15,31 @@ def index_group() -> None:
 
 @index_group.command("rebuild")
 @uri_option
-def index_rebuild(uri: str | None) -> None:
-    """Rebuild the search index from the run folders (it is a cache; the folders are the truth)."""
+@click.option("--repair", is_flag=True,
+              help="Rewrite unreadable experiment meta.json files from what their runs hold (the broken file is "
+                   "kept as meta.json.corrupt-<time>).")
+def index_rebuild(uri: str | None, repair: bool) -> None:
+    """Rebuild the search index from the run folders (it is a cache; the folders are the truth).
+
+    Exits 1 when something could not be indexed (an unreadable meta.json), naming each path.
+    """
     m = manager(uri)
+    announce_store(m)
     rebuild = getattr(m, "rebuild_index", None)
     if rebuild is None:
         fail(f"the {type(m).__name__} backend keeps no local index to rebuild")
-    click.echo(f"indexed {rebuild()} runs in {m.uri}")
+    with warnings.catch_warnings():  # each problem is printed once, below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        n = rebuild(repair=True) if repair else rebuild()
+    for line in getattr(m, "index_repairs", None) or []:
+        click.echo(f"repaired {line}", err=True)
+    click.echo(f"indexed {n} runs in {m.uri}")
+    problems = getattr(m, "index_problems", None) or []
+    if problems:
+        for p in problems:
+            click.echo(f"problem: {p}", err=True)
+        hint = "" if repair else "; `qexp index rebuild --repair` rewrites unreadable experiment metas from their runs"
+        fail(f"{len(problems)} folder(s) could not be indexed (listed above){hint}")
 
 
 def add_commands(cli: click.Group) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import cli_group
+from .common import cli_group, fail
 from .output import print_json
 
 
@@ -20,10 +20,15 @@ def migrate_cmd(source: str, target: str, experiments: tuple[str, ...], quiet: b
 
     Running it again copies only what is new: each copy is tagged qexp.migrated_from=<source run id>.
     """
-    from qexp.exceptions import QexpError
+    from qexp.backends import create_manager
+    from qexp.exceptions import QexpError, StoreNotFoundError
     from qexp.migrate import migrate
     try:
-        report = migrate(source, target, experiments=list(experiments) or None, progress=False if quiet else None)
+        src = create_manager(source, create=False)  # reading the source never creates it
+    except StoreNotFoundError as exc:
+        fail(f"--from: {exc}")
+    try:
+        report = migrate(src, target, experiments=list(experiments) or None, progress=False if quiet else None)
     except QexpError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

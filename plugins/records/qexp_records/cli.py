@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from qexp.ext import uri_option
+
 __all__ = ["add_commands", "report_cmd", "collect_report"]
 
 SIGNAL_KEYS = ["IC", "ICIR", "Rank IC", "Rank ICIR", "Long-Short Ann Return", "Long-Short Ann Sharpe",
@@ -52,20 +54,26 @@ def collect_report(recorder: Any) -> dict[str, Any]:
         for art in recorder.list_artifacts(folder):
             if art.endswith(".png"):
                 pictures[art] = _picture_path(recorder, art)
+    from .port_ana_record import BENCHMARK_TAG
+    benchmark = recorder.list_tags().get(BENCHMARK_TAG) if portfolio else None
     return {"run": {"id": recorder.id, "name": recorder.name, "experiment_id": recorder.experiment_id,
                     "status": recorder.status},
-            "signal": signal, "portfolio": portfolio, "indicators": indicators, "pictures": pictures}
+            "signal": signal, "portfolio": portfolio, "benchmark": benchmark, "indicators": indicators,
+            "pictures": pictures}
 
 
 @click.command("report")
-@click.option("--uri", envvar="QEXP_URI", default=None, help="Tracking store URI (default: $QEXP_URI, else ./qexp_runs).")
-@click.argument("run_id")
+@uri_option
+@click.argument("run_id", metavar="RUN")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def report_cmd(uri: str | None, run_id: str, as_json: bool) -> None:
-    """Signal metrics (IC, ICIR, ...), portfolio risk analysis and the pictures of run RUN_ID."""
-    from qexp.ext import QexpError, create_manager, print_json, print_table
+    """Signal metrics (IC, ICIR, ...), portfolio risk analysis and the pictures of run RUN (an id or a unique
+    prefix of one)."""
+    from qexp.ext import QexpError, announce_store, cli_manager, find_recorder, print_json, print_table
+    m = cli_manager(uri)
+    announce_store(m)
+    recorder = find_recorder(m, run_id)
     try:
-        recorder = create_manager(uri).get_recorder_by_id(run_id)
         data = collect_report(recorder)
     except QexpError as exc:
         raise click.ClickException(str(exc)) from None
@@ -74,15 +82,22 @@ def report_cmd(uri: str | None, run_id: str, as_json: bool) -> None:
         return
     run = data["run"]
     if not (data["signal"] or data["portfolio"] or data["indicators"]):
-        click.echo(f"run {run_id} has no signal or portfolio metrics yet; run SigAnaRecord / PortAnaRecord on it")
+        click.echo(f"run {run['id']} has no signal or portfolio metrics yet; run SigAnaRecord / PortAnaRecord on "
+                   f"it: qexp runs rerun-records {str(run['id'])[:8]} --record SigAnaRecord --record PortAnaRecord")
     if data["signal"]:
         print_table(["metric", "value"], list(data["signal"].items()),
                     title=f"signal analysis: run {run['id']} ({run['name'] or ''})")
+    absolute = data["benchmark"] == "none"
+    what = "return (no benchmark)" if absolute else "excess return"
     for freq, rows in sorted(data["portfolio"].items()):
         names = [n for n in RISK_NAMES if n in rows] + sorted(set(rows) - set(RISK_NAMES))
-        print_table(["metric", "excess return without cost", "excess return with cost"],
+        print_table(["metric", f"{what} without cost", f"{what} with cost"],
                     [[n, rows[n].get("without_cost"), rows[n].get("with_cost")] for n in names],
-                    title=f"portfolio analysis ({freq})")
+                    title=f"portfolio analysis ({freq})" + (f", benchmark {data['benchmark']}" if data["benchmark"]
+                                                            and not absolute else ""))
+        if absolute:
+            click.echo("the backtest had benchmark: null, so these are absolute returns (the metrics keep Qlib's "
+                       "names excess_return_*)")
     for freq, ind in sorted(data["indicators"].items()):
         print_table(["indicator", "value"], [[k, ind[k]] for k in ("ffr", "pa", "pos") if k in ind],
                     title=f"trade indicators ({freq})")
