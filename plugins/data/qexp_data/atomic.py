@@ -3,35 +3,119 @@
 An interrupted write leaves the destination as it was (an old folder stays intact, no half-written folder
 appears). Temp folders are named ``.<name>.tmp-<random>`` beside the destination so the rename stays on one
 file system; a crash can leave such a folder behind, and the next write to the same destination removes it.
+
+Only what qexp wrote is ever replaced: a destination must be missing, empty, or a data folder (nothing but
+``calendars/``, ``features/`` and ``instruments/``); any other folder is refused, as are the current folder
+and the folders holding it. Files and folders are created with the process umask (no private 0600/0700).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
+
+from .errors import DataError
+
+DATA_ENTRIES = frozenset({"calendars", "features", "instruments"})
+"""The entries of a Qlib-format data folder; a folder holding anything else is not replaced."""
+
+
+class OutputFolderError(DataError, FileExistsError):
+    """The output folder holds something qexp did not write, or is the current folder."""
+
+
+def folder_kind(dst: str | os.PathLike) -> str:
+    """``"missing"``, ``"empty"``, ``"data"`` (only Qlib data entries, a calendar among them), ``"other"``
+    (a non-empty folder holding anything else) or ``"file"``."""
+    p = Path(dst).expanduser()
+    if not p.exists() and not p.is_symlink():
+        return "missing"
+    if not p.is_dir():
+        return "file"
+    entries = set(os.listdir(p))
+    if not entries:
+        return "empty"
+    if entries <= DATA_ENTRIES and "calendars" in entries:
+        return "data"
+    return "other"
+
+
+def describe_data_folder(dst: str | os.PathLike) -> str:
+    """A few words on what a data folder holds, for a confirmation prompt."""
+    p = Path(dst).expanduser()
+    try:
+        days = (p / "calendars" / "day.txt").read_text(encoding="utf-8").split()
+        span = f", {len(days)} days ({days[0]}..{days[-1]})" if days else ""
+    except OSError:
+        span = ""
+    n = len(os.listdir(p / "features")) if (p / "features").is_dir() else 0
+    return f"{n} instruments{span}"
+
+
+def check_output_folder(dst: str | os.PathLike, replace_data: bool = True) -> str:
+    """Refuse an output folder whose content is not ours; returns its :func:`folder_kind`.
+
+    A missing or empty folder is fine; a data folder is replaced only with ``replace_data``; a file, a
+    folder holding anything else, and the current folder (or one holding it) raise
+    :class:`OutputFolderError` naming what is there."""
+    p = Path(dst).expanduser().absolute()
+    cwd = Path.cwd().absolute()
+    if p == cwd or p in cwd.parents:
+        raise OutputFolderError(f"the output folder {p} is the current folder or holds it; qexp writes a data "
+                                f"folder by replacing it whole, so write into a new subfolder, e.g. --out "
+                                f"{p / 'qlib_data'}")
+    kind = folder_kind(p)
+    if kind == "file":
+        raise OutputFolderError(f"the output {p} is a file, not a folder; give a new folder")
+    if kind == "other":
+        foreign = sorted(set(os.listdir(p)) - DATA_ENTRIES)
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputFolderError(f"the output folder {p} is not empty and is not a data folder (it holds {shown}); "
+                                f"qexp never replaces what it did not write, even with --force. Give a new or "
+                                f"empty folder")
+    if kind == "data" and not replace_data:
+        raise OutputFolderError(f"the output folder {p} already holds a data folder "
+                                f"({describe_data_folder(p)}); pass --force to replace it")
+    return kind
 
 
 def _stale_temps(dst: Path) -> list[Path]:
     return [p for p in dst.parent.glob(f".{dst.name}.tmp-*") if p.is_dir()]
 
 
+def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new empty folder ``<parent>/<prefix><random>``, created with the umask (``tempfile.mkdtemp``
+    makes it 0700 whatever the umask, which leaves a shared data folder unreadable to the team)."""
+    for _ in range(100):
+        path = Path(parent) / f"{prefix}{secrets.token_hex(6)}"
+        try:
+            os.mkdir(path, 0o777)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary folder in {parent}")
+
+
 @contextlib.contextmanager
 def atomic_dir(dst: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temp folder beside ``dst``; on success it replaces ``dst`` (swap by renames).
 
-    On an exception the temp folder is removed and ``dst`` is untouched.
+    ``dst`` must be missing, empty or a data folder (:func:`check_output_folder`), checked before and again
+    just before the swap. On an exception the temp folder is removed and ``dst`` is untouched.
     """
     dst = Path(dst).expanduser().absolute()
+    check_output_folder(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     for stale in _stale_temps(dst):
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    tmp = make_temp_dir(dst.parent, f".{dst.name}.tmp-")
     try:
         yield tmp
+        check_output_folder(dst)  # someone may have put files there meanwhile
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -58,9 +142,11 @@ def replace_dir(src: Path, dst: Path) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace`` (mode from the
+    umask, as a plain ``open`` would give)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

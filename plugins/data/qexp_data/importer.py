@@ -231,8 +231,12 @@ def import_csv(src: str | os.PathLike, dst: str | os.PathLike, date_col: str = "
                symbol_col: str | None = None, markets: Sequence[str] = (),
                progress: bool | None = None,
                on_bad_row: Callable[[BadRow], None] | None = None) -> ImportReport:
-    """Convert per-symbol files in ``src`` into a Qlib-format folder at ``dst`` (atomically replaced)."""
+    """Convert per-symbol files in ``src`` into a Qlib-format folder at ``dst``: a new or empty folder, or a data
+    folder it replaces atomically; a folder holding anything else is refused before any file is read."""
     from tqdm import tqdm
+
+    from .atomic import check_output_folder
+    check_output_folder(dst)  # before the (long) read: a folder that is not ours is refused at once
     files = find_files(Path(src).expanduser())
     market_codes = read_markets(markets)
     report = ImportReport(Path(dst).expanduser().absolute())

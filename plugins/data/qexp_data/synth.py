@@ -229,7 +229,8 @@ def _csi300(cal: pd.DatetimeIndex, code_list: list[str], start_idx: np.ndarray, 
 
 
 def write_synth(dst: str | os.PathLike, params: SynthParams | None = None) -> Path:
-    """Generate the market for ``params`` and write it atomically to ``dst`` (replacing what is there)."""
+    """Generate the market for ``params`` and write it atomically to ``dst``: a new or empty folder, or a data
+    folder it replaces; a folder holding anything else is refused (:class:`~qexp_data.atomic.OutputFolderError`)."""
     params = params or SynthParams()
     cal, instruments, markets = generate(params)
     return write_folder(dst, cal, instruments, markets)

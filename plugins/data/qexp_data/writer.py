@@ -48,7 +48,8 @@ def write_markets(root: Path, markets: Mapping[str, Mapping[str, list[tuple[pd.T
 
 def write_folder(dst: str | os.PathLike, calendar: pd.DatetimeIndex, instruments: Iterable[InstrumentData],
                  markets: Mapping[str, Mapping[str, list]]) -> Path:
-    """Write calendar, instruments and features into a temp folder beside ``dst``, then swap it in."""
+    """Write calendar, instruments and features into a temp folder beside ``dst``, then swap it in (``dst``
+    must be missing, empty or a data folder: see :func:`~qexp_data.atomic.check_output_folder`)."""
     dst = Path(dst).expanduser().absolute()
     with atomic_dir(dst) as tmp:
         write_calendar(tmp, calendar)

@@ -3,16 +3,28 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Iterator
 
 
+def _create_temp(folder: str) -> tuple[int, str]:
+    # not tempfile.mkstemp: it makes the file 0600 whatever the umask, so a teammate sharing the store could
+    # not read the artifacts and metas; O_EXCL with mode 0666 lets the umask decide, as a plain open() does
+    while True:
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 @contextmanager
 def atomic_writer(path: str) -> Iterator[BinaryIO]:
-    """A binary file that replaces ``path`` by a rename when the block ends, or vanishes on error."""
+    """A binary file that replaces ``path`` by a rename when the block ends, or vanishes on error. Its mode
+    comes from the umask (0644 under the usual 022)."""
     folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    fd, tmp = _create_temp(folder)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -45,7 +57,7 @@ def append_lines(path: str, records: list[dict]) -> None:
     if not records:
         return
     data = "".join(json.dumps(r, allow_nan=True) + "\n" for r in records).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask decides, as for open()
     try:
         while data:
             data = data[os.write(fd, data):]
