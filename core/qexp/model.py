@@ -65,6 +65,16 @@ class BaseModel(ABC):
     def predict(self, *args: Any, **kwargs: Any) -> Any:
         """Make predictions."""
 
+    @classmethod
+    def check_kwargs(cls, kwargs: dict[str, Any]) -> list[str]:
+        """Warnings about keyword arguments the constructor takes through ``**kwargs`` but will not use.
+
+        ``qexp run --dry-run`` (and every run, before training) checks a config's ``kwargs`` against the
+        constructor's signature; names a ``**kwargs`` catch-all swallows are passed here, so a model that
+        forwards them to a library (LightGBM's parameters) can flag a misspelt one. The default knows none.
+        """
+        return []
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.predict(*args, **kwargs)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from typing import Any
+from typing import Any, Iterable
 
 # Modules whose classes are trusted wholesale: data containers, not code runners.
 SAFE_MODULE_PREFIXES = ("pandas", "numpy", "datetime", "collections", "pathlib", "decimal", "fractions",
@@ -18,10 +18,16 @@ class RestrictedUnpickler(pickle.Unpickler):
     """Unpickles data containers only: builtins, numpy, pandas and a few stdlib modules.
 
     Anything else (a model class, ``os.system``) raises :class:`pickle.UnpicklingError` naming it,
-    so loading an artifact from an untrusted store cannot run code.
+    so loading an artifact from an untrusted store cannot run code. ``allow`` trusts more: classes,
+    ``"module.Name"`` strings, or ``"package.*"`` for everything in a package, e.g.
+    ``load_object("params.pkl", restricted=True, allow=["qexp_models.*", "lightgbm.*"])`` for an LGBModel.
     """
 
     extra_allowed: set[tuple[str, str]] = set()
+
+    def __init__(self, file: Any, *, allow: Iterable[Any] = (), **kwargs: Any):
+        super().__init__(file, **kwargs)
+        self.allowed_names, self.allowed_prefixes = parse_allow(allow)
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "builtins" and name in SAFE_BUILTINS:
@@ -31,11 +37,29 @@ class RestrictedUnpickler(pickle.Unpickler):
                 return _safe_getattr
             return super().find_class(module, name)
         root = module.split(".", 1)[0]
-        if root in SAFE_MODULE_PREFIXES:
+        if root in SAFE_MODULE_PREFIXES or f"{module}.{name}" in self.allowed_names \
+                or any(module == p or module.startswith(p + ".") for p in self.allowed_prefixes):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(
-            f"restricted unpickler refused global '{module}.{name}'; load it with restricted=False only if "
-            f"you trust the store it came from")
+            f"restricted unpickler refused global '{module}.{name}'; if you trust the store it came from, allow it: "
+            f"load_object(..., restricted=True, allow=['{module}.{name}']) (or '{root}.*' for its whole package), "
+            f"or load with restricted=False")
+
+
+def parse_allow(allow: Iterable[Any]) -> tuple[set[str], tuple[str, ...]]:
+    """``(exact "module.Name" globals, module prefixes)`` from classes, names and ``"package.*"`` patterns."""
+    names: set[str] = set()
+    prefixes: list[str] = []
+    for item in [allow] if isinstance(allow, (str, type)) else allow:
+        if isinstance(item, type) or callable(item) and hasattr(item, "__qualname__"):
+            names.add(f"{item.__module__}.{item.__qualname__}")
+        elif isinstance(item, str) and item.endswith(".*"):
+            prefixes.append(item[:-2])
+        elif isinstance(item, str) and item:
+            names.add(item)
+        else:
+            raise TypeError(f"allow takes classes, 'module.Name' strings or 'package.*' patterns, got {item!r}")
+    return names, tuple(prefixes)
 
 
 def _safe_getattr(obj: Any, name: str) -> Any:
@@ -50,6 +74,17 @@ def dumps(obj: Any) -> bytes:
     return pickle.dumps(obj, protocol=4)
 
 
-def loads(data: bytes, restricted: bool = False, unpickler: type[pickle.Unpickler] | None = None) -> Any:
-    cls = unpickler or (RestrictedUnpickler if restricted else pickle.Unpickler)
-    return cls(io.BytesIO(data)).load()
+def make_unpickler(stream: Any, restricted: bool = False, unpickler: type[pickle.Unpickler] | None = None,
+                   allow: Iterable[Any] = ()) -> pickle.Unpickler:
+    """The unpickler ``load_object`` uses: ``unpickler`` if given, else the restricted one (with ``allow``)
+    or the plain one."""
+    if unpickler is not None:
+        return unpickler(stream)
+    if restricted:
+        return RestrictedUnpickler(stream, allow=allow)
+    return pickle.Unpickler(stream)
+
+
+def loads(data: bytes, restricted: bool = False, unpickler: type[pickle.Unpickler] | None = None,
+          allow: Iterable[Any] = ()) -> Any:
+    return make_unpickler(io.BytesIO(data), restricted, unpickler, allow).load()

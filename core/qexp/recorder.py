@@ -2,15 +2,15 @@
 Qlib's public semantics, validation, auto-logging and the lifecycle events."""
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import os
-import pickle
 import posixpath
 import shutil
 import tempfile
 import time
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import pandas as pd
 
@@ -47,6 +47,20 @@ def validate_key(key: str, what: str) -> str:
     if len(key) > 250:
         raise QexpError(f"{what} name is {len(key)} characters long; the limit is 250")
     return key
+
+
+def metric_value(key: str, v: Any) -> float:
+    """``v`` as a metric value: a real number (int, float, numpy or torch scalar); NaN and +-inf are kept.
+
+    Text and booleans are refused, not coerced: ``"0.5"`` is a param or a tag, and ``True`` would become
+    1.0 without a word."""
+    if isinstance(v, (str, bytes, bool)) or type(v).__name__ in ("bool_", "bool"):
+        raise QexpError(f"metric {key!r} must be a number, got {type(v).__name__} {v!r}; log text as a tag or a "
+                        f"param, and write a flag as 0/1 if you mean a number")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise QexpError(f"metric {key!r} must be a number, got {type(v).__name__} {v!r}") from None
 
 
 def clean_artifact_path(path: str | None, what: str = "artifact path") -> str | None:
@@ -119,7 +133,7 @@ class Recorder:
         return self.id
 
     # ---- lifecycle ---------------------------------------------------------------------------
-    def start_run(self) -> "Recorder":
+    def start_run(self) -> Recorder:
         """Start the run (or resume it when it already exists); status becomes RUNNING."""
         resumed = self.id is not None
         # context tags travel with the start so a backend can write them in the same operation
@@ -165,18 +179,14 @@ class Recorder:
         batch = []
         for k, v in kwargs.items():
             validate_key(k, "metric")
-            try:
-                fv = float(v)
-            except (TypeError, ValueError):
-                raise QexpError(f"metric {k!r} must be a number, got {type(v).__name__} {v!r}") from None
-            batch.append(Metric(k, fv, ts, st))
+            batch.append(Metric(k, metric_value(k, v), ts, st))
         self._log_metrics(batch)
         fire("recorder_metrics_logged", recorder=self, metrics={m.key: m.value for m in batch}, step=st)
 
     def log_metric_batch(self, metrics: Iterable[Metric | tuple]) -> None:
         """Log many ``(key, value, timestamp_ms, step)`` points in one write (used by model loggers)."""
         self._require_id()
-        batch = [m if isinstance(m, Metric) else Metric(m[0], float(m[1]), int(m[2]), int(m[3])) for m in metrics]
+        batch = [Metric(m[0], metric_value(m[0], m[1]), int(m[2]), int(m[3])) for m in metrics]
         for m in batch:
             validate_key(m.key, "metric")
         if batch:
@@ -273,8 +283,11 @@ class Recorder:
             raise ArtifactPathError("artifact name is empty")
         return self._read_artifact(clean)
 
-    def load_object(self, name: str, restricted: bool = False, unpickler: Any = None) -> Any:
-        """Unpickle the artifact ``name``. ``restricted=True`` refuses anything but data containers."""
+    def load_object(self, name: str, restricted: bool = False, unpickler: Any = None,
+                    allow: Iterable[Any] = ()) -> Any:
+        """Unpickle the artifact ``name``. ``restricted=True`` refuses anything but data containers, plus what
+        ``allow`` names: classes, ``"module.Name"`` or ``"package.*"`` (e.g. ``allow=["qexp_models.*",
+        "lightgbm.*"]`` for an LGBModel)."""
         self._require_id()
         clean = clean_artifact_path(name, "artifact name")
         try:
@@ -288,20 +301,31 @@ class Recorder:
         try:
             if stream is not None:
                 with stream:  # unpickle straight from the file: no second copy of a large object in memory
-                    cls = unpickler or (pickling.RestrictedUnpickler if restricted else pickle.Unpickler)
-                    return cls(stream).load()
-            return pickling.loads(data, restricted=restricted, unpickler=unpickler)
+                    return pickling.make_unpickler(stream, restricted, unpickler, allow).load()
+            return pickling.loads(data, restricted=restricted, unpickler=unpickler, allow=allow)
         except Exception as exc:
             raise LoadObjectError(f"artifact {name!r} of run {self.id} could not be unpickled: "
                                   f"{type(exc).__name__}: {exc}") from exc
 
     def download_artifact(self, path: str, dst_path: str | None = None) -> str:
-        """Copy an artifact file or folder to ``dst_path`` (a temp dir by default); return the local path."""
+        """Copy an artifact file or folder to ``dst_path`` and return the local path.
+
+        Without ``dst_path`` the copy goes into a new temporary folder ``qexp-artifact-*`` that belongs to the
+        caller and stays after the call (as ``mlflow.artifacts.download_artifacts`` does): the returned path
+        must remain valid. Use :meth:`downloaded_artifact` for a copy removed at the end of a ``with`` block.
+        """
         self._require_id()
         clean = clean_artifact_path(path, "artifact path")
         dst = dst_path or tempfile.mkdtemp(prefix="qexp-artifact-")
         os.makedirs(dst, exist_ok=True)
         return self._download_artifact(clean or "", dst)
+
+    @contextlib.contextmanager
+    def downloaded_artifact(self, path: str) -> Iterator[str]:
+        """``with rec.downloaded_artifact("pred.pkl") as local:`` a local copy of the artifact file or folder,
+        removed (with its temporary folder) when the block ends."""
+        with tempfile.TemporaryDirectory(prefix="qexp-artifact-") as tmp:
+            yield self.download_artifact(path, tmp)
 
     def list_artifacts(self, artifact_path: str | None = None, recursive: bool = False) -> list[str]:
         """Relative paths of the artifacts under ``artifact_path`` (one level, or all with ``recursive``)."""
@@ -342,7 +366,7 @@ class Recorder:
     def flush(self) -> None:
         """Write out buffered metrics (backends that buffer override this)."""
 
-    def refresh(self) -> "Recorder":
+    def refresh(self) -> Recorder:
         """Reload status and times from the store."""
         return self
 

@@ -89,17 +89,19 @@ def test_alstm_alpha360_end_to_end(small_market, tmp_path):
 
 def test_exception_mid_run_leaves_failed_run(small_market, tmp_path):
     store = tmp_path / "runs"
-    # an unknown benchmark instrument fails inside PortAnaRecord, after the model and signal were saved
+    # an exchange setting the backtest refuses fails inside PortAnaRecord, after the model and signal were saved
+    # (a benchmark without prices is caught before training now: tests/safety/test_dry_run.py)
     r = CliRunner().invoke(get_cli(), ["run", str(LGB158), *small_args(
         small_market, store, "task.model.kwargs.num_boost_round=5",
-        "task.record.2.kwargs.config.backtest.benchmark=NOSUCH")])
+        "task.record.2.kwargs.config.backtest.exchange_kwargs.volume_threshold=1")])
     assert r.exit_code != 0
-    assert "NOSUCH" in r.output
+    assert "volume_threshold" in r.output
     rec = only_run(store)
     assert rec.status == "FAILED"
     arts = set(rec.list_artifacts(recursive=True))
-    assert {"params.pkl", "pred.pkl", "sig_analysis/ic.pkl"} <= arts
+    assert {"params.pkl", "pred.pkl", "sig_analysis/ic.pkl", "config"} <= arts  # the config is kept
     assert "IC" in rec.list_metrics()
+    assert "volume_threshold" in rec.list_tags()["qexp.failure_reason"]
 
 
 def test_set_and_base_config_with_drop(small_market, tmp_path):

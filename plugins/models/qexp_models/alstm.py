@@ -26,7 +26,7 @@ from qexp.ext import Model
 
 from . import _lazy
 from ._data import DK_I, DK_L, has_segment, not_fitted, require_segment
-from ._log import log_points
+from ._log import epoch_line, log_points, model_note
 from ._windows import Steps, load
 
 logger = logging.getLogger("qexp.models.alstm")
@@ -109,7 +109,8 @@ class ALSTM(Model):
             return torch.device("cpu")
         if torch.cuda.is_available() and want < torch.cuda.device_count():
             return torch.device("cuda", want)
-        if self.GPU is not None:
+        if self.GPU is not None and not self.__dict__.get("_gpu_warned"):
+            self._gpu_warned = True  # once per model: fit and predict both ask for the device
             why = ("CUDA is not available" if not torch.cuda.is_available()
                    else f"only {torch.cuda.device_count()} CUDA device(s) exist")
             warnings.warn(f"ALSTM: GPU={self.GPU} was requested but {why}; using the CPU (set GPU: -1 to "
@@ -227,16 +228,16 @@ class ALSTM(Model):
                 evals_result["train"].append(train_score)
                 evals_result["valid"].append(valid_score)
                 bar.set_postfix(train=f"{train_loss:.5f}", valid=f"{valid_loss:.5f}" if x_va is not None else "-")
-                logger.info("epoch %d: train loss %.6f, valid loss %.6f (%.1fs)", epoch, train_loss, valid_loss,
-                            self.epoch_seconds[-1])
+                epoch_line("ALSTM", epoch, self.n_epochs, train_loss, valid_loss if x_va is not None else None,
+                           self.epoch_seconds[-1])
                 if x_va is None or valid_score > best_score:
                     best_score, best_epoch, stale = valid_score, epoch, 0
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 else:
                     stale += 1
                     if stale >= self.early_stop:
-                        logger.info("early stop at epoch %d: best valid score %.6f at epoch %d", epoch, best_score,
-                                    best_epoch)
+                        model_note("ALSTM", f"early stop at epoch {epoch + 1}: best valid score {best_score:.6f} at "
+                                            f"epoch {best_epoch + 1}")
                         break
         finally:  # the epochs done so far reach the recorder even when training is interrupted
             bar.close()

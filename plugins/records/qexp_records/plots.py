@@ -26,24 +26,29 @@ def _png(fig) -> bytes:  # type: ignore[no-untyped-def]
     return buf.getvalue()
 
 
-def report_figure_png(report: pd.DataFrame, title: str = "Portfolio (1day)") -> bytes:
+def report_figure_png(report: pd.DataFrame, title: str = "Portfolio (1day)", benchmark: bool = True) -> bytes:
     """Four panels from a ``report_normal`` frame: cumulative return of the portfolio and the benchmark,
     cumulative excess return with and without cost, drawdown of the excess return with cost, and turnover.
-    Returns are summed (not compounded), as Qlib's report graphs and ``risk_analysis(mode="sum")`` do."""
+    Returns are summed (not compounded), as Qlib's report graphs and ``risk_analysis(mode="sum")`` do.
+
+    ``benchmark=False`` (a backtest with ``benchmark: null``): no benchmark line, and the panels say
+    "return" instead of "excess return", since there is nothing to exceed."""
     r, bench, cost = report["return"], report["bench"], report["cost"]
     excess_wo = (r - bench).cumsum()
     excess_w = (r - bench - cost).cumsum()
     drawdown = excess_w - excess_w.cummax()
+    what = "excess return" if benchmark else "return (no benchmark)"
     fig, ax = _figure(4, 11)
     x = report.index
     ax[0].plot(x, (r - cost).cumsum(), label="portfolio (after cost)", color="tab:blue")
-    ax[0].plot(x, bench.cumsum(), label="benchmark", color="tab:gray")
-    ax[0].set_title(f"{title}: cumulative return")
-    ax[1].plot(x, excess_wo, label="excess return without cost", color="tab:green")
-    ax[1].plot(x, excess_w, label="excess return with cost", color="tab:red")
-    ax[1].set_title("cumulative excess return")
-    ax[2].fill_between(x, drawdown, 0, color="tab:red", alpha=0.35, label="drawdown (excess, with cost)")
-    ax[2].set_title(f"drawdown of the excess return with cost (max {drawdown.min():.2%})")
+    if benchmark:
+        ax[0].plot(x, bench.cumsum(), label="benchmark", color="tab:gray")
+    ax[0].set_title(f"{title}: cumulative return" + ("" if benchmark else " (no benchmark)"))
+    ax[1].plot(x, excess_wo, label=f"{what} without cost", color="tab:green")
+    ax[1].plot(x, excess_w, label=f"{what} with cost", color="tab:red")
+    ax[1].set_title(f"cumulative {what}")
+    ax[2].fill_between(x, drawdown, 0, color="tab:red", alpha=0.35, label=f"drawdown ({what}, with cost)")
+    ax[2].set_title(f"drawdown of the {what} with cost (max {drawdown.min():.2%})")
     _daily_area(ax[3], x, report["turnover"].to_numpy(dtype=float), color="tab:purple", alpha=0.6,
                 label="daily turnover")
     ax[3].set_title("turnover (traded value / previous account value)")

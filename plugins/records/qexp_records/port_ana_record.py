@@ -15,7 +15,7 @@ from .record_temp import ACRecordTemp, SignalRecord
 
 logger = logging.getLogger("qexp.records")
 
-__all__ = ["PortAnaRecord", "default_port_analysis_config"]
+__all__ = ["PortAnaRecord", "default_port_analysis_config", "BENCHMARK_TAG"]
 
 _DEFAULT_EXECUTOR = {"class": "SimulatorExecutor", "module_path": "qlib.backtest.executor",
                      "kwargs": {"time_per_step": "day", "generate_portfolio_metrics": True}}
@@ -40,6 +40,20 @@ def default_port_analysis_config(region: str | None = None) -> dict[str, Any]:
                      "exchange_kwargs": {"limit_threshold": None if us else 0.095, "deal_price": "close",
                                          "open_cost": 0.0005, "close_cost": 0.0015, "min_cost": 5}},
     }
+
+
+BENCHMARK_TAG = "portfolio_analysis.benchmark"
+"""Tag PortAnaRecord sets: the benchmark it used, or ``none`` (then the excess-return metrics are absolute)."""
+
+
+def _benchmark_text(bench: Any) -> str:
+    if bench is None:
+        return "none"
+    if isinstance(bench, str):
+        return bench
+    if isinstance(bench, (list, tuple)):
+        return ", ".join(map(str, bench))
+    return f"a {type(bench).__name__} of returns"
 
 
 def _freq_list(value: Any, default: list[str], what: str, available: list[str]) -> list[str]:
@@ -123,6 +137,9 @@ class PortAnaRecord(ACRecordTemp):
         if bt.get("end_time") is None:
             bt["end_time"] = self._shift_back_one_day(dates.max(), bt.get("quote"))
         portfolio, indicators = backtest(strategy=strategy, executor=executor, **bt)
+        # without a benchmark the "excess" return is the absolute return: the report and picture say so
+        has_benchmark = bt.get("benchmark", "SH000300") is not None
+        self.recorder.set_tags(**{BENCHMARK_TAG: _benchmark_text(bt.get("benchmark", "SH000300"))})
 
         artifacts: dict[str, Any] = {}
         for freq, (report, positions) in portfolio.items():
@@ -130,7 +147,7 @@ class PortAnaRecord(ACRecordTemp):
             artifacts[f"positions_normal_{freq}.pkl"] = positions
             if self.plot:
                 from .plots import report_figure_png
-                self.recorder.log_bytes(report_figure_png(report, f"Portfolio ({freq})"),
+                self.recorder.log_bytes(report_figure_png(report, f"Portfolio ({freq})", benchmark=has_benchmark),
                                         self.get_path(f"report_{freq}.png"))
         for freq, (ind, orders) in indicators.items():
             artifacts[f"indicators_normal_{freq}.pkl"] = ind
