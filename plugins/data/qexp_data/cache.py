@@ -306,10 +306,11 @@ def configure(*, uri: str | None = None, dataset_cache: Any = _UNSET, default_di
               expression_cache: str | None = None) -> None:
     """Set the store and switches from ``qexp.init`` (called by the data plugin's init hook)."""
     with _stores_lock:
-        if uri != _runtime["uri"]:
-            old = _stores.pop(_runtime["uri"], None) if _runtime["uri"] else None
-            if old is not None:
-                old.close()
+        current = _stores.get(_runtime["uri"]) if _runtime["uri"] else None
+        # another store, or the same one that lost its server: a new qexp.init connects afresh
+        if current is not None and (uri != _runtime["uri"] or getattr(current, "degraded", False)):
+            _stores.pop(_runtime["uri"], None)
+            current.close()
         _runtime.update(uri=uri, dataset_cache=dataset_cache, default_disk_cache=default_disk_cache,
                         expression_cache=expression_cache)
 
@@ -384,14 +385,15 @@ def _local_dir(uri: Any) -> Path | None:
     return path if path.is_dir() else None
 
 
-def _stat_tree(folder: Path, root: Path) -> list[tuple[str, int, int]]:
+def _stat_tree(folder: Path, root: Path, prefix: str | None = None) -> list[tuple[str, int, int]]:
     """``(relative path, size, mtime_ns)`` of every file under ``folder``; one ``-1`` entry if it is missing.
 
-    ``os.scandir`` rather than ``Path`` objects: a 505-stock universe has thousands of files and this runs on
-    every handler construction.
+    ``os.scandir`` and plain strings rather than ``Path`` objects: a 505-stock universe has thousands of files and
+    this runs on every handler construction, warm cache reads included.
     """
     out: list[tuple[str, int, int]] = []
-    prefix = os.path.relpath(folder, root)
+    if prefix is None:
+        prefix = os.path.relpath(folder, root)
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -399,7 +401,7 @@ def _stat_tree(folder: Path, root: Path) -> list[tuple[str, int, int]]:
         return [(prefix, -1, -1)]
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
-            out.extend(_stat_tree(Path(entry.path), root))
+            out.extend(_stat_tree(Path(entry.path), root, f"{prefix}/{entry.name}"))
         else:
             st = entry.stat()
             out.append((f"{prefix}/{entry.name}", st.st_size, st.st_mtime_ns))
@@ -437,11 +439,12 @@ def data_version(provider: Any, instruments: Any = "all", start_time: Any = None
             codes = provider.list_instruments(instruments, start_time, end_time, as_list=True)
         else:
             codes = list(instruments)
+        feature_dirs = {e.name for e in os.scandir(features) if e.is_dir(follow_symlinks=False)}
         for code in sorted({str(c) for c in codes}):
-            folder = features / code.lower()
-            if not folder.is_dir() and (features / f"_qlib_{code.lower()}").is_dir():
-                folder = features / f"_qlib_{code.lower()}"  # Qlib's prefix for reserved names (CON, PRN, ...)
-            entries.extend(_stat_tree(folder, root))
+            name = code.lower()
+            if name not in feature_dirs and f"_qlib_{name}" in feature_dirs:
+                name = f"_qlib_{name}"  # Qlib's prefix for reserved names (CON, PRN, ...)
+            entries.extend(_stat_tree(features / name, root, f"features/{name}"))
     digest = hashlib.sha256(json.dumps(entries).encode()).hexdigest()
     return f"files:{digest}"
 
