@@ -288,7 +288,7 @@ def test_runs_report_cli(store, market):
     runner = CliRunner()
     out = runner.invoke(cli, ["runs", "report", rec.id, "--uri", str(store), "--json"])
     assert out.exit_code == 0, out.output
-    data = json.loads(out.output)
+    data = json.loads(out.stdout)  # stderr holds the "store: ..." header
     assert data["signal"]["IC"] == pytest.approx(rec.list_metrics()["IC"])
     assert set(data["portfolio"]["1day"]) == set(RISK_KEYS)
     assert set(data["portfolio"]["1day"]["max_drawdown"]) == {"with_cost", "without_cost"}
