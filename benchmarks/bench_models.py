@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_models.py [--epochs 1] [--rounds 4] [--batches 25] [--qlib-full]
                                                 [--skip-lgb] [--skip-alstm] [--skip-qlib-loop] [--work DIR]
-                                                [--json FILE]
+                                                [--json FILE] [--zoo [MODEL,...]] [--zoo-fraction F]
+                                                [--zoo-epochs N] [--qlib-python PY]
 
 Steps:
 1. The shared CSVs (``../shared/data/sp500_5yr`` or ``$QEXP_SHARED_DATA``) are imported into a Qlib-format
@@ -20,6 +21,16 @@ Steps:
    epoch pieces, timed in alternation (``--rounds`` x ``--batches`` batches each) so that a shared machine's
    changing load affects both alike; both are scaled to a full epoch. ``--qlib-full`` also times one whole
    epoch of Qlib's loop.
+
+5. ``--zoo``: the PyTorch zoo on the same Alpha360 data, one row per net (GRU, LSTM, MLP, Transformer,
+   Localformer, TCN, GeneralPTNN; or the comma-separated ones named): qexp's epoch time with the
+   hyperparameters of Qlib's Alpha360 benchmark YAML, and for GRU, LSTM, MLP and Transformer Qlib 0.9.7's
+   own training code on the same matrices, run right after ours in a second Python that has pyqlib
+   installed (``--qlib-python``, default ``/tmp/qlibvenv/bin/python``; see ``_qlib_peer.py``), and the
+   ratio. An epoch = the training pass + scoring train and valid, as Qlib's ``fit`` does; the MLP has no
+   epochs, so its row times ``--zoo-mlp-steps`` steps of batch 4096 with a valid evaluation every 20 steps.
+   ``--zoo-fraction F`` times on a random F of the train and valid rows (both sides alike) and scales the
+   times to the full segments.
 
 Segments: train 2013-02-08..2015-12-31, valid 2016-01-01..2016-12-31, test 2017-01-01..2018-02-07.
 Reference: Qlib's ALSTM takes about 148 s per epoch on 2 CPU cores for ~326k Alpha360 training rows.
@@ -318,6 +329,128 @@ def bench_matmul_floor(n_train: int, n_valid: int, batch: int = 800, steps: int 
     return {"train_s": train_s, "score_s": score_s, "epoch_s": train_s + score_s, "threads": threads}
 
 
+# ---- the PyTorch zoo ----------------------------------------------------------------------------------------
+ZOO_MODELS = ("GRU", "LSTM", "DNNModelPytorch", "TransformerModel", "LocalformerModel", "TCN", "GeneralPTNN")
+QLIB_PEERS = ("GRU", "LSTM", "DNNModelPytorch", "TransformerModel")  # timed against Qlib 0.9.7's own code
+# the hyperparameters of Qlib's Alpha360 benchmark YAMLs (examples/benchmarks/<MODEL>/..._Alpha360.yaml)
+ZOO_KWARGS: dict[str, dict] = {
+    "GRU": {"d_feat": 6, "hidden_size": 64, "num_layers": 2, "dropout": 0.0, "lr": 1e-3, "batch_size": 800},
+    "LSTM": {"d_feat": 6, "hidden_size": 64, "num_layers": 2, "dropout": 0.0, "lr": 1e-3, "batch_size": 800},
+    "TransformerModel": {"d_feat": 6},
+    "LocalformerModel": {"d_feat": 6},
+    "TCN": {"d_feat": 6, "num_layers": 5, "n_chans": 128, "kernel_size": 3, "dropout": 0.5, "lr": 1e-3,
+            "batch_size": 2000},
+    "GeneralPTNN": {"lr": 2e-4, "batch_size": 800, "pt_model_uri": "qlib.contrib.model.pytorch_gru_ts.GRUModel",
+                    "pt_model_kwargs": {"d_feat": 6, "hidden_size": 64, "num_layers": 2, "dropout": 0.0}},
+    "DNNModelPytorch": {"lr": 0.002, "optimizer": "adam", "batch_size": 4096, "pt_model_kwargs": {"input_dim": 360}},
+}
+
+
+class _Frames:
+    """A DatasetH stand-in over fixed learn frames (the subsample both sides time)."""
+
+    def __init__(self, frames: dict[str, pd.DataFrame]):
+        self.frames = frames
+        self.segments = {k: SEGMENTS[k] for k in frames}
+
+    def prepare(self, segment: str, col_set: Any = None, data_key: str = "learn") -> pd.DataFrame:
+        df = self.frames[segment]
+        return df[col_set] if isinstance(col_set, str) else df
+
+
+def zoo_frames(ds, fraction: float) -> tuple[_Frames, dict[str, int]]:
+    frames, full = {}, {}
+    rng = np.random.default_rng(0)
+    for seg in ("train", "valid"):
+        df = ds.prepare(seg, col_set=["feature", "label"], data_key="learn")
+        df = df[~df["label"].iloc[:, 0].isna()]
+        full[seg] = len(df)
+        if fraction < 1.0:
+            keep = np.sort(rng.choice(len(df), max(1, int(len(df) * fraction)), replace=False))
+            df = df.iloc[keep]
+        frames[seg] = df
+    return _Frames(frames), full
+
+
+def bench_zoo_ours(name: str, data: _Frames, epochs: int, mlp_steps: int) -> dict:
+    import torch
+
+    from qexp_models import torch_models as tm
+    cls = getattr(tm, name)
+    if name == "DNNModelPytorch":
+        model = cls(**ZOO_KWARGS[name], max_steps=mlp_steps, early_stop_rounds=10**9, GPU=-1, seed=0)
+        t0 = time.perf_counter()
+        model.fit(data)
+        return {"fit_s": [time.perf_counter() - t0], "threads": torch.get_num_threads()}
+    model = cls(**ZOO_KWARGS[name], n_epochs=epochs, early_stop=epochs + 1, GPU=-1, seed=0)
+    model.fit(data)
+    return {"epoch_s": list(model.epoch_seconds), "train_s": list(model.train_seconds),
+            "threads": torch.get_num_threads()}
+
+
+def bench_zoo_qlib(name: str, data: _Frames, epochs: int, mlp_steps: int, python: str, work: Path) -> dict | None:
+    """Qlib 0.9.7's code for ``name`` on the same matrices, in ``python`` (None when it has no pyqlib)."""
+    import subprocess
+    probe = subprocess.run([python, "-c", "import qlib, torch; print(qlib.__version__)"], capture_output=True,
+                           text=True)
+    if probe.returncode != 0:
+        print(f"Qlib peer skipped: {python} cannot import qlib and torch; create it with: python -m venv "
+              f"/tmp/qlibvenv && /tmp/qlibvenv/bin/pip install torch==2.13.0 pyqlib==0.9.7", file=sys.stderr)
+        return None
+    npz = work / "zoo_matrices.npz"
+    if not npz.exists():
+        tr, va = data.frames["train"], data.frames["valid"]
+        np.savez(npz, x_train=tr["feature"].to_numpy(np.float32), y_train=tr["label"].iloc[:, 0].to_numpy(np.float32),
+                 x_valid=va["feature"].to_numpy(np.float32), y_valid=va["label"].iloc[:, 0].to_numpy(np.float32))
+    out = work / f"qlib_{name}.json"
+    proc = subprocess.run([python, str(Path(__file__).with_name("_qlib_peer.py")), str(npz), name, str(epochs),
+                           str(mlp_steps), str(out)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"Qlib peer {name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    res = json.loads(out.read_text())
+    res["version"] = probe.stdout.strip()
+    return res
+
+
+def bench_zoo(ds, names: list[str], epochs: int, fraction: float, mlp_steps: int, python: str, work: Path) -> dict:
+    data, full = zoo_frames(ds, fraction)
+    (work / "zoo_matrices.npz").unlink(missing_ok=True)  # Qlib's side reads the rows written for this run
+    rows = {seg: len(df) for seg, df in data.frames.items()}
+    out: dict = {"rows": rows, "full_rows": full, "fraction": fraction, "epochs": epochs, "mlp_steps": mlp_steps,
+                 "models": {}}
+    for name in names:
+        entry = {"ours": bench_zoo_ours(name, data, epochs, mlp_steps)}
+        print(json.dumps({name: entry["ours"]}), file=sys.stderr)
+        if name in QLIB_PEERS:
+            entry["qlib"] = bench_zoo_qlib(name, data, epochs, mlp_steps, python, work)
+            print(json.dumps({f"qlib {name}": entry["qlib"]}), file=sys.stderr)
+        out["models"][name] = entry
+    return out
+
+
+def zoo_table(z: dict) -> list[str]:
+    scale = (z["full_rows"]["train"] + z["full_rows"]["valid"]) / max(1, z["rows"]["train"] + z["rows"]["valid"])
+    lines = [f"\nPyTorch zoo on Alpha360 ({z['full_rows']['train']:,} train + {z['full_rows']['valid']:,} valid rows; "
+             f"measured on {z['fraction']:.0%} of them, times scaled to all rows), Qlib's Alpha360 YAML "
+             f"hyperparameters, CPU:", "",
+             "| model | qexp epoch | Qlib 0.9.7 epoch (same data, same machine) | Qlib / qexp (higher = qexp faster) |",
+             "|---|---|---|---|"]
+    for name, e in z["models"].items():
+        key = "fit_s" if name == "DNNModelPytorch" else "epoch_s"
+        k = 1.0 if name == "DNNModelPytorch" else scale  # MLP steps do not grow with the rows
+        ours = min(e["ours"][key]) * k
+        what = f"{z['mlp_steps']} steps" if name == "DNNModelPytorch" else "epoch"
+        q = e.get("qlib")
+        if q:
+            theirs = min(q[key]) * k
+            lines.append(f"| {name} ({what}) | {ours:.1f} s | {theirs:.1f} s | {theirs / ours:.2f}x |")
+        else:
+            peer = "not run" if name in QLIB_PEERS else ""
+            lines.append(f"| {name} ({what}) | {ours:.1f} s | {peer} | |")
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=1, help="ALSTM epochs to time (default 1)")
@@ -329,6 +462,13 @@ def main() -> int:
     ap.add_argument("--skip-qlib-loop", action="store_true")
     ap.add_argument("--work", default=None, help="folder for the imported data (default: temp)")
     ap.add_argument("--json", default=None, help="also write the results as JSON to this file")
+    ap.add_argument("--zoo", nargs="?", const=",".join(ZOO_MODELS), default=None,
+                    help=f"time the PyTorch zoo (default all: {','.join(ZOO_MODELS)})")
+    ap.add_argument("--zoo-epochs", type=int, default=1, help="zoo: epochs per model (default 1)")
+    ap.add_argument("--zoo-fraction", type=float, default=1.0, help="zoo: share of the rows to time on (default 1)")
+    ap.add_argument("--zoo-mlp-steps", type=int, default=200, help="zoo: MLP steps to time (default 200)")
+    ap.add_argument("--qlib-python", default="/tmp/qlibvenv/bin/python",
+                    help="zoo: a Python with pyqlib 0.9.7 and torch, for Qlib's side")
     args = ap.parse_args()
     if not data_dir().is_dir() or not any(data_dir().glob("*.csv")):
         print(f"SKIPPED: the S&P 500 CSVs are not at {data_dir()}; set QEXP_SHARED_DATA to their folder")
@@ -343,6 +483,7 @@ def main() -> int:
     if not args.skip_lgb:
         results["lgb"] = bench_lgb()
         print(json.dumps({"lgb": results["lgb"]}), file=sys.stderr)
+    ds = None
     if not (args.skip_alstm and args.skip_qlib_loop):
         ds = alstm_dataset()
         results["rows"] = {seg: len(ds.prepare(seg, col_set=["feature", "label"], data_key="learn"))
@@ -358,6 +499,13 @@ def main() -> int:
             if args.qlib_full:
                 results["qlib_full"] = bench_qlib_full(ds)
                 print(json.dumps({"qlib_full": results["qlib_full"]}), file=sys.stderr)
+    if args.zoo:
+        names = [n.strip() for n in args.zoo.split(",") if n.strip()]
+        unknown = set(names) - set(ZOO_MODELS)
+        if unknown:
+            ap.error(f"--zoo: unknown model(s) {', '.join(sorted(unknown))}; known: {', '.join(ZOO_MODELS)}")
+        results["zoo"] = bench_zoo(ds if ds is not None else alstm_dataset(), names, args.zoo_epochs,
+                                   args.zoo_fraction, args.zoo_mlp_steps, args.qlib_python, work)
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -409,6 +557,8 @@ def table(r: dict) -> str:
                      f"faster than Qlib's loop (training {p['qlib']['train_s'] / p['ours']['train_s']:.2f}x, scoring "
                      f"{p['qlib']['score_s'] / p['ours']['score_s']:.2f}x; paired estimate from "
                      f"{p['rows_measured']:,} rows of each).")
+    if "zoo" in r:
+        lines += zoo_table(r["zoo"])
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ _M = "qlib.contrib.model."
 
 
 def register_torch_models(register: Callable[..., Any]) -> None:
-    from . import torch_models as tm
+    from . import graph_models as gm, torch_models as tm
 
     # (class, name, Qlib module paths); a name registered twice resolves by module path, and the bare name
     # answers the last registration (the DatasetH variant)
@@ -24,6 +24,8 @@ def register_torch_models(register: Callable[..., Any]) -> None:
         (tm.TCN, "TCN", (_M + "pytorch_tcn",)),
         (tm.DNNModelPytorch, "DNNModelPytorch", (_M + "pytorch_nn",)),
         (tm.GeneralPTNN, "GeneralPTNN", (_M + "pytorch_general_nn",)),
+        (gm.GATsTS, "GATs", (_M + "pytorch_gats_ts",)),
+        (gm.GATs, "GATs", (_M + "pytorch_gats",)),
     ]
     for cls, name, paths in table:
         register(cls, name=name, module_paths=paths)

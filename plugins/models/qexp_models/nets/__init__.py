@@ -18,6 +18,8 @@ QLIB_NETWORKS: dict[str, tuple[str, str]] = {
     "qlib.contrib.model.pytorch_localformer_ts.Transformer": ("transformer", "Localformer"),
     "qlib.contrib.model.pytorch_tcn.TCNModel": ("tcn", "TCNModel"),
     "qlib.contrib.model.pytorch_tcn_ts.TCNModel": ("tcn", "TCNModel"),
+    "qlib.contrib.model.pytorch_gats.GATModel": ("gats", "GATModel"),
+    "qlib.contrib.model.pytorch_gats_ts.GATModel": ("gats", "GATModel"),
 }
 
 

@@ -1,0 +1,147 @@
+"""Every PyTorch benchmark config under examples/benchmarks (GRU, LSTM, MLP, Transformer, Localformer, TCN,
+GeneralPtNN, GATs): `qexp run --dry-run` as shipped, and one epoch for real on a tiny synthetic market (20 stocks
+x ~300 days) with the dates moved onto it and the networks shrunk. GATs runs from the LSTM run's saved model
+(`model_path: run:<id>`), and its missing Qlib model file is a clear error at fit."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import qexp
+from qexp import R
+from qexp.cli.main import get_cli
+
+REPO = Path(__file__).resolve().parents[2]
+FOLDERS = ("GRU", "LSTM", "MLP", "Transformer", "Localformer", "TCN", "GeneralPtNN", "GATs")
+CONFIGS = sorted(p for f in FOLDERS for p in (REPO / "examples" / "benchmarks" / f).glob("*.yaml"))
+IDS = [f"{p.parent.name}/{p.name}" for p in CONFIGS]
+
+HANDLER = "task.dataset.kwargs.handler.kwargs"
+BACKTEST = "task.record.2.kwargs.config.backtest"
+STRATEGY = "task.record.2.kwargs.config.strategy.kwargs"
+MODEL = "task.model.kwargs"
+TINY = [
+    f"{HANDLER}.start_time=2019-01-01", f"{HANDLER}.end_time=2020-03-31",
+    f"{HANDLER}.fit_start_time=2019-01-01", f"{HANDLER}.fit_end_time=2019-08-31",
+    "task.dataset.kwargs.segments.train=[2019-01-01, 2019-08-31]",
+    "task.dataset.kwargs.segments.valid=[2019-09-01, 2019-11-30]",
+    "task.dataset.kwargs.segments.test=[2019-12-01, 2020-03-31]",
+    f"{BACKTEST}.start_time=2019-12-01", f"{BACKTEST}.end_time=2020-03-31",
+    f"{STRATEGY}.topk=5", f"{STRATEGY}.n_drop=1",
+]
+# one epoch of a small network per config (Qlib's sizes are for a GPU); GPU -1 keeps the CPU without a warning
+SHRINK = {
+    "GRU": ["n_epochs=1", "hidden_size=8", "num_layers=1", "GPU=-1"],
+    "LSTM": ["n_epochs=1", "hidden_size=8", "num_layers=1", "GPU=-1"],
+    "MLP": ["max_steps=20", "batch_size=512", "GPU=-1"],
+    "Transformer": ["n_epochs=1", "d_model=8", "num_layers=1", "batch_size=1024", "GPU=-1"],
+    "Localformer": ["n_epochs=1", "d_model=8", "num_layers=1", "batch_size=1024", "GPU=-1"],
+    "TCN": ["n_epochs=1", "n_chans=8", "num_layers=2", "GPU=-1"],
+    "GeneralPtNN": ["n_epochs=1", "GPU=-1"],
+    "GATs": ["n_epochs=1", "hidden_size=8", "num_layers=1", "GPU=-1"],
+}
+GENERAL_GRU = [f"{MODEL}.pt_model_kwargs.hidden_size=8", f"{MODEL}.pt_model_kwargs.num_layers=1"]
+
+
+# the records plugin's SignalRecord saves a TSDatasetH's raw test label as the TSDataSampler itself, which
+# SigAnaRecord then refuses; the model part of these runs works (fit, predict, pred.pkl). Strict: once the
+# records plugin converts the sampler to a frame, these pass and the marker must go.
+TS_LABEL_BUG = pytest.mark.xfail(strict=True, reason="records plugin: SigAnaRecord gets a TSDataSampler as label")
+
+
+def _param(config: Path) -> object:
+    marks = [TS_LABEL_BUG] if "TSDatasetH" in config.read_text() else []
+    return pytest.param(config, id=f"{config.parent.name}/{config.name}", marks=marks)
+
+
+def test_the_configs_are_all_here() -> None:
+    counts = {f: len([p for p in CONFIGS if p.parent.name == f]) for f in FOLDERS}
+    assert counts == {"GRU": 2, "LSTM": 2, "MLP": 2, "Transformer": 2, "Localformer": 2, "TCN": 2,
+                      "GeneralPtNN": 3, "GATs": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_market(tmp_path_factory) -> Path:
+    from qexp_data.synth import SynthParams, write_synth
+    return write_synth(tmp_path_factory.mktemp("tiny") / "synth",
+                       SynthParams(instruments=20, start="2019-01-01", end="2020-03-31", seed=3))
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory) -> Path:
+    """One cache for the module, so the built-in synthetic market is generated once for the dry runs."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def _run(*args: str):
+    return CliRunner().invoke(get_cli(), ["run", *args], catch_exceptions=False)
+
+
+def _args(config: Path, store: Path, market: Path, extra: list[str] = ()) -> list[str]:
+    args = ["--uri", str(store), "--set", f"qlib_init.provider_uri={market}"]
+    sets = TINY + [f"{MODEL}.{s}" for s in SHRINK[config.parent.name]] + list(extra)
+    if config.parent.name == "GeneralPtNN" and "gru.yaml" in config.name:
+        sets += GENERAL_GRU
+    for s in sets:
+        args += ["--set", s]
+    return args
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_dry_run_as_shipped(config, shared_cache, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("QEXP_CACHE_DIR", str(shared_cache))
+    r = _run(str(config), "--dry-run", "--uri", str(tmp_path / "runs"))
+    assert r.exit_code == 0, r.output
+    assert "config OK" in r.output
+
+
+def _finished_run(store: Path):
+    qexp.init(uri=str(store))
+    df = R.search_records()
+    assert df["status"].tolist() == ["FINISHED"]
+    return R.get_recorder(recorder_id=df["run_id"].iloc[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [_param(c) for c in CONFIGS if c.parent.name != "GATs"])
+def test_one_epoch_on_the_tiny_market(config, tiny_market, tmp_path) -> None:
+    store = tmp_path / "runs"
+    r = _run(str(config), *_args(config, store, tiny_market))
+    assert r.exit_code == 0, r.output
+    rec = _finished_run(store)
+    metrics = rec.list_metrics()
+    for key in ("IC", "Rank IC", "1day.excess_return_with_cost.annualized_return"):
+        assert math.isfinite(metrics[key]), key
+    assert rec.get_metric_history("valid_loss")["step"].tolist() == [0]
+    model = rec.load_object("params.pkl")
+    assert model.fitted and model.net is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", [pytest.param("Alpha158", marks=TS_LABEL_BUG), "Alpha360"])
+def test_gats_from_the_lstm_run(dataset, tiny_market, tmp_path) -> None:
+    """Qlib's pipeline: the LSTM config first, then GATs starting from that run's model."""
+    lstm = REPO / "examples" / "benchmarks" / "LSTM" / f"workflow_config_lstm_{dataset}.yaml"
+    gats = REPO / "examples" / "benchmarks" / "GATs" / f"workflow_config_gats_{dataset}.yaml"
+    # GATs' base model has Qlib's two layers: the LSTM keeps them too
+    store = tmp_path / "runs"
+    r = _run(str(lstm), *_args(lstm, store, tiny_market, [f"{MODEL}.num_layers=2"]))
+    assert r.exit_code == 0, r.output
+    base = _finished_run(store)
+    # the shipped model_path (Qlib's file) does not exist here: a clear error, not a silent random start
+    r = CliRunner().invoke(get_cli(), ["run", str(gats), *_args(gats, tmp_path / "missing", tiny_market,
+                                                                [f"{MODEL}.num_layers=2"])])
+    assert r.exit_code != 0 and "does not exist" in r.output and "run:<run id>" in r.output, r.output
+    r = _run(str(gats), *_args(gats, store, tiny_market, [f"{MODEL}.num_layers=2",
+                                                           f"{MODEL}.model_path=run:{base.id}"]))
+    assert r.exit_code == 0, r.output
+    qexp.init(uri=str(store))
+    runs = R.search_records()
+    assert runs["status"].tolist() == ["FINISHED", "FINISHED"]
+    rec = R.get_recorder(recorder_id=next(i for i in runs["run_id"] if i != base.id))
+    model = rec.load_object("params.pkl")
+    assert "rnn.weight_ih_l0" in model.base_keys and "fc_out.weight" in model.base_keys
+    assert math.isfinite(rec.list_metrics()["IC"])

@@ -1,0 +1,307 @@
+"""The PyTorch zoo on the shared loop: MLP, GRU, LSTM, Transformer (IC on the planted signal), Localformer,
+TCN, GeneralPTNN; both dataset kinds, Qlib's names, save/load in a new process, early stopping, bad input."""
+from __future__ import annotations
+
+import logging
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import qexp
+from qexp import R
+from qexp_models import torch_models as tm
+from qexp_models.torch_loop import TorchModel
+
+from .conftest import FRAME_SEGMENTS, FrameDataset, assert_test_index, random_frame, test_ic
+
+CPU = {"GPU": -1, "seed": 0}
+# tiny networks that still learn the synthetic market's signal in a few epochs (one thread, a few seconds)
+IC_MODELS = {
+    "GRU": (tm.GRU, {"d_feat": 6, "hidden_size": 16, "num_layers": 1, "n_epochs": 3, "batch_size": 256, "lr": 2e-3}),
+    "LSTM": (tm.LSTM, {"d_feat": 6, "hidden_size": 16, "num_layers": 1, "n_epochs": 3, "batch_size": 256,
+                       "lr": 2e-3}),
+    "TransformerModel": (tm.TransformerModel, {"d_feat": 6, "d_model": 16, "num_layers": 1, "n_epochs": 3,
+                                               "batch_size": 256, "lr": 1e-3}),
+    "DNNModelPytorch": (tm.DNNModelPytorch, {"pt_model_kwargs": {"input_dim": 360, "layers": (32,)}, "max_steps": 300,
+                                             "eval_steps": 50, "batch_size": 512, "optimizer": "adam", "lr": 1e-3}),
+}
+
+
+@pytest.fixture(scope="module")
+def fitted_ic(ds360, tmp_path_factory):
+    """The four IC models fitted on Alpha360 inside one run, saved there: ({name: model}, store uri, run id)."""
+    uri = tmp_path_factory.mktemp("zoo") / "runs"
+    qexp.init(uri=str(uri))
+    models = {}
+    with R.start(experiment_name="zoo"):
+        for name, (cls, kwargs) in IC_MODELS.items():
+            models[name] = cls(**kwargs, **CPU).fit(ds360)
+        R.save_objects(**{f"{name}.pkl": m for name, m in models.items()})
+        rid = R.get_recorder().id
+    return models, uri, rid
+
+
+# ---- signal and prediction ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(IC_MODELS))
+def test_ic_is_clearly_positive_on_the_planted_signal(fitted_ic, ds360, name) -> None:
+    model = fitted_ic[0][name]
+    pred = model.predict(ds360)
+    assert_test_index(pred, ds360)
+    ic = test_ic(pred, ds360)
+    assert ic > 0.02, f"{name}: test IC {ic:.4f}"
+    assert model.input_kind == "DatasetH" and model.fitted
+
+
+def test_round_trip_in_a_new_process_gives_identical_predictions(fitted_ic, ds360, tmp_path) -> None:
+    models, uri, rid = fitted_ic
+    ds_file = tmp_path / "dataset.pkl"
+    ds360.config(dump_all=True, recursive=True)
+    try:
+        ds_file.write_bytes(pickle.dumps(ds360))
+    finally:
+        ds360.config(dump_all=False, recursive=True)
+    out = tmp_path / "preds.pkl"
+    script = (
+        "import pickle, sys\n"
+        "import qexp\n"
+        "from qexp import R\n"
+        "qexp.init(uri=sys.argv[1])\n"
+        "rec = R.get_recorder(recorder_id=sys.argv[2])\n"
+        "dataset = pickle.loads(open(sys.argv[3], 'rb').read())\n"
+        "preds = {n: rec.load_object(n + '.pkl').predict(dataset) for n in sys.argv[5].split(',')}\n"
+        "pickle.dump(preds, open(sys.argv[4], 'wb'))\n"
+    )
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", script, str(uri), rid, str(ds_file), str(out), ",".join(models)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    preds = pickle.loads(out.read_bytes())
+    for name, model in models.items():
+        pd.testing.assert_series_equal(preds[name], model.predict(ds360), obj=name)
+
+
+def test_pickle_holds_cpu_numpy_weights(fitted_ic, ds360) -> None:
+    model = fitted_ic[0]["GRU"]
+    clone = pickle.loads(pickle.dumps(model))
+    assert clone.net is None and clone.fitted
+    assert all(isinstance(v, np.ndarray) for v in clone.net_state.values())
+    pd.testing.assert_series_equal(clone.predict(ds360), model.predict(ds360))
+
+
+@pytest.mark.parametrize("cls, kwargs", [
+    (tm.LocalformerModel, {"d_feat": 6, "d_model": 8, "num_layers": 1, "batch_size": 512}),
+    (tm.TCN, {"d_feat": 6, "n_chans": 8, "num_layers": 2, "kernel_size": 3, "batch_size": 512}),
+    (tm.GeneralPTNN, {"pt_model_uri": "qlib.contrib.model.pytorch_nn.Net",
+                      "pt_model_kwargs": {"input_dim": 360, "layers": (16,)}, "batch_size": 512}),
+    (tm.GeneralPTNN, {"pt_model_uri": "qlib.contrib.model.pytorch_gru.GRUModel",
+                      "pt_model_kwargs": {"d_feat": 6, "hidden_size": 8, "num_layers": 1}, "batch_size": 512}),
+], ids=["Localformer", "TCN", "GeneralPTNN-MLP", "GeneralPTNN-GRU"])
+def test_other_nets_fit_and_predict_on_alpha360(ds360, cls, kwargs) -> None:
+    model = cls(**kwargs, n_epochs=2, **CPU).fit(ds360)
+    assert len(model.epoch_seconds) == 2
+    assert_test_index(model.predict(ds360), ds360)
+
+
+@pytest.mark.parametrize("cls, kwargs", [
+    (tm.GRU, {"d_feat": 20, "hidden_size": 8, "num_layers": 1}),
+    (tm.LSTM, {"d_feat": 20, "hidden_size": 8, "num_layers": 1}),
+    (tm.TransformerModel, {"d_feat": 20, "d_model": 8, "num_layers": 1}),
+    (tm.TCN, {"d_feat": 20, "n_chans": 8, "num_layers": 2, "kernel_size": 3}),
+    (tm.GeneralPTNN, {"pt_model_kwargs": {"d_feat": 20, "hidden_size": 8, "num_layers": 1}}),
+], ids=["GRU", "LSTM", "Transformer", "TCN", "GeneralPTNN"])
+def test_ts_variants_predict_every_test_window(ts158, cls, kwargs) -> None:
+    model = cls(**kwargs, n_epochs=1, batch_size=1024, **CPU).fit(ts158)
+    assert model.input_kind == "TSDatasetH"
+    pred = model.predict(ts158)
+    sampler = ts158.prepare("test", col_set=["feature", "label"], data_key="infer")
+    assert pred.index.equals(sampler.get_index())
+    assert np.isfinite(pred.to_numpy()).all()
+
+
+def test_gru_fast_cpu_path_matches_nn_gru() -> None:
+    from qexp_models.nets.rnn import GRUModel
+    torch.manual_seed(0)
+    net = GRUModel(d_feat=6, hidden_size=16, num_layers=2).eval()
+    x = torch.randn(7, 60, 6)
+    with torch.no_grad():
+        fast = net(x)
+        net.fast_cpu_gru = False
+        plain = net(x)
+    np.testing.assert_allclose(fast.numpy(), plain.numpy(), rtol=1e-5, atol=1e-6)
+    assert set(net.state_dict()) >= {"rnn.weight_ih_l0", "fc_out.weight"}  # Qlib's names
+
+
+def test_flat_input_is_reshaped_as_qlib_does() -> None:
+    from qexp_models.nets.rnn import LSTMModel
+    torch.manual_seed(0)
+    net = LSTMModel(d_feat=6, hidden_size=8, num_layers=1).eval()
+    flat = torch.randn(3, 360)
+    with torch.no_grad():
+        np.testing.assert_array_equal(net(flat).numpy(), net(flat.view(3, 6, 60).permute(0, 2, 1)).numpy())
+
+
+# ---- the loop -------------------------------------------------------------------------------------------
+def _frame_ds(n_feat: int = 12) -> FrameDataset:
+    return FrameDataset(random_frame(n_days=60, n_inst=8, n_feat=n_feat), FRAME_SEGMENTS)
+
+
+def test_epoch_metrics_reach_the_recorder_and_the_log(runs, caplog) -> None:
+    evals: dict = {}
+    with caplog.at_level(logging.INFO, logger="qexp.models"):
+        with R.start(experiment_name="zoo-log"):
+            model = tm.GRU(d_feat=2, hidden_size=8, n_epochs=3, **CPU).fit(_frame_ds(), evals_result=evals)
+            rec = R.get_recorder()
+    for key in ("train_loss", "valid_loss", "train_score", "valid_score"):
+        assert rec.get_metric_history(key)["step"].tolist() == [0, 1, 2], key
+    np.testing.assert_allclose(rec.get_metric_history("valid_score")["value"], evals["valid"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "qexp.models"]
+    assert any(line.startswith("GRU epoch 2: train loss ") and "valid loss" in line for line in lines), lines
+    assert model.best_epoch == int(np.argmax(evals["valid"]))
+
+
+def test_early_stopping_restores_the_best_epoch(monkeypatch, tmp_path) -> None:
+    ds = _frame_ds()
+    n_valid = len(ds.prepare("valid", col_set=["feature", "label"], data_key="learn"))
+    valid_losses = iter([0.9, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    real = TorchModel._evaluate
+    snapshots = []
+
+    def fake(self, torch_, net, t, replicas):
+        if len(t.y) == n_valid:
+            snapshots.append({k: v.clone() for k, v in net.state_dict().items()})
+            loss = next(valid_losses)
+            return loss, -loss
+        return real(self, torch_, net, t, replicas)
+
+    monkeypatch.setattr(TorchModel, "_evaluate", fake)
+    evals: dict = {}
+    model = tm.LSTM(d_feat=2, hidden_size=8, n_epochs=50, early_stop=3, **CPU)
+    model.fit(ds, evals_result=evals, save_path=str(tmp_path / "best.pt"))
+    assert len(evals["valid"]) == 5 and model.best_epoch == 1 and model.best_score == -0.5
+    for k, v in model.net.state_dict().items():
+        assert torch.equal(v, snapshots[1][k]), k
+    saved = torch.load(tmp_path / "best.pt")
+    assert all(torch.equal(saved[k], snapshots[1][k]) for k in saved)
+
+
+def test_mlp_trains_qlib_steps_and_evaluates_every_eval_steps() -> None:
+    evals: dict = {}
+    model = tm.DNNModelPytorch(pt_model_kwargs={"input_dim": 12, "layers": (8,)}, max_steps=45, eval_steps=20,
+                               early_stop_rounds=10, batch_size=64, **CPU).fit(_frame_ds(), evals_result=evals)
+    assert len(evals["valid"]) == 3  # steps 20, 40, 45
+    assert model.best_step == min((model.best_epoch + 1) * 20, 45)
+
+
+def test_same_seed_same_predictions_and_the_global_rng_is_untouched() -> None:
+    ds = _frame_ds()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = tm.TransformerModel(d_feat=2, d_model=8, num_layers=1, n_epochs=2, batch_size=64, **CPU).fit(ds)
+    assert torch.equal(torch.rand(3), expected)
+    b = tm.TransformerModel(d_feat=2, d_model=8, num_layers=1, n_epochs=2, batch_size=64, **CPU).fit(ds)
+    np.testing.assert_array_equal(a.predict(ds).to_numpy(), b.predict(ds).to_numpy())
+
+
+def test_reweighter_weights_the_training_loss() -> None:
+    class Half:
+        def reweight(self, data):
+            return np.full(len(data), 0.5)
+
+    ds = _frame_ds()
+    weighted = tm.GRU(d_feat=2, hidden_size=8, n_epochs=1, optimizer="gd", **CPU).fit(ds, reweighter=Half())
+    plain = tm.GRU(d_feat=2, hidden_size=8, n_epochs=1, optimizer="gd", **CPU).fit(ds)
+    assert not np.array_equal(weighted.predict(ds).to_numpy(), plain.predict(ds).to_numpy())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback when CUDA is missing")
+def test_gpu_requested_without_cuda_warns_and_uses_cpu() -> None:
+    with pytest.warns(UserWarning, match="GPU=0 was requested but CUDA is not available; using the CPU"):
+        model = tm.GRU(d_feat=2, hidden_size=8, n_epochs=1, GPU=0, seed=0).fit(_frame_ds())
+    assert next(model.net.parameters()).device.type == "cpu"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tm.GRU(d_feat=2, hidden_size=8, n_epochs=1, GPU=-1, seed=0).fit(_frame_ds())
+
+
+# ---- names ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path, expected", [
+    ("qlib.contrib.model.pytorch_gru.GRU", tm.GRU), ("qlib.contrib.model.pytorch_gru_ts.GRU", tm.GRU),
+    ("qlib.contrib.model.pytorch_lstm_ts.LSTM", tm.LSTM), ("qlib.contrib.model.pytorch_nn.DNNModelPytorch",
+                                                           tm.DNNModelPytorch),
+    ("qlib.contrib.model.pytorch_transformer.TransformerModel", tm.TransformerModel),
+    ("qlib.contrib.model.pytorch_transformer_ts.TransformerModel", tm.TransformerModelTS),
+    ("qlib.contrib.model.pytorch_localformer_ts.LocalformerModel", tm.LocalformerModelTS),
+    ("qlib.contrib.model.pytorch_tcn.TCN", tm.TCN), ("qlib.contrib.model.pytorch_tcn_ts.TCN", tm.TCNTS),
+    ("qlib.contrib.model.pytorch_general_nn.GeneralPTNN", tm.GeneralPTNN),
+])
+def test_qlib_module_paths_resolve(path, expected) -> None:
+    from qexp.ext import init_instance_by_config
+    module_path, _, name = path.rpartition(".")
+    assert type(init_instance_by_config({"class": name, "module_path": module_path})) is expected
+
+
+def test_ts_defaults_differ_where_qlib_s_do() -> None:
+    assert tm.TransformerModel().batch_size == 2048 and tm.TransformerModelTS().batch_size == 8192
+    assert (tm.TCN().num_layers, tm.TCN().lr) == (5, 1e-4) and (tm.TCNTS().num_layers, tm.TCNTS().lr) == (2, 1e-3)
+
+
+@pytest.mark.parametrize("uri, cls_name", [("qlib.contrib.model.pytorch_nn.Net", "Net"),
+                                           ("qlib.contrib.model.pytorch_gru_ts.GRUModel", "GRUModel"),
+                                           ("qlib.contrib.model.pytorch_lstm.LSTMModel", "LSTMModel"),
+                                           ("torch.nn.Linear", "Linear")])
+def test_pt_model_uri_resolves(uri, cls_name) -> None:
+    from qexp_models.nets import resolve_network
+    assert resolve_network(uri).__name__ == cls_name
+
+
+# ---- bad input ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make, match", [
+    (lambda: tm.GRU(loss="mae"), "GRU: unknown loss 'mae'"),
+    (lambda: tm.LSTM(metric="ic"), "LSTM: unknown metric 'ic'"),
+    (lambda: tm.TransformerModel(optimizer="rmsprop"), "unknown optimizer 'rmsprop'"),
+    (lambda: tm.TransformerModel(d_model=10, nhead=3), "d_model=10 must be a multiple of nhead=3"),
+    (lambda: tm.DNNModelPytorch(loss="huber"), "DNNModelPytorch: unknown loss 'huber'"),
+    (lambda: tm.DNNModelPytorch(scheduler="cosine"), "scheduler must be 'default', None or a callable"),
+    (lambda: tm.GRU(batch_size=0), "batch_size must be a positive integer"),
+    (lambda: tm.TCN(dropout=1.5), "dropout must be in"),
+    (lambda: tm.GeneralPTNN(pt_model_uri="Net"), "pt_model_uri must be 'package.module.Class'"),
+])
+def test_bad_arguments(make, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_d_feat_must_divide_the_feature_count(ds360) -> None:
+    with pytest.raises(ValueError, match="d_feat=7 does not divide the 360 feature columns"):
+        tm.GRU(d_feat=7, n_epochs=1, **CPU).fit(ds360)
+
+
+def test_mlp_input_dim_must_match_the_features() -> None:
+    with pytest.raises(ValueError, match=r"input_dim=360 but the data has 12 features; set input_dim: 12"):
+        tm.DNNModelPytorch(**CPU).fit(_frame_ds())
+
+
+def test_unknown_network_uri_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="cannot import 'no_such_pkg.mod'"):
+        tm.GeneralPTNN(pt_model_uri="no_such_pkg.mod.Net", n_epochs=1, **CPU).fit(_frame_ds())
+
+
+def test_mlp_refuses_windows(ts158) -> None:
+    with pytest.raises(TypeError, match="DNNModelPytorch takes a DatasetH"):
+        tm.DNNModelPytorch(pt_model_kwargs={"input_dim": 20}, **CPU).fit(ts158)
+
+
+def test_nan_features_and_predict_before_fit() -> None:
+    frame = random_frame(n_days=60, n_inst=8, n_feat=12)
+    frame.iloc[2, 0] = np.nan
+    with pytest.raises(ValueError, match="1 of .* 'train' samples have NaN features.*Fillna"):
+        tm.GRU(d_feat=2, n_epochs=1, **CPU).fit(FrameDataset(frame, FRAME_SEGMENTS))
+    with pytest.raises(ValueError, match="GRU is not fitted yet"):
+        tm.GRU().predict(_frame_ds())
