@@ -10,6 +10,7 @@ registered by module path, so ``qexp.init()`` always has a store.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata as md
 import os
@@ -190,7 +191,7 @@ def get_plugins(all: bool = False) -> list[dict[str, Any]]:
     out = []
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda p: p[0]):
         module = getattr(plugin, "__name__", type(plugin).__module__)
-        builtin = _dists.get(name) == "qexp"  # shipped in qexp's own distribution
+        builtin = _dists.get(name) == "qexp" or _shipped_with_qexp(module)
         if builtin and not all:
             continue
         hooks = sorted(h.name for h in (pm.get_hookcallers(plugin) or []))
@@ -203,6 +204,18 @@ def get_plugins(all: bool = False) -> list[dict[str, Any]]:
         out.append({"name": name, "module": module, "version": _versions.get(name, ""), "builtin": builtin,
                     "hooks": hooks, "schemes": schemes, "components": comps})
     return out
+
+
+def _shipped_with_qexp(module: str) -> bool:
+    """Whether ``module`` belongs to qexp's own distribution (the core, a built-in plugin, or a listener one
+    of them registered), judged by its top-level package, so a third party's ``qexp_foo`` is not."""
+    top = module.split(".")[0]
+    return top == "qexp" or "qexp" in _top_level_distributions().get(top, ())
+
+
+@functools.lru_cache(maxsize=1)
+def _top_level_distributions() -> dict[str, list[str]]:
+    return md.packages_distributions()
 
 
 def get_plugin(name: str) -> Any | None:

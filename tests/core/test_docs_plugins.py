@@ -27,3 +27,14 @@ def test_every_hookspec_is_documented_with_its_first_line():
 def test_every_hookspec_registered_with_pluggy_is_listed():
     from qexp.plugins import pm
     assert set(hookspec_names()) == {h for h in vars(pm.hook) if not h.startswith("_")}
+
+
+def test_names_the_guide_lists_are_in_qexp_ext():
+    import re
+
+    import qexp.ext
+    text = DOC.read_text(encoding="utf-8")
+    table = text[text.index("| section | names |"):text.index("`python -c")]
+    names = set(re.findall(r"`(\w+)`", table))
+    assert len(names) > 60
+    assert sorted(n for n in names if n not in qexp.ext.__all__) == []

@@ -14,7 +14,7 @@ def plugins_cmd(show_all: bool, as_json: bool) -> None:
     from qexp.plugins import get_plugins, load_errors
     plugins = get_plugins(all=show_all)
     if not show_all:  # qexp's own event listeners (logging, a workflow's watcher) are not third-party plugins
-        plugins = [p for p in plugins if not str(p.get("module", "")).startswith(("qexp.", "qexp_"))]
+        plugins = [p for p in plugins if not p["builtin"]]  # a third party's qexp_foo package stays listed
     if as_json:
         print_json(plugins)
         return
