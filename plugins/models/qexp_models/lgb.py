@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qexp.ext import ModelFT
+from qexp.ext import ModelFT, preparation_cache
 
 from . import _lazy
 from ._data import has_segment, infer_features, learn_data, not_fitted, require_segment
@@ -43,8 +43,41 @@ class LGBModel(ModelFT):
         self.model: Any = None  # lightgbm.Booster once fitted (it pickles as its model text)
         self.feature_names: list[str] = []
 
+    @classmethod
+    def check_kwargs(cls, kwargs: dict[str, Any]) -> list[str]:
+        """Warnings for ``**kwargs`` that are no LightGBM parameter or alias (LightGBM drops them silently at
+        ``verbosity: -1``); ``qexp run --dry-run`` and the run's config check call this."""
+        import difflib
+        _lazy.lightgbm("LGBModel")
+        from lightgbm.basic import _ConfigAliases
+        aliases = _ConfigAliases._get_all_param_aliases()
+        known = set(aliases) | {a for names in aliases.values() for a in names}
+        out = []
+        for key in kwargs:
+            if key not in known:
+                near = difflib.get_close_matches(key, sorted(known), 1)
+                out.append(f"{key!r} is not a LightGBM parameter and would be ignored"
+                           + (f"; did you mean {near[0]!r}?" if near else ""))
+        return out
+
     # ---- data --------------------------------------------------------------------------------
-    def _datasets(self, dataset: Any, reweighter: Any, segments: tuple[str, ...]) -> list[tuple[Any, str]]:
+    def _datasets(self, dataset: Any, reweighter: Any, segments: tuple[str, ...],
+                  reuse: bool = False) -> list[tuple[Any, str]]:
+        # a sweep's trials on one dataset (qexp.ext.reuse_preparation) share the binned Datasets while no
+        # binning parameter changes, as Optuna's LightGBM tuner does
+        cache = preparation_cache() if reuse and reweighter is None else None
+        if cache is None:
+            return self._build_datasets(dataset, reweighter, segments)
+        key = ("LGBModel.Dataset", id(dataset), segments, self.loss, _binning_key(self.params))
+        hit = cache.get(key)
+        if hit is not None and hit[0] is dataset:
+            self.feature_names = list(hit[2])
+            return list(hit[1])
+        out = self._build_datasets(dataset, reweighter, segments)
+        cache[key] = (dataset, out, list(self.feature_names))  # the dataset too: its id stays its own
+        return out
+
+    def _build_datasets(self, dataset: Any, reweighter: Any, segments: tuple[str, ...]) -> list[tuple[Any, str]]:
         lgb = _lazy.lightgbm("LGBModel")
         out = []
         for seg in segments:
@@ -70,7 +103,8 @@ class LGBModel(ModelFT):
         require_segment(dataset, "train", "LGBModel")
         with_valid = has_segment(dataset, "valid")
         segments = ("train", "valid") if with_valid else ("train",)
-        ds = self._datasets(dataset, reweighter, segments)
+        # a Dataset built with another init_model's predictions cannot be reused (its raw data is freed)
+        ds = self._datasets(dataset, reweighter, segments, reuse="init_model" not in kwargs)
         evals_result = {} if evals_result is None else evals_result
         times: list[int] = []
         callbacks = [lgb.log_evaluation(period=verbose_eval), lgb.record_evaluation(evals_result),
@@ -119,6 +153,20 @@ class LGBModel(ModelFT):
         imp = self.model.feature_importance(*args, **kwargs)
         names = self.feature_names if len(self.feature_names) == len(imp) else self.model.feature_name()
         return pd.Series(imp, index=names).sort_values(ascending=False)
+
+
+BINNING_PARAMS = ("max_bin", "max_bin_by_feature", "min_data_in_bin", "bin_construct_sample_cnt",
+                  "data_random_seed", "seed", "is_enable_sparse", "enable_bundle", "use_missing", "zero_as_missing",
+                  "feature_pre_filter", "categorical_feature", "forcedbins_filename", "linear_tree",
+                  "min_data_in_leaf", "min_sum_hessian_in_leaf", "pre_partition", "two_round")
+"""Parameters that shape LightGBM's binned Dataset (``min_data_in_leaf`` too: the feature pre-filter uses it)."""
+
+
+def _binning_key(params: dict[str, Any]) -> tuple:
+    """The binning parameters of ``params`` (any alias), as a hashable key."""
+    from lightgbm.basic import _ConfigAliases
+    names = _ConfigAliases.get(*BINNING_PARAMS)
+    return tuple(sorted((k, repr(v)) for k, v in params.items() if k in names))
 
 
 def _check_binary(y: np.ndarray, segment: str) -> None:

@@ -1,1 +1,1 @@
-"""qexp plugin qexp_sweep (work in progress: see its issue)."""
+"""qexp plugin qexp_sweep: ``qexp sweep`` on Optuna, trials as child runs on any executor."""

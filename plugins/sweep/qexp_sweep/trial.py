@@ -1,0 +1,205 @@
+"""One trial, in a worker: a child run of the sweep's parent run that trains the config with the trial's
+values, shares the dataset with the worker's earlier trials of the same sweep, and stops early when the
+pruner says so.
+
+The training steps are those of ``task_train`` (model, dataset, fit, records), with one difference: the
+dataset comes from a per-worker cache keyed by its config, so trials that share it build it once (and
+LightGBM's binned training Dataset, kept through ``qexp.ext.reuse_preparation``, is built once while no
+binning parameter changes).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import socket
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from qexp.ext import (
+    R,
+    apply_sys,
+    auto_filter_kwargs,
+    fill_placeholder,
+    flatten_dict,
+    get_plugin,
+    get_settings,
+    hookimpl,
+    init_instance_by_config,
+    phase,
+    register_plugin,
+    reuse_preparation,
+)
+
+from .space import Pruning
+
+COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
+TAG_SWEEP, TAG_TRIAL, TAG_STATE, TAG_PARENT = "qexp.sweep_id", "qexp.trial", "qexp.trial_state", "mlflow.parentRunId"
+DATASETS_KEPT = 2   # dataset configs kept per worker (a sweep over dataset keys keeps the last two)
+
+
+class TrialStopped(BaseException):
+    """The pruner stopped the trial at ``step``. A BaseException, so that the model's own ``except
+    Exception`` and the plugin-event guard let it through to :func:`run_trial`."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"pruned at step {step}")
+        self.step = step
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What a worker needs to run one trial."""
+    sweep_id: str
+    number: int
+    trial_id: int
+    experiment: str
+    parent_run_id: str
+    config: dict            # the workflow config with this trial's values set
+    config_dir: str
+    values: dict            # this trial's values, by dotted config path
+    metric: str
+    study_uri: str
+    pruning: Pruning | None = None
+    prune_sign: float = 1.0  # the step metric times this goes the study's direction
+
+
+def run_trial(spec: TrialSpec) -> dict:
+    """Train the trial in a child run; return its state (COMPLETE or PRUNED), objective value and metrics.
+    An exception ends the run FAILED (tag ``qexp.failure_reason``) and is raised to the driver."""
+    apply_sys(spec.config, Path(spec.config_dir))
+    task = copy.deepcopy(spec.config["task"])
+    state, pruned_at, reused = COMPLETE, None, False
+    with R.start(experiment_name=spec.experiment, recorder_name=f"trial-{spec.number}"):
+        rec = R.get_recorder()
+        rec.set_tags(**{TAG_PARENT: spec.parent_run_id, TAG_SWEEP: spec.sweep_id, TAG_TRIAL: str(spec.number),
+                        "hostname": socket.gethostname()})
+        rec.save_objects(config=spec.config)
+        R.log_params(**flatten_dict(task))
+        R.save_objects(task=task)
+        try:
+            with _pruning(spec, rec.id), reuse_preparation(_preparation(spec.sweep_id)):
+                reused = _train(task, spec.sweep_id)
+        except TrialStopped as stop:
+            state, pruned_at = PRUNED, stop.step
+        except BaseException as exc:
+            rec.set_tags(**{TAG_STATE: FAIL, "qexp.failure_reason": f"{type(exc).__name__}: {exc}"[:4000]})
+            raise
+        rec.set_tags(**{TAG_STATE: state})
+        metrics = rec.list_metrics()
+    return {"run_id": rec.id, "state": state, "value": metrics.get(spec.metric), "metrics": metrics,
+            "pruned_at": pruned_at, "dataset_reused": reused}
+
+
+def _train(task: dict, sweep_id: str) -> bool:
+    """task_train's steps on a shared dataset; returns whether the dataset came from the cache."""
+    rec = R.get_recorder()
+    model = init_instance_by_config(task["model"], where="task.model")
+    with phase("dataset"):
+        dataset, reused = _dataset(task["dataset"], sweep_id)
+    with phase(f"fit {type(model).__name__}"):
+        auto_filter_kwargs(model.fit, warning=False)(dataset, reweighter=task.get("reweighter"))
+    R.save_objects(**{"params.pkl": model})
+    config_fn = getattr(dataset, "config", None)
+    if callable(config_fn):
+        try:  # saved without its data, as task_train saves it
+            config_fn(dump_all=False, recursive=True)
+        except TypeError:
+            pass
+    R.save_objects(**{"dataset": dataset})
+    filled = fill_placeholder(copy.deepcopy(task), {"<MODEL>": model, "<DATASET>": dataset})
+    records = filled.get("record") or []
+    for i, record in enumerate([records] if isinstance(records, (dict, str)) else records):
+        r = init_instance_by_config(record, where=f"task.record.{i}", recorder=rec,
+                                    try_kwargs={"model": model, "dataset": dataset})
+        with phase(type(r).__name__):
+            r.generate()
+    return reused
+
+
+# ---- what trials of one sweep share in a worker ------------------------------------------------------------
+_lock = threading.Lock()
+_datasets: OrderedDict[str, Any] = OrderedDict()
+_prep: dict[str, dict] = {}
+
+
+def _dataset(config: dict, sweep_id: str) -> tuple[Any, bool]:
+    settings = get_settings()
+    key = json.dumps([sweep_id, config, settings.get("provider_uri"), settings.get("region")], sort_keys=True,
+                     default=str)
+    with _lock:
+        if key in _datasets:
+            _datasets.move_to_end(key)
+            return _datasets[key], True
+    dataset = init_instance_by_config(copy.deepcopy(config), where="task.dataset")
+    with _lock:
+        _datasets[key] = dataset
+        while len(_datasets) > DATASETS_KEPT:
+            _datasets.popitem(last=False)
+    return dataset, False
+
+
+def _preparation(sweep_id: str) -> dict:
+    with _lock:
+        if sweep_id not in _prep:
+            _prep.clear()  # one sweep at a time keeps its models' preparation
+            _prep[sweep_id] = {}
+        return _prep[sweep_id]
+
+
+# ---- pruning: the step metric goes to Optuna as it is logged ---------------------------------------------
+@dataclass
+class _Pruner:
+    run_id: str
+    metric: str
+    sign: float
+    interval: int
+    trial: Any
+
+
+_active: ContextVar[_Pruner | None] = ContextVar("qexp_sweep_trial", default=None)
+_studies: dict[tuple[str, str], Any] = {}
+
+
+class _StepListener:
+    @hookimpl
+    def recorder_metrics_logged(self, recorder: Any, metrics: dict, step: int | None) -> None:
+        p = _active.get()
+        if p is None or recorder.id != p.run_id or step is None or p.metric not in metrics:
+            return
+        if step % p.interval:
+            return
+        p.trial.report(p.sign * float(metrics[p.metric]), step)
+        if p.trial.should_prune():
+            raise TrialStopped(step)
+
+
+_LISTENER = "qexp-sweep-steps"
+
+
+@contextmanager
+def _pruning(spec: TrialSpec, run_id: str | None) -> Iterator[None]:
+    if spec.pruning is None or run_id is None:
+        yield
+        return
+    import optuna
+
+    from .study import pruner, storage
+    with _lock:
+        if get_plugin(_LISTENER) is None:
+            register_plugin(_StepListener(), name=_LISTENER)
+        key = (spec.study_uri, spec.sweep_id)
+        if key not in _studies:
+            _studies[key] = optuna.load_study(study_name=spec.sweep_id, storage=storage(spec.study_uri),
+                                              pruner=pruner(spec.pruning))
+        study = _studies[key]
+    trial = optuna.trial.Trial(study, spec.trial_id)
+    token = _active.set(_Pruner(run_id, spec.pruning.metric, spec.prune_sign, spec.pruning.interval, trial))
+    try:
+        yield
+    finally:
+        _active.reset(token)

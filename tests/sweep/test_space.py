@@ -1,0 +1,133 @@
+"""The sweep space: W&B's format and meanings, and every bad input a clear error naming it, before any trial."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from qexp.ext import ConfigError
+from qexp_sweep.metrics import check_metric, expected_metrics
+from qexp_sweep.space import parse_space
+
+GOOD = {"method": "tpe", "metric": {"name": "IC", "goal": "maximize"},
+        "parameters": {"task.model.kwargs.num_leaves": {"values": [7, 15]}}}
+
+
+def space(cfg, **params):
+    return parse_space({**GOOD, "parameters": params}, cfg)
+
+
+def test_wandb_distributions_keep_their_meanings(tiny_cfg):
+    _, cfg = tiny_cfg
+    s = space(cfg, **{
+        "task.model.kwargs.num_leaves": {"values": [7, 15]},
+        "task.model.kwargs.learning_rate": {"distribution": "log_uniform", "min": -4, "max": -1},
+        "task.model.kwargs.lambda_l1": {"min": 0.0, "max": 3.0},
+        "task.model.kwargs.max_depth": {"min": 3, "max": 6},
+        "task.model.kwargs.lambda_l2": {"distribution": "inv_log_uniform", "min": 1, "max": 2},
+        "task.model.kwargs.seed": {"value": 3},
+    })
+    by = {p.path.rsplit(".", 1)[-1]: p for p in s.params}
+    assert by["num_leaves"].distribution == "categorical" and by["num_leaves"].choices == [7, 15]
+    # log_uniform takes natural-log exponents, as in W&B
+    assert (by["learning_rate"].low, by["learning_rate"].high) == pytest.approx((math.exp(-4), math.exp(-1)))
+    assert by["learning_rate"].log
+    assert by["lambda_l1"].distribution == "uniform" and by["max_depth"].distribution == "int_uniform"
+    assert (by["lambda_l2"].low, by["lambda_l2"].high) == pytest.approx((math.exp(-2), math.exp(-1)))
+    assert by["seed"].distribution == "constant"
+    assert s.method == "tpe" and s.goal == "maximize"
+
+
+def test_nested_parameters_extend_the_path_and_grid_points(tiny_cfg):
+    _, cfg = tiny_cfg
+    s = parse_space({"method": "grid", "metric": "IC", "parameters": {"task": {"parameters": {"model": {
+        "parameters": {"kwargs": {"parameters": {"num_leaves": {"values": [7, 15]},
+                                                 "max_depth": {"distribution": "int_uniform", "min": 3, "max": 5}}}}}}}}},
+                    cfg)
+    assert [p.path for p in s.params] == ["task.model.kwargs.num_leaves", "task.model.kwargs.max_depth"]
+    assert len(s.grid()) == 6 and s.goal == "minimize"  # W&B's default goal
+
+
+@pytest.mark.parametrize("params, expect", [
+    ({"task.model.kwarg.num_leaves": {"values": [1]}}, "parameters.task.model.kwarg.num_leaves: the config has no key 'kwarg'"),
+    ({"task.dataset.kwargs.handler.kwargs.nope.x": {"values": [1]}}, "no key 'nope'"),
+    ({"task.model.kwargs.num_leaves": {"values": []}}, "parameters.task.model.kwargs.num_leaves: values is empty"),
+    ({"task.model.kwargs.learning_rate": {"min": 0.3, "max": 0.01}}, "learning_rate: min 0.3 is greater than max 0.01"),
+    ({"task.model.kwargs.learning_rate": {"distribution": "loguniform", "min": 0.01, "max": 0.3}},
+     "distribution 'loguniform' is unknown"),
+    ({"task.model.kwargs.learning_rate": {"distribution": "normal", "mu": 0.1, "sigma": 0.01}}, "not supported"),
+    ({"task.model.kwargs.learning_rate": {"distribution": "log_uniform_values", "min": 0, "max": 1}}, "needs min > 0"),
+    ({"task.model.kwargs.learning_rate": {"min": 0.01}}, "needs min and max"),
+    ({"task.model.kwargs.learning_rate": {"values": [0.1], "step": 2}}, "unknown key(s) step"),
+])
+def test_bad_parameters_name_the_key(tiny_cfg, params, expect):
+    _, cfg = tiny_cfg
+    with pytest.raises(ConfigError) as err:
+        space(cfg, **params)
+    assert expect in str(err.value)
+
+
+@pytest.mark.parametrize("raw, expect", [
+    ({**GOOD, "method": "bayesian"}, "method 'bayesian' is unknown"),
+    ({**GOOD, "metric": {"goal": "maximize"}}, "metric must name the metric"),
+    ({**GOOD, "metric": {"name": "IC", "goal": "up"}}, "metric.goal"),
+    ({**GOOD, "paramters": {}}, "unknown key(s) paramters"),
+    ({**GOOD, "method": "grid", "parameters": {"task.model.kwargs.learning_rate": {"min": 0.1, "max": 0.2}}},
+     "method grid needs a list of values"),
+    ({**GOOD, "early_terminate": {"type": "median"}}, "early_terminate.metric"),
+])
+def test_bad_spaces_name_the_key(tiny_cfg, raw, expect):
+    _, cfg = tiny_cfg
+    with pytest.raises(ConfigError) as err:
+        parse_space(raw, cfg)
+    assert expect in str(err.value)
+
+
+def test_expected_metrics_of_known_components(tiny_cfg):
+    _, cfg = tiny_cfg
+    names, complete = expected_metrics(cfg["task"])
+    assert complete and {"IC", "Rank ICIR", "l2.valid", "l2.train"} <= names
+    assert check_metric(cfg["task"], "IC", "metric")
+    with pytest.raises(ConfigError, match=r"metric 'Sharpe': no trial would log it; .* IC, ICIR"):
+        check_metric(cfg["task"], "Sharpe", "metric")
+    task = {**cfg["task"], "record": [{"class": "MyRecord"}]}
+    assert check_metric(task, "Sharpe", "metric") is False  # unknown record: checked on the first trial
+
+
+def _sweep(args):
+    from qexp.cli.main import get_cli
+    return CliRunner().invoke(get_cli(), ["sweep", *args])
+
+
+@pytest.mark.parametrize("bad, expect", [
+    ({"parameters": {"task.model.kwargs.nonexistent.x": {"values": [1]}}}, "no key 'nonexistent'"),
+    ({"parameters": {"task.model.kwargs.num_leaves": {"values": []}}}, "values is empty"),
+    ({"parameters": {"task.model.kwargs.learning_rate": {"min": 1.0, "max": 0.5}}}, "min 1.0 is greater than max 0.5"),
+    ({"parameters": {"task.model.kwargs.learning_rate": {"distribution": "gaussian", "min": 0, "max": 1}}},
+     "distribution 'gaussian' is unknown"),
+    ({"metric": {"name": "Sharpe", "goal": "maximize"}}, "metric 'Sharpe': no trial would log it"),
+    ({"parameters": {"task.model.kwargs.learnin_rate": {"values": [0.1]}}}, "not a LightGBM parameter"),
+])
+def test_bad_input_fails_before_any_trial(tiny_cfg, tmp_path, bad, expect):
+    cfg_path, _ = tiny_cfg
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(yaml.safe_dump({**GOOD, "run_cap": 2, **bad}))
+    store = tmp_path / "store"
+    r = _sweep([str(cfg_path), "--space", str(space_file), "--uri", str(store)])
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith("Error: ") and expect in r.output, r.output
+    assert not (store / ".qexp" / "sweeps.sqlite").exists()  # no study, no trial
+    assert not list(Path(store).glob("*/*/meta.json"))      # and no run
+
+
+def test_the_space_can_sit_in_the_config(tiny_cfg, tmp_path):
+    cfg_path, cfg = tiny_cfg
+    cfg["sweep"] = {**GOOD, "parameters": {"task.model.kwargs.num_leaves": {"values": []}}}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    r = _sweep([str(cfg_path), "--uri", str(tmp_path / "store")])
+    assert r.exit_code == 1 and "sweep: " in r.output and "values is empty" in r.output, r.output
+    r = _sweep([str(Path(cfg_path).with_name("missing.yaml")), "--uri", str(tmp_path / "store")])
+    assert r.exit_code == 1 and "does not exist" in r.output
