@@ -49,6 +49,7 @@ class ExpManager:
         except ExpNotFoundError:
             if not create or experiment_id is not None:
                 raise
+        assert experiment_name is not None  # no id was given, so a name was
         try:
             return self._create_exp(experiment_name)
         except ExpAlreadyExistError:  # another process created it between our get and create

@@ -63,7 +63,7 @@ def parse_allow(allow: Iterable[Any]) -> tuple[set[str], tuple[str, ...]]:
 
 
 def _safe_getattr(obj: Any, name: str) -> Any:
-    root = getattr(obj, "__module__", None) or getattr(type(obj), "__module__", "")
+    root = str(getattr(obj, "__module__", None) or getattr(type(obj), "__module__", ""))
     if name.startswith("__") or root.split(".", 1)[0] not in SAFE_MODULE_PREFIXES + ("builtins",):
         raise pickle.UnpicklingError(f"restricted unpickler refused getattr({obj!r}, {name!r})")
     return getattr(obj, name)

@@ -230,9 +230,10 @@ class Recorder:
         """Write raw ``data`` to the artifact ``artifact_file``. ``dedup=True`` lets a backend share one
         stored copy between runs that log the same content (the git diff every run of a process logs)."""
         self._require_id()
-        artifact_file = clean_artifact_path(artifact_file, "artifact name")
-        if artifact_file is None:
+        cleaned = clean_artifact_path(artifact_file, "artifact name")
+        if cleaned is None:
             raise ArtifactPathError("artifact name is empty")
+        artifact_file = cleaned
         if dedup:
             self._log_bytes_dedup(data, artifact_file)
         else:
@@ -302,7 +303,7 @@ class Recorder:
             if stream is not None:
                 with stream:  # unpickle straight from the file: no second copy of a large object in memory
                     return pickling.make_unpickler(stream, restricted, unpickler, allow).load()
-            return pickling.loads(data, restricted=restricted, unpickler=unpickler, allow=allow)
+            return pickling.loads(data or b"", restricted=restricted, unpickler=unpickler, allow=allow)
         except Exception as exc:
             raise LoadObjectError(f"artifact {name!r} of run {self.id} could not be unpickled: "
                                   f"{type(exc).__name__}: {exc}") from exc

@@ -57,7 +57,7 @@ def _tokenize(s: str) -> list[tuple[str, str, int]]:
         m = _TOKEN.match(s, pos)
         if not m:
             raise FilterSyntaxError(_err(s, pos, f"unexpected character {s[pos]!r}"))
-        kind = m.lastgroup
+        kind = m.lastgroup or ""
         if kind != "ws":
             out.append((kind, m.group(kind), pos))
         pos = m.end()
@@ -124,7 +124,7 @@ class _Parser:
             elif kind2 == "word":
                 parts.append(text2)
                 # dotted keys such as params.model.kwargs.lr
-                while self.peek() is not None and self.peek()[1] == ".":
+                while (nxt2 := self.peek()) is not None and nxt2[1] == ".":
                     self.take()
                     k3, t3, p3 = self.take()
                     if k3 not in ("word", "num"):
@@ -218,8 +218,9 @@ def parse_order_by(order_by: list[str]) -> list[Order]:
             if t[1].upper() not in ("ASC", "DESC"):
                 raise FilterSyntaxError(_err(item, t[2], f"expected ASC or DESC, found {t[1]!r}"))
             asc = t[1].upper() == "ASC"
-            if p.peek() is not None:
-                raise FilterSyntaxError(_err(item, p.peek()[2], "unexpected text after the direction"))
+            extra = p.peek()
+            if extra is not None:
+                raise FilterSyntaxError(_err(item, extra[2], "unexpected text after the direction"))
         out.append(Order(entity, key, asc))
     return out
 

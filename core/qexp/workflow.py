@@ -252,9 +252,10 @@ def _check_segments(task: dict) -> list[str]:
         bounds[name] = (start, end)
     order = [n for n in ("train", "valid", "test") if n in bounds]
     for a, b in zip(order, order[1:]):
-        if bounds[a][1] is not None and bounds[b][0] is not None and bounds[a][1] >= bounds[b][0]:
-            problems.append(f"task.dataset.kwargs.segments.{b}: starts {bounds[b][0].date()} on or before "
-                            f"{a} ends ({bounds[a][1].date()}); segments must be ordered train < valid < test")
+        a_end, b_start = bounds[a][1], bounds[b][0]
+        if a_end is not None and b_start is not None and a_end >= b_start:
+            problems.append(f"task.dataset.kwargs.segments.{b}: starts {b_start.date()} on or before "
+                            f"{a} ends ({a_end.date()}); segments must be ordered train < valid < test")
     handler = ds.get("handler")
     if isinstance(handler, dict):
         hk = handler.get("kwargs") or {}
@@ -314,8 +315,9 @@ def check_data(config: dict) -> list[str]:
         if not isinstance(name, str) or not name.split(".")[-1] == "PortAnaRecord":
             continue
         cfg = (rec.get("kwargs") or {}).get("config") if isinstance(rec, dict) else None
+        bt: dict = {}
         if cfg is None:  # PortAnaRecord's default config
-            bench, bt = ("^gspc" if get_region() == "us" else "SH000300"), {}
+            bench = "^gspc" if get_region() == "us" else "SH000300"
         elif isinstance(cfg, dict):
             bt = cfg.get("backtest") or {}
             bench = bt.get("benchmark", "SH000300")

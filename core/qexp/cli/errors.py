@@ -33,18 +33,20 @@ class Interrupted(click.ClickException):
     exit_code = EXIT_INTERRUPTED
 
 
-def one_line(exc: BaseException) -> click.ClickException:
-    """The ``Error:`` line for an exception escaping a command."""
+def one_line(exc: BaseException, note: str = "") -> click.ClickException:
+    """The ``Error:`` line for an exception escaping a command; ``note`` (what became of the run) goes on a
+    line of its own after it."""
+    tail = f"\n  {note}" if note else ""
     if isinstance(exc, KeyboardInterrupt):
-        return Interrupted("interrupted (Ctrl-C)")
+        return Interrupted(f"interrupted (Ctrl-C){tail}")
     if isinstance(exc, ConfigError):
-        return click.ClickException(str(exc))
+        return click.ClickException(f"{exc}{tail}")
     if isinstance(exc, QexpError):
-        return click.ClickException(f"{type(exc).__name__}: {exc}")
+        return click.ClickException(f"{type(exc).__name__}: {exc}{tail}")
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
     return click.ClickException(f"{type(exc).__name__}: {first}\n  (unexpected; rerun with {TRACEBACK_FLAG} or "
-                                f"QEXP_DEBUG=1 to see where it happened)")
+                                f"QEXP_DEBUG=1 to see where it happened){tail}")
 
 
 def _strip_flag(args: Sequence[str] | None) -> tuple[list[str], bool]:

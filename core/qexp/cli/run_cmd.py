@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -53,16 +54,16 @@ def run_cmd(configs: tuple[str, ...], experiment_name: str | None, uri: str | No
     except (Exception, KeyboardInterrupt) as exc:
         if debug() or isinstance(exc, click.ClickException):
             raise
-        err = one_line(exc)
         run = wf.recorder
+        note = ""
         if run is not None and run.id:
-            err.message += (f"\n  run {run.id[:8]} ({run.name}) in experiment {wf.experiment_name!r} is marked "
-                            f"{run.status}; its config is saved: `qexp runs show {run.id[:8]}`")
-        raise err from exc
+            note = (f"run {run.id[:8]} ({run.name}) in experiment {wf.experiment_name!r} is marked {run.status}; "
+                    f"its config is saved: `qexp runs show {run.id[:8]}`")
+        raise one_line(exc, note) from exc
     summarize(rec)
 
 
-def _dry_run(wf, uri: str | None) -> None:  # type: ignore[no-untyped-def]
+def _dry_run(wf: Any, uri: str | None) -> None:
     import yaml
 
     from qexp.workflow import dry_run
@@ -79,7 +80,7 @@ def _dry_run(wf, uri: str | None) -> None:  # type: ignore[no-untyped-def]
                                                                     else ""), err=True)
 
 
-def _print_runtime(wf, uri: str | None) -> None:  # type: ignore[no-untyped-def]
+def _print_runtime(wf: Any, uri: str | None) -> None:
     """The runtime settings the run would use (threads, caches, memory cache, logging, system metrics)."""
     import yaml
 
@@ -95,7 +96,7 @@ def _print_runtime(wf, uri: str | None) -> None:  # type: ignore[no-untyped-def]
     click.echo(yaml.safe_dump({"runtime": runtime}, sort_keys=False, default_flow_style=False))
 
 
-def summarize(rec) -> None:  # type: ignore[no-untyped-def]
+def summarize(rec: Any) -> None:
     """The run's metrics, id, store and pictures."""
     from qexp import R
     from qexp.uri import local_path, uri_scheme

@@ -126,8 +126,9 @@ def runs_show(uri: str | None, run_id: str, as_json: bool) -> None:
     m = manager(uri)
     announce_store(m)
     rec = find_recorder(m, run_id)
-    data = {"info": rec.info, "params": rec.list_params(), "metrics": rec.list_metrics(), "tags": rec.list_tags(),
-            "artifacts": rec.list_artifacts(recursive=True), "artifact_uri": rec.get_artifact_uri()}
+    data: dict[str, Any] = {"info": rec.info, "params": rec.list_params(), "metrics": rec.list_metrics(),
+                            "tags": rec.list_tags(), "artifacts": rec.list_artifacts(recursive=True),
+                            "artifact_uri": rec.get_artifact_uri()}
     if as_json:
         print_json(data)
         return
@@ -163,8 +164,8 @@ def runs_compare(uri: str | None, run_ids: tuple[str, ...], as_json: bool, all_p
                     "metrics": {k: [m_.get(k) for m_ in metrics] for k in mkeys}})
         return
     header = ["key"] + [f"{r.name or ''} {(r.id or '')[:SHORT_ID]}" for r in recs]
-    rows = [[f"params.{k}"] + [p.get(k) for p in params] for k in pkeys]
-    rows += [[f"metrics.{k}"] + [m_.get(k) for m_ in metrics] for k in mkeys]
+    rows: list[list[Any]] = [[f"params.{k}", *[p.get(k) for p in params]] for k in pkeys]
+    rows += [[f"metrics.{k}", *[m_.get(k) for m_ in metrics]] for k in mkeys]
     print_table(header, rows, title="compare")
 
 

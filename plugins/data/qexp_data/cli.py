@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -111,7 +112,7 @@ def check_cmd(folder: str, as_json: bool, max_nan_run: int | None) -> None:
     sys.exit(0 if report.ok else 1)
 
 
-def _print_report(report) -> None:  # type: ignore[no-untyped-def]
+def _print_report(report: Any) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table

@@ -164,7 +164,7 @@ def parse_file(path: Path, date_col: str, symbol_col: str | None, bad: list[BadR
     if odd.any():   # other layouts (01/31/2020, 31 Jan 2020...) parsed one by one; ISO is the fast path
         dates[odd] = pd.to_datetime(pd.Series(raw_dates[odd]), errors="coerce", format="mixed").to_numpy()
     dates = dates.dt.normalize()
-    for k in np.nonzero(dates.isna().to_numpy())[0]:
+    for k in np.nonzero(dates.isna().to_numpy())[0].tolist():
         bad.append(BadRow(str(path), int(line_no[k]), f"cannot parse date {str(raw_dates[k])!r}"))
     ok &= dates.notna().to_numpy()
 
@@ -172,7 +172,7 @@ def parse_file(path: Path, date_col: str, symbol_col: str | None, bad: list[BadR
         symbols = np.array([s.strip().upper() for s in grid[:, lower[symbol_col.lower()]].astype(str)],
                            dtype=object)
         missing = symbols == ""
-        for k in np.nonzero(missing & ok)[0]:
+        for k in np.nonzero(missing & ok)[0].tolist():
             bad.append(BadRow(str(path), int(line_no[k]), "empty symbol"))
         ok &= ~missing
     else:
@@ -188,7 +188,7 @@ def parse_file(path: Path, date_col: str, symbol_col: str | None, bad: list[BadR
         bad_cells = values.isna().to_numpy() & (text != "").to_numpy() & \
             ~text.str.lower().isin(["nan", "null", "none", "na", "n/a"]).to_numpy()
         if name in BASE_FIELDS or name in ("vwap", "factor", "change") or not bad_cells.all():
-            for k in np.nonzero(bad_cells & ok)[0]:
+            for k in np.nonzero(bad_cells & ok)[0].tolist():
                 bad.append(BadRow(str(path), int(line_no[k]), f"column {header[j]!r}: {text[k]!r} is not a number"))
             ok &= ~bad_cells
             columns[name] = values.to_numpy(dtype=np.float64)

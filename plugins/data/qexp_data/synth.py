@@ -146,11 +146,11 @@ def generate(params: SynthParams) -> tuple[pd.DatetimeIndex, list[InstrumentData
     end_idx[early] = np.maximum(start_idx[early] + 1, T - 1 - rng.integers(1, max(2, T // 3), early.sum()))
     suspended = np.zeros((T, N), dtype=bool)
     n_episodes = rng.poisson(1.5 * T / 250, N)
-    for i in np.nonzero(n_episodes)[0]:   # a handful of episodes per stock: cheap
-        starts = rng.integers(0, T, n_episodes[i])
-        lengths = rng.geometric(0.25, n_episodes[i])
-        for s, ln in zip(starts, lengths):
-            suspended[s:s + ln, i] = True
+    for stock in np.nonzero(n_episodes)[0]:   # a handful of episodes per stock: cheap
+        starts = rng.integers(0, T, n_episodes[stock])
+        lengths = rng.geometric(0.25, n_episodes[stock])
+        for first, ln in zip(starts, lengths):
+            suspended[first:first + ln, stock] = True
 
     # Adjusted values; change on raw closes forward-filled over suspensions (Qlib/Yahoo convention).
     raw_close_obs = np.where(suspended, np.nan, raw_close)

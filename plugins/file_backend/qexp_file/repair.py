@@ -29,7 +29,7 @@ class BrokenExperiment:
 
 def broken_experiments(root: str) -> list[BrokenExperiment]:
     """Experiment folders under ``root`` whose meta.json exists but cannot be read as an experiment meta."""
-    out = []
+    out: list[BrokenExperiment] = []
     try:
         entries = sorted(os.listdir(root))
     except FileNotFoundError:
