@@ -17,7 +17,7 @@ import os
 import sys
 import threading
 import warnings
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import pluggy
 
@@ -214,7 +214,7 @@ def _shipped_with_qexp(module: str) -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def _top_level_distributions() -> dict[str, list[str]]:
+def _top_level_distributions() -> Mapping[str, list[str]]:
     return md.packages_distributions()
 
 
