@@ -1,5 +1,5 @@
 """The PyTorch zoo on the shared loop: MLP, GRU, LSTM, Transformer (IC on the planted signal), Localformer,
-TCN, GeneralPTNN; both dataset kinds, Qlib's names, save/load in a new process, early stopping, bad input."""
+TCN, GeneralPTNN, KRNN, Sandwich (GATs: test_torch_zoo_graph.py); both dataset kinds, Qlib's names, save/load in a new process, early stopping, bad input."""
 from __future__ import annotations
 
 import logging
@@ -101,7 +101,10 @@ def test_pickle_holds_cpu_numpy_weights(fitted_ic, ds360) -> None:
                       "pt_model_kwargs": {"input_dim": 360, "layers": (16,)}, "batch_size": 512}),
     (tm.GeneralPTNN, {"pt_model_uri": "qlib.contrib.model.pytorch_gru.GRUModel",
                       "pt_model_kwargs": {"d_feat": 6, "hidden_size": 8, "num_layers": 1}, "batch_size": 512}),
-], ids=["Localformer", "TCN", "GeneralPTNN-MLP", "GeneralPTNN-GRU"])
+    (tm.KRNN, {"fea_dim": 6, "cnn_dim": 8, "rnn_dim": 8, "rnn_dups": 2, "rnn_layers": 1, "batch_size": 512}),
+    (tm.Sandwich, {"fea_dim": 6, "cnn_dim_1": 8, "cnn_dim_2": 8, "rnn_dim_1": 4, "rnn_dim_2": 4, "rnn_dups": 2,
+                   "rnn_layers": 1, "batch_size": 512}),
+], ids=["Localformer", "TCN", "GeneralPTNN-MLP", "GeneralPTNN-GRU", "KRNN", "Sandwich"])
 def test_other_nets_fit_and_predict_on_alpha360(ds360, cls, kwargs) -> None:
     model = cls(**kwargs, n_epochs=2, **CPU).fit(ds360)
     assert len(model.epoch_seconds) == 2
@@ -240,6 +243,7 @@ def test_gpu_requested_without_cuda_warns_and_uses_cpu() -> None:
     ("qlib.contrib.model.pytorch_localformer_ts.LocalformerModel", tm.LocalformerModelTS),
     ("qlib.contrib.model.pytorch_tcn.TCN", tm.TCN), ("qlib.contrib.model.pytorch_tcn_ts.TCN", tm.TCNTS),
     ("qlib.contrib.model.pytorch_general_nn.GeneralPTNN", tm.GeneralPTNN),
+    ("qlib.contrib.model.pytorch_krnn.KRNN", tm.KRNN), ("qlib.contrib.model.pytorch_sandwich.Sandwich", tm.Sandwich),
 ])
 def test_qlib_module_paths_resolve(path, expected) -> None:
     from qexp.ext import init_instance_by_config

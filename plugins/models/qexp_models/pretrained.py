@@ -62,15 +62,19 @@ def _weights_of(model: str, obj: Any, where: str) -> dict[str, np.ndarray]:
 
 
 def apply_base_state(model: str, net: Any, state: dict[str, np.ndarray], base_model: str) -> list[str]:
-    """Copy the base weights whose names and shapes match ``net``'s (Qlib: the ``rnn`` and ``fc_out`` layers);
-    returns the keys copied. None matching is a clear error."""
+    """Copy the base weights whose names ``net`` has (Qlib: the ``rnn`` and ``fc_out`` layers); returns the keys
+    copied. A shared name with another shape (a base model of another size), or no shared name, is a clear
+    error, as in Qlib, where ``load_state_dict`` refuses it."""
     import torch
     own = net.state_dict()
-    keep = {k: torch.from_numpy(np.asarray(v)) for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not keep:
-        shapes = ", ".join(f"{k} {tuple(np.shape(v))}" for k, v in list(state.items())[:4])
-        raise ValueError(f"{model}: no weight of the base model fits the network (base_model={base_model!r}, "
-                         f"hidden_size/num_layers/d_feat must match the base model's); the base model has {shapes}")
-    own.update(keep)
+    common = [k for k in state if k in own]
+    wrong = [f"{k} {tuple(np.shape(state[k]))} vs {tuple(own[k].shape)}" for k in common
+             if tuple(np.shape(state[k])) != tuple(own[k].shape)]
+    if wrong or not common:
+        detail = ("shapes differ: " + "; ".join(wrong[:3])) if wrong else \
+            "no layer names in common: " + ", ".join(list(state)[:4])
+        raise ValueError(f"{model}: the base model does not fit the network (base_model={base_model!r}; its d_feat, "
+                         f"hidden_size and num_layers must be the base model's): {detail}")
+    own.update({k: torch.from_numpy(np.asarray(state[k])) for k in common})
     net.load_state_dict(own)
-    return sorted(keep)
+    return sorted(common)

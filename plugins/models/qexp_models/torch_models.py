@@ -313,3 +313,49 @@ class DNNModelPytorch(_NetByURI):
         if self.best_epoch is not None:
             self.best_step = min((self.best_epoch + 1) * self.eval_steps, self.max_steps)
 
+
+
+class KRNN(TorchModel):
+    """Qlib's ``KRNN`` (``pytorch_krnn``): a convolution over the steps, ``rnn_dups`` parallel GRUs averaged, a
+    linear head on the last step. ``fea_dim`` is the features per step (Alpha360: 6)."""
+
+    def __init__(self, fea_dim: int = 6, cnn_dim: int = 64, cnn_kernel_size: int = 3, rnn_dim: int = 64,
+                 rnn_dups: int = 3, rnn_layers: int = 2, dropout: float = 0, n_epochs: int = 200, lr: float = 0.001,
+                 metric: str = "", batch_size: int = 2000, early_stop: int = 20, loss: str = "mse",
+                 optimizer: str = "adam", GPU: Any = 0, seed: int | None = None, **kwargs: Any):
+        check_positive_int(self.name, cnn_dim=cnn_dim, cnn_kernel_size=cnn_kernel_size, rnn_dim=rnn_dim,
+                           rnn_dups=rnn_dups, rnn_layers=rnn_layers)
+        check_dropout(self.name, dropout)
+        self.fea_dim, self.cnn_dim, self.cnn_kernel_size = int(fea_dim), int(cnn_dim), int(cnn_kernel_size)
+        self.rnn_dim, self.rnn_dups, self.rnn_layers, self.dropout = (int(rnn_dim), int(rnn_dups), int(rnn_layers),
+                                                                      float(dropout))
+        self._init_loop(d_feat=fea_dim, n_epochs=n_epochs, lr=lr, metric=metric, batch_size=batch_size,
+                        early_stop=early_stop, loss=loss, optimizer=optimizer, GPU=GPU, seed=seed, kwargs=kwargs)
+
+    def _new_net(self) -> Any:
+        from .nets.krnn import KRNNModel
+        return KRNNModel(self.fea_dim, self.cnn_dim, self.cnn_kernel_size, self.rnn_dim, self.rnn_dups,
+                         self.rnn_layers, self.dropout)
+
+
+class Sandwich(TorchModel):
+    """Qlib's ``Sandwich`` (``pytorch_sandwich``): two CNN-KRNN encoders in a row and a linear head."""
+
+    def __init__(self, fea_dim: int = 6, cnn_dim_1: int = 64, cnn_dim_2: int = 32, cnn_kernel_size: int = 3,
+                 rnn_dim_1: int = 16, rnn_dim_2: int = 8, rnn_dups: int = 3, rnn_layers: int = 2, dropout: float = 0,
+                 n_epochs: int = 200, lr: float = 0.001, metric: str = "", batch_size: int = 2000,
+                 early_stop: int = 20, loss: str = "mse", optimizer: str = "adam", GPU: Any = 0,
+                 seed: int | None = None, **kwargs: Any):
+        check_positive_int(self.name, cnn_dim_1=cnn_dim_1, cnn_dim_2=cnn_dim_2, cnn_kernel_size=cnn_kernel_size,
+                           rnn_dim_1=rnn_dim_1, rnn_dim_2=rnn_dim_2, rnn_dups=rnn_dups, rnn_layers=rnn_layers)
+        check_dropout(self.name, dropout)
+        self.fea_dim, self.cnn_dim_1, self.cnn_dim_2 = int(fea_dim), int(cnn_dim_1), int(cnn_dim_2)
+        self.cnn_kernel_size, self.rnn_dim_1, self.rnn_dim_2 = int(cnn_kernel_size), int(rnn_dim_1), int(rnn_dim_2)
+        self.rnn_dups, self.rnn_layers, self.dropout = int(rnn_dups), int(rnn_layers), float(dropout)
+        self._init_loop(d_feat=fea_dim, n_epochs=n_epochs, lr=lr, metric=metric, batch_size=batch_size,
+                        early_stop=early_stop, loss=loss, optimizer=optimizer, GPU=GPU, seed=seed, kwargs=kwargs)
+
+    def _new_net(self) -> Any:
+        from .nets.krnn import SandwichModel
+        return SandwichModel(self.fea_dim, self.cnn_dim_1, self.cnn_dim_2, self.cnn_kernel_size, self.rnn_dim_1,
+                             self.rnn_dim_2, self.rnn_dups, self.rnn_layers, self.dropout)

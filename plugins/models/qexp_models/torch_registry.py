@@ -24,6 +24,8 @@ def register_torch_models(register: Callable[..., Any]) -> None:
         (tm.TCN, "TCN", (_M + "pytorch_tcn",)),
         (tm.DNNModelPytorch, "DNNModelPytorch", (_M + "pytorch_nn",)),
         (tm.GeneralPTNN, "GeneralPTNN", (_M + "pytorch_general_nn",)),
+        (tm.KRNN, "KRNN", (_M + "pytorch_krnn",)),
+        (tm.Sandwich, "Sandwich", (_M + "pytorch_sandwich",)),
         (gm.GATsTS, "GATs", (_M + "pytorch_gats_ts",)),
         (gm.GATs, "GATs", (_M + "pytorch_gats",)),
     ]
