@@ -45,8 +45,9 @@ REGION_DEFAULT: Any = _RegionDefault()
 
 # Qlib's region settings (qlib/config.py): China trades in lots of 100 shares with a 9.5% daily limit;
 # the US trades single shares without limits.
-_REGIONS = {"cn": {"trade_unit": 100, "limit_threshold": 0.095, "deal_price": "close"},
-            "us": {"trade_unit": 1, "limit_threshold": None, "deal_price": "close"}}
+_REGIONS: dict[str, dict[str, Any]] = {
+    "cn": {"trade_unit": 100, "limit_threshold": 0.095, "deal_price": "close"},
+    "us": {"trade_unit": 1, "limit_threshold": None, "deal_price": "close"}}
 
 
 def region_defaults(region: str | None = None) -> dict[str, Any]:

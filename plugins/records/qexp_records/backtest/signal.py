@@ -87,4 +87,4 @@ def build_signal_matrix(signal: pd.Series, calendar: pd.DatetimeIndex, start_pos
     _, first = np.unique(step[o] * n_inst + inst[o], return_index=True)
     o = o[first]
     score[step[o], inst[o]] = values[o]
-    return SignalMatrix(score=score, present=present, has_signal=present.any(axis=1))
+    return SignalMatrix(score=score, present=present, has_signal=np.asarray(present.any(axis=1)))
