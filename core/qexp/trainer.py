@@ -20,7 +20,7 @@ from .progress import phase
 from .recorder import Recorder
 from .task.manage import TaskManager, run_task
 from .task.store import default_tasks_uri
-from .task.subproc import Portable, call_in_subproc, unportable
+from .task.subproc import Portable, call_in_subproc, portable, unportable
 
 logger = logging.getLogger("qexp.trainer")
 
@@ -100,17 +100,22 @@ def map_in_order(executor: str | Executor | None, func: Callable, calls: list[tu
     and the error is raised. An executor given by URI is shut down afterwards; one given as an object is not."""
     ex = get_executor(executor)
     local = _is_local(ex)
-    fn = func if local else Portable(func)
-    futures = [ex.submit(fn, *args, key=f"{getattr(func, '__name__', 'call')} {i}", **kwargs)
-               for i, args in enumerate(calls)]
+    if not local:  # Recorders do not pickle: they cross to the workers and back as references
+        func, calls = Portable(func), [tuple(portable(a) for a in args) for args in calls]
+        kwargs = {k: portable(v) for k, v in kwargs.items()}
+    name = getattr(getattr(func, "func", func), "__name__", "call")
+    futures = [ex.submit(func, *args, key=f"{name} {i}", **kwargs) for i, args in enumerate(calls)]
+    owned = not isinstance(executor, Executor)
     try:
-        return [f.result() if local else unportable(f.result()) for f in futures]
+        results = [f.result() if local else unportable(f.result()) for f in futures]
     except BaseException:
         ex.cancel(futures)
+        if owned:
+            ex.shutdown(wait=False, cancel_futures=True)
         raise
-    finally:
-        if not isinstance(executor, Executor):
-            ex.shutdown(wait=True)
+    if owned:
+        ex.shutdown(wait=True)
+    return results
 
 
 class Trainer:

@@ -97,3 +97,8 @@ def test_online_manager_routine_updates_online_predictions(session):
     assert str(pred.index.get_level_values("datetime").max().date()) == "2019-12-31"
     signals = manager.get_signals()
     assert str(signals.index.get_level_values("datetime").max().date()) == "2019-12-31"
+    # saved between routines, as Qlib's examples do
+    manager.to_pickle(session.parent / "manager.pkl")
+    again = OnlineManager.load(session.parent / "manager.pkl")
+    pd.testing.assert_series_equal(again.get_signals(), signals)
+    assert again.strategies[0].name_id == "live" and again.cur_time == pd.Timestamp("2019-05-15")

@@ -125,6 +125,9 @@ def test_trainers_on_a_process_pool(session):
         recs = TrainerR(experiment_name="pp2", train_func=helpers.train_in_proc, executor=ex).train(
             [{"i": 0}, {"i": 1}])
         assert str(os.getpid()) not in {r.list_tags()["pid"] for r in recs}  # trained there, read back here
+        delayed = DelayTrainerR(experiment_name="ppd", executor=ex)
+        recs = delayed.end_train(delayed.train(TESTS[:2]))  # recorders travel to the workers as references
+        assert all("pred.pkl" in arts(r) for r in recs)
         recs = TrainerRM(experiment_name="ppm", executor=ex)(TESTS)
         assert TaskManager("ppm").task_stat() == {"done": 3}
         assert [r.list_params()["model.kwargs.alpha"] for r in recs] == ["1.0", "2.0", "3.0"]

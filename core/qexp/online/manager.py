@@ -15,6 +15,7 @@ from ..data_api import get_provider
 from ..ens.ensemble import AverageEnsemble
 from ..progress import bar
 from ..task.collect import MergeCollector, Pickled
+from ..task.subproc import portable, unportable
 from ..trainer import Trainer, TrainerR
 from .strategy import OnlineStrategy
 
@@ -41,6 +42,17 @@ class OnlineManager(Pickled):
         self.trainer = trainer if trainer is not None else TrainerR()
         self.signals: pd.Series | pd.DataFrame | None = None
         self.status = self.STATUS_ONLINE
+
+    def __getstate__(self) -> dict:
+        # the runs in the history travel as references (Recorders do not pickle)
+        state = dict(self.__dict__)
+        state["history"] = {t: {s: portable(list(models)) for s, models in sm.items()} for t, sm in self.history.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state["history"] = {t: {s: unportable(models) for s, models in sm.items()}
+                            for t, sm in state.get("history", {}).items()}
+        self.__dict__.update(state)
 
     def _postpone_action(self) -> bool:
         """Whether ``end_train`` and ``prepare_signals`` wait for the end (simulating with a delayed trainer)."""

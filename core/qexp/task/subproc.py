@@ -55,13 +55,15 @@ def unportable(result: Any) -> Any:
 
 
 class Portable:
-    """``func`` whose result comes back :func:`portable` (call :func:`unportable` on it), for an executor's
-    worker (the executor brings the driver's session there)."""
+    """``func`` for an executor's worker (the executor brings the driver's session there): it takes its
+    arguments :func:`portable` (Recorders as references) and gives its result back the same way."""
 
     def __init__(self, func: Callable):
         self.func = func
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        args = tuple(unportable(a) for a in args)
+        kwargs = {k: unportable(v) for k, v in kwargs.items()}
         return portable(self.func(*args, **kwargs))
 
     def __repr__(self) -> str:

@@ -65,6 +65,12 @@ class PostgresTaskStore(SQLTaskStore):
             raise TaskStoreError(f"cannot reach the task store {mask_uri(self.uri)}: {first}. Check that "
                                  f"PostgreSQL runs there and the URI (postgresql://USER@HOST:PORT/DB) is right") from None
         conn.autocommit = True
+        if "synchronous_commit" not in self.uri:
+            # a fetch or a result is one short transaction: waiting for its WAL flush (several ms per commit)
+            # would bound the queue, and a server crash can lose only the last few commits, which the queue
+            # survives (a lost fetch is fetched again, a lost result's task re-runs when its lease ends).
+            # ?options=-c%20synchronous_commit%3Don in the URI keeps the server's setting.
+            conn.cursor().execute("SET synchronous_commit TO off")
         return conn
 
     def exists(self) -> bool:
