@@ -163,6 +163,7 @@ def test_executor_workers_monitor_their_runs(tmp_path):
     assert len(rec.get_metric_history("system/cpu_utilization_percentage")) >= 2
 
 
+@pytest.mark.slow  # MLflow creates its sqlite schema (alembic migrations): most of the time
 def test_mlflow_reads_the_same_names(tmp_path):
     """A run written through the MLflow backend: MLflow's own client sees MLflow's system metric names."""
     pytest.importorskip("mlflow")
