@@ -120,10 +120,10 @@ QLIB_SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("expression_cache", None, _one_of(*EXPRESSION_CACHES),
             "DiskExpressionCache keeps each instrument's expression series in the cache store"),
     Setting("dataset_cache", "DiskDatasetCache", _one_of(*DATASET_CACHES),
-            "DiskDatasetCache (qexp's default) keeps loaders' frames in the cache store; SimpleDatasetCache in "
-            "local_cache_path without shared locks; None turns it off"),
+            "DiskDatasetCache (qexp's default) keeps loaders' frames in the cache store; SimpleDatasetCache in the "
+            "disk store at local_cache_path (never Redis); None turns it off"),
     Setting("local_cache_path", None, _path_or_none, "the folder of the on-disk cache store"),
-    Setting("default_disk_cache", 1, _one_of(0, 1, 2), "the dataset cache: 0 skip, 1 use, 2 rebuild"),
+    Setting("default_disk_cache", 1, _one_of(0, 1, 2), "the dataset and expression caches: 0 skip, 1 use, 2 rebuild"),
     Setting("mem_cache_size_limit", 500, _int_at_least(0),
             "size of each in-process memory cache (calendars, instruments, features)"),
     Setting("mem_cache_limit_type", "length", _one_of("length", "sizeof"),
