@@ -117,3 +117,45 @@ def test_unsorted_days_are_refused() -> None:
     frame = random_frame(n_days=60, n_inst=4, n_feat=4).sample(frac=1.0, random_state=0)
     with pytest.raises(ValueError, match="sorted by date"):
         GATs(d_feat=2, hidden_size=4, n_epochs=1, **CPU).fit(FrameDataset(frame, FRAME_SEGMENTS))
+
+
+# ---- HIST -----------------------------------------------------------------------------------------------
+@pytest.fixture
+def concept_files(tmp_path):
+    """A concept matrix for 10 of the 12 stocks of _ds() (S10 and S11 unlisted) and its stock index."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "s2c.npy", (rng.random((10, 4)) < 0.4).astype(np.float32))
+    np.save(tmp_path / "index.npy", {f"S{i}": i for i in range(10)})
+    return str(tmp_path / "s2c.npy"), str(tmp_path / "index.npy")
+
+
+def test_hist_fits_predicts_and_carries_its_concepts(concept_files) -> None:
+    import pickle
+
+    from qexp_models.graph_models import HIST
+    ds = _ds()
+    evals: dict = {}
+    model = HIST(d_feat=2, hidden_size=8, num_layers=1, n_epochs=2, metric="ic", stock2concept=concept_files[0],
+                 stock_index=concept_files[1], **CPU).fit(ds, evals_result=evals)
+    assert all(-1 <= s <= 1 for s in evals["valid"])  # the metric is a daily IC
+    pred = model.predict(ds)
+    assert np.isfinite(pred.to_numpy()).all() and len(pred) == len(ds.prepare("test"))
+    clone = pickle.loads(pickle.dumps(model))
+    clone.stock2concept = clone.stock_index = "/nowhere.npy"  # the matrix is in the model: no file needed
+    np.testing.assert_array_equal(clone.predict(ds).to_numpy(), pred.to_numpy())
+
+
+def test_hist_concept_files_are_the_user_s(concept_files, tmp_path) -> None:
+    from qexp_models.graph_models import HIST
+    with pytest.raises(FileNotFoundError, match="stock2concept is not set.*nothing is downloaded"):
+        HIST(d_feat=2, hidden_size=8, n_epochs=1, **CPU).fit(_ds())
+    missing = str(tmp_path / "benchmarks" / "HIST" / "qlib_csi300_stock2concept.npy")
+    with pytest.raises(FileNotFoundError, match="stock2concept '.*qlib_csi300_stock2concept.npy' does not exist"):
+        HIST(d_feat=2, hidden_size=8, n_epochs=1, stock2concept=missing, stock_index=concept_files[1],
+             **CPU).fit(_ds())
+    assert not (tmp_path / "benchmarks").exists()  # nothing was fetched into the named place
+    assert len(HIST.dry_run_warnings({"stock2concept": missing, "stock_index": concept_files[1]})) == 1
+    np.save(tmp_path / "bad_index.npy", {"S0": 99})
+    with pytest.raises(ValueError, match="stock_index rows outside the concept matrix's 10 rows"):
+        HIST(d_feat=2, hidden_size=8, n_epochs=1, stock2concept=concept_files[0],
+             stock_index=str(tmp_path / "bad_index.npy"), **CPU).fit(_ds())

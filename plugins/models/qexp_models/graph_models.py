@@ -1,5 +1,5 @@
 """Qlib's models that relate the stocks of one day and start from a pretrained base model: ``GATs`` (graph
-attention over the day's stocks). They batch by day (all stocks of a date together) on the shared loop.
+attention over the day's stocks) and ``HIST`` (shared information through concepts). They batch by day (all stocks of a date together) on the shared loop.
 
 ``model_path`` names the pretrained GRU/LSTM: Qlib's ``torch.save``-d ``state_dict`` file, a pickled qexp
 model, or ``run:<run id>`` (that qexp run's ``params.pkl``). A file that does not exist yet is a warning when
@@ -74,3 +74,92 @@ class GATsTS(GATs):
 
     def __init__(self, d_feat: int = 20, **kwargs: Any):
         super().__init__(d_feat=d_feat, **kwargs)
+
+
+class HIST(_Pretrained):
+    """Qlib's ``HIST`` (``pytorch_hist``): shared information through predefined concepts (``stock2concept``:
+    a ``.npy`` matrix, stocks x concepts) and hidden concepts, on a GRU/LSTM base; one batch per day.
+
+    ``stock_index`` is a ``.npy`` holding a dict instrument -> row of the matrix. Both files are the user's:
+    nothing is downloaded, and a missing one is a clear error at ``fit``. Stocks the index does not list get
+    no predefined concept (Qlib points them at row 733 of its CSI300 file, for the same effect). The matrix is
+    kept in the fitted model, so predicting needs neither file.
+    """
+
+    METRICS = ("", "loss", "ic")
+
+    def __init__(self, d_feat: int = 6, hidden_size: int = 64, num_layers: int = 2, dropout: float = 0.0,
+                 n_epochs: int = 200, lr: float = 0.001, metric: str = "", early_stop: int = 20, loss: str = "mse",
+                 base_model: str = "GRU", model_path: Any = None, stock2concept: Any = None, stock_index: Any = None,
+                 optimizer: str = "adam", GPU: Any = 0, seed: int | None = None, **kwargs: Any):
+        check_positive_int(self.name, hidden_size=hidden_size, num_layers=num_layers)
+        check_dropout(self.name, dropout)
+        self.hidden_size, self.num_layers, self.dropout = int(hidden_size), int(num_layers), float(dropout)
+        self.stock2concept, self.stock_index = stock2concept, stock_index
+        self._set_base(base_model, model_path)
+        self._init_loop(d_feat=d_feat, n_epochs=n_epochs, lr=lr, metric=metric, batch_size=1,
+                        early_stop=early_stop, loss=loss, optimizer=optimizer, GPU=GPU, seed=seed, kwargs=kwargs)
+        self.concepts: Any = None           # the matrix, read by fit
+        self.rows: dict[str, int] | None = None
+
+    @classmethod
+    def dry_run_warnings(cls, kwargs: dict) -> list[str]:
+        out = super().dry_run_warnings(kwargs)
+        for key in ("stock2concept", "stock_index"):
+            path = kwargs.get(key)
+            if path is None or missing_path(path):
+                out.append(_missing_concepts(key, path))
+        return out
+
+    def _before_fit(self, dataset: Any) -> None:
+        if self.rows is not None and self.concepts is not None:
+            return
+        import numpy as np
+        for key in ("stock2concept", "stock_index"):
+            path = getattr(self, key)
+            if path is None or missing_path(path):
+                raise FileNotFoundError(_missing_concepts(key, path))
+        import os
+        matrix = np.load(os.path.expanduser(str(self.stock2concept)))
+        if matrix.ndim != 2:
+            raise ValueError(f"HIST: stock2concept {self.stock2concept!r} holds an array of shape {matrix.shape}; "
+                             f"it must be a 2-D matrix, stocks x concepts")
+        index = np.load(os.path.expanduser(str(self.stock_index)), allow_pickle=True)
+        index = index.item() if index.dtype == object and index.shape == () else index
+        if not isinstance(index, dict):
+            raise ValueError(f"HIST: stock_index {self.stock_index!r} must hold a dict instrument -> row of the "
+                             f"concept matrix (np.save of a dict), got {type(index).__name__}")
+        bad = {k: v for k, v in index.items() if not 0 <= int(v) < matrix.shape[0]}
+        if bad:
+            raise ValueError(f"HIST: stock_index rows outside the concept matrix's {matrix.shape[0]} rows: "
+                             f"{dict(list(bad.items())[:3])}")
+        self.concepts = matrix.astype(np.float32)
+        self.rows = {str(k): int(v) for k, v in index.items()}
+
+    def _load(self, dataset: Any, segment: Any, learn: bool) -> Any:
+        import numpy as np
+        self._before_fit(dataset)
+        seg = super()._load(dataset, segment, learn)
+        assert self.rows is not None and self.concepts is not None
+        missing = len(self.concepts)  # the zero row after the matrix
+        inst = seg.index.get_level_values("instrument")
+        rows = np.array([self.rows.get(str(i), missing) for i in inst], dtype=np.float32)
+        col = np.broadcast_to(rows[:, None, None], (len(rows), seg.x.shape[1], 1))
+        return seg._replace(x=np.ascontiguousarray(np.concatenate([seg.x, col], axis=2)))
+
+    def _check_input(self, seg: Any) -> None:
+        self.n_features = int(seg.x.shape[-1]) - 1
+
+    def _new_net(self) -> Any:
+        from .nets.hist import HISTModel
+        assert self.d_feat is not None
+        return HISTModel(self.d_feat, self.hidden_size, self.num_layers, self.dropout, self.base_model,
+                         self.concepts)
+
+
+def _missing_concepts(key: str, path: Any) -> str:
+    what = ("the concept matrix (.npy, stocks x concepts)" if key == "stock2concept"
+            else "the stock index (.npy of a dict instrument -> row of the concept matrix)")
+    if path is None:
+        return f"HIST: {key} is not set; it names {what}, a file you supply (nothing is downloaded)"
+    return f"HIST: {key} {str(path)!r} does not exist; it names {what}, a file you supply (nothing is downloaded)"

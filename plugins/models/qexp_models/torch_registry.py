@@ -28,6 +28,7 @@ def register_torch_models(register: Callable[..., Any]) -> None:
         (tm.Sandwich, "Sandwich", (_M + "pytorch_sandwich",)),
         (gm.GATsTS, "GATs", (_M + "pytorch_gats_ts",)),
         (gm.GATs, "GATs", (_M + "pytorch_gats",)),
+        (gm.HIST, "HIST", (_M + "pytorch_hist",)),
     ]
     for cls, name, paths in table:
         register(cls, name=name, module_paths=paths)
