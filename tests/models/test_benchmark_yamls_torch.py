@@ -1,5 +1,5 @@
 """Every PyTorch benchmark config under examples/benchmarks (GRU, LSTM, MLP, Transformer, Localformer, TCN,
-GeneralPtNN, GATs, KRNN, Sandwich): `qexp run --dry-run` as shipped, and one epoch for real on a tiny synthetic market (20 stocks
+GeneralPtNN, GATs, KRNN, Sandwich, SFM, HIST): `qexp run --dry-run` as shipped, and one epoch for real on a tiny synthetic market (20 stocks
 x ~300 days) with the dates moved onto it and the networks shrunk. GATs runs from the LSTM run's saved model
 (`model_path: run:<id>`), and its missing Qlib model file is a clear error at fit."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from qexp import R
 from qexp.cli.main import get_cli
 
 REPO = Path(__file__).resolve().parents[2]
-FOLDERS = ("GRU", "LSTM", "MLP", "Transformer", "Localformer", "TCN", "GeneralPtNN", "GATs", "KRNN", "Sandwich", "HIST")
+FOLDERS = ("GRU", "LSTM", "MLP", "Transformer", "Localformer", "TCN", "GeneralPtNN", "GATs", "KRNN", "Sandwich", "HIST", "SFM")
 CONFIGS = sorted(p for f in FOLDERS for p in (REPO / "examples" / "benchmarks" / f).glob("*.yaml"))
 IDS = [f"{p.parent.name}/{p.name}" for p in CONFIGS]
 
@@ -44,6 +44,7 @@ SHRINK = {
     "GATs": ["n_epochs=1", "hidden_size=8", "num_layers=1", "GPU=-1"],
     "KRNN": ["n_epochs=1", "rnn_layers=1", "GPU=-1"],
     "Sandwich": ["n_epochs=1", "rnn_layers=1", "GPU=-1"],
+    "SFM": ["n_epochs=1", "hidden_size=8", "freq_dim=4", "output_dim=4", "GPU=-1"],
     "HIST": ["n_epochs=1", "hidden_size=8", "num_layers=2", "GPU=-1"],
 }
 GENERAL_GRU = [f"{MODEL}.pt_model_kwargs.hidden_size=8", f"{MODEL}.pt_model_kwargs.num_layers=1"]
@@ -63,7 +64,7 @@ def _param(config: Path) -> object:
 def test_the_configs_are_all_here() -> None:
     counts = {f: len([p for p in CONFIGS if p.parent.name == f]) for f in FOLDERS}
     assert counts == {"GRU": 2, "LSTM": 2, "MLP": 2, "Transformer": 2, "Localformer": 2, "TCN": 2,
-                      "GeneralPtNN": 3, "GATs": 2, "KRNN": 1, "Sandwich": 1, "HIST": 1}
+                      "GeneralPtNN": 3, "GATs": 2, "KRNN": 1, "Sandwich": 1, "HIST": 1, "SFM": 1}
 
 
 @pytest.fixture(scope="module")

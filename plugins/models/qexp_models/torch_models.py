@@ -359,3 +359,24 @@ class Sandwich(TorchModel):
         from .nets.krnn import SandwichModel
         return SandwichModel(self.fea_dim, self.cnn_dim_1, self.cnn_dim_2, self.cnn_kernel_size, self.rnn_dim_1,
                              self.rnn_dim_2, self.rnn_dups, self.rnn_layers, self.dropout)
+
+
+class SFM(TorchModel):
+    """Qlib's ``SFM`` (``pytorch_sfm``): the state-frequency memory network; SGD by default, as Qlib.
+    ``eval_steps`` is accepted for Qlib's configs (Qlib's SFM does not use it either)."""
+
+    def __init__(self, d_feat: int = 6, hidden_size: int = 64, output_dim: int = 1, freq_dim: int = 10,
+                 dropout_W: float = 0.0, dropout_U: float = 0.0, n_epochs: int = 200, lr: float = 0.001,  # noqa: N803
+                 metric: str = "", batch_size: int = 2000, early_stop: int = 20, eval_steps: int = 5,
+                 loss: str = "mse", optimizer: str = "gd", GPU: Any = 0, seed: int | None = None, **kwargs: Any):
+        check_positive_int(self.name, hidden_size=hidden_size, output_dim=output_dim, freq_dim=freq_dim)
+        self.hidden_size, self.output_dim, self.freq_dim = int(hidden_size), int(output_dim), int(freq_dim)
+        self.dropout_W, self.dropout_U, self.eval_steps = dropout_W, dropout_U, eval_steps
+        self._init_loop(d_feat=d_feat, n_epochs=n_epochs, lr=lr, metric=metric, batch_size=batch_size,
+                        early_stop=early_stop, loss=loss, optimizer=optimizer, GPU=GPU, seed=seed, kwargs=kwargs)
+
+    def _new_net(self) -> Any:
+        from .nets.sfm import SFM_Model
+        assert self.d_feat is not None
+        return SFM_Model(self.d_feat, self.output_dim, self.freq_dim, self.hidden_size, self.dropout_W,
+                         self.dropout_U)

@@ -26,6 +26,7 @@ def register_torch_models(register: Callable[..., Any]) -> None:
         (tm.GeneralPTNN, "GeneralPTNN", (_M + "pytorch_general_nn",)),
         (tm.KRNN, "KRNN", (_M + "pytorch_krnn",)),
         (tm.Sandwich, "Sandwich", (_M + "pytorch_sandwich",)),
+        (tm.SFM, "SFM", (_M + "pytorch_sfm",)),
         (gm.GATsTS, "GATs", (_M + "pytorch_gats_ts",)),
         (gm.GATs, "GATs", (_M + "pytorch_gats",)),
         (gm.HIST, "HIST", (_M + "pytorch_hist",)),
