@@ -166,6 +166,9 @@ def worker_settings(settings: dict | None = None) -> dict:
     :func:`qexp.get_settings`), with the store and a local ``provider_uri`` as absolute paths, so a worker in
     another folder finds the same ones."""
     settings = dict(get_settings() if settings is None else settings)
+    manager = settings.get("exp_manager")
+    if not settings.get("uri") and isinstance(manager, dict):  # Qlib's way of naming the store
+        settings["uri"] = (manager.get("kwargs") or {}).get("uri")
     settings["uri"] = resolve_uri(settings.get("uri"))
     provider = settings.get("provider_uri")
     if isinstance(provider, (str, os.PathLike)):
@@ -195,6 +198,10 @@ def reach_spec(settings: dict | None, paths: Iterable[str] = ()) -> Iterator[dic
         folders.append(_token_folder("the tracking store", store, tokens))
     else:
         servers += _server("the tracking store", settings["uri"])
+    artifacts = settings.get("artifact_root")
+    folder = local_path(os.fspath(artifacts)) if artifacts else None
+    if folder is not None:
+        folders.append(_token_folder("the artifact root", folder, tokens))
     provider = settings.get("provider_uri")
     for uri in (provider.values() if isinstance(provider, dict) else [provider] if provider else []):
         folder = local_path(os.fspath(uri))

@@ -131,3 +131,20 @@ def test_the_space_can_sit_in_the_config(tiny_cfg, tmp_path):
     assert r.exit_code == 1 and "sweep: " in r.output and "values is empty" in r.output, r.output
     r = _sweep([str(Path(cfg_path).with_name("missing.yaml")), "--uri", str(tmp_path / "store")])
     assert r.exit_code == 1 and "does not exist" in r.output
+
+
+def test_the_examples_spaces_fit_their_configs():
+    from qexp.ext import load_workflow
+    from qexp_sweep.driver import check_trial_config, load_space
+
+    from tests.executors.helpers import REPO
+    example = REPO / "examples" / "sweep"
+    wf = load_workflow(example / "lgb_alpha158_sweep.yaml")
+    s = load_space(None, wf.config, "lgb_alpha158_sweep.yaml")
+    check_trial_config(wf.config, s)
+    assert s.method == "tpe" and s.pruning is not None and s.run_cap == 20 and "sweep" not in wf.config
+    base = load_workflow(REPO / "examples" / "benchmarks" / "LightGBM" / "workflow_config_lightgbm_Alpha158.yaml")
+    grid = load_space(str(example / "space_grid.yaml"), base.config, "x")
+    check_trial_config(base.config, grid)
+    check_metric(base.config["task"], grid.metric, "metric")
+    assert len(grid.grid()) == 6

@@ -168,3 +168,27 @@ def test_study_location(tmp_path, monkeypatch):
 def _cli():
     from qexp.cli.main import get_cli
     return get_cli()
+
+
+@pytest.mark.services
+def test_the_study_can_live_in_postgresql(tiny_cfg, tmp_path):
+    import optuna
+    pytest.importorskip("psycopg2")
+    from qexp_sweep.study import storage
+    study_uri = "postgresql://postgres@127.0.0.1:5432/test"
+    try:
+        store = storage(study_uri)
+    except Exception as exc:  # the machine's PostgreSQL is down
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+    cfg_path, _ = tiny_cfg
+    space = write_space(tmp_path, method="random", metric={"name": "IC", "goal": "maximize"},
+                        parameters={"task.model.kwargs.num_leaves": {"values": [3, 7, 15]}})
+    result = run_sweep(str(cfg_path), space, trials=2, uri=str(tmp_path / "store"), study_uri=study_uri)
+    try:
+        assert result.ran == 2 and not (tmp_path / "store" / ".qexp" / "sweeps.sqlite").exists()
+        again = run_sweep(str(cfg_path), space, trials=3, uri=str(tmp_path / "store"), study_uri=study_uri,
+                          resume=result.sweep_id)
+        assert again.ran == 1 and len(again.trials) == 3
+        assert optuna.load_study(study_name=result.sweep_id, storage=store).user_attrs["qexp"]["trials"] == 2
+    finally:
+        optuna.delete_study(study_name=result.sweep_id, storage=store)

@@ -252,17 +252,20 @@ class DaskExecutor(Executor):
             if type(error).__name__ == "KilledWorker":
                 error = WorkerDied(f"the Dask workers running {call.key!r} died {call.deaths or 'several'} time(s), "
                                    f"as many as the scheduler allows (allowed-failures): {error}")
+                # the runs its last worker had open, should the remove-worker event have been missed
+                reason = f"the Dask worker running {call.key!r} died before the run ended"
+                try:
+                    self._io.submit(self._tracker.fail, call_id, reason, None, True)
+                except RuntimeError:  # shut down meanwhile
+                    pass
             self._set(call, exc=error)
         elif status == "cancelled" and not call.future.done():
             self._set(call, exc=cf.CancelledError(f"{call.key!r} was cancelled"))
-        # a run the worker never reported ended was left by a worker that went away (a cancelled call's
-        # runs are reported by whoever cancelled it)
-        reason = f"the Dask worker running {call.key!r} went away before the run ended"
+        # a finished or failed call ended its runs in the worker (run_call); "ended" reports may still be on
+        # their way, so they are not looked up in the store
         try:
-            if status != "cancelled":
-                self._io.submit(self._tracker.fail, call_id, reason)
-                self._io.submit(self._tracker.forget, call_id)
-        except RuntimeError:  # shut down meanwhile
+            self._io.submit(self._tracker.forget, call_id)
+        except RuntimeError:
             pass
         with self._lock:
             self._calls.pop(call_id, None)

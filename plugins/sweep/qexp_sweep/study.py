@@ -50,7 +50,23 @@ def storage(study_uri: str) -> Any:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         # trials report from several processes: wait for SQLite's lock instead of failing at once
         return optuna.storages.RDBStorage(study_uri, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(study_uri)
+    return optuna.storages.RDBStorage(sqlalchemy_url(study_uri))
+
+
+_DRIVERS = {"postgresql": (("psycopg", ""), ("psycopg2", "+psycopg2")), "mysql": (("MySQLdb", ""), ("pymysql", "+pymysql"))}
+
+
+def sqlalchemy_url(uri: str) -> str:
+    """A bare ``postgresql://`` or ``mysql://`` names the driver that is installed (SQLAlchemy would pick
+    psycopg 3 or mysqlclient, which the postgres and mlflow extras do not bring)."""
+    scheme, sep, rest = uri.partition("://")
+    for module, suffix in _DRIVERS.get(scheme, ()):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        return f"{scheme}{suffix}{sep}{rest}"
+    return uri
 
 
 def sampler(space: Space, parallel: int, seed: int | None) -> Any:
