@@ -136,7 +136,6 @@ def test_the_space_can_sit_in_the_config(tiny_cfg, tmp_path):
 def test_the_examples_spaces_fit_their_configs():
     from qexp.ext import load_workflow
     from qexp_sweep.driver import check_trial_config, load_space
-
     from tests.executors.helpers import REPO
     example = REPO / "examples" / "sweep"
     wf = load_workflow(example / "lgb_alpha158_sweep.yaml")
