@@ -8,7 +8,8 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
-from contextlib import contextmanager
+import warnings
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -117,14 +118,25 @@ class QexpRecorder:
         return f"QexpRecorder(manager={self._manager!r})"
 
     # ---- start / end -------------------------------------------------------------------------
-    @contextmanager
     def start(self, *, experiment_id: str | None = None, experiment_name: str | None = None,
               recorder_id: str | None = None, recorder_name: str | None = None, uri: str | None = None,
-              resume: bool = False, log_system_metrics: bool | None = None) -> Iterator[Experiment]:
-        """Start a run and yield its Experiment. An exception (or KeyboardInterrupt) ends the run FAILED
-        and is re-raised; a normal exit ends it FINISHED. Inside another ``start`` it opens a child run, in
-        the parent's experiment unless another is named. ``log_system_metrics`` turns the ``system/*``
-        metrics of this run on or off (None: ``qexp.init(system_metrics=...)`` / the environment decide)."""
+              resume: bool = False, log_system_metrics: bool | None = None) -> _StartContext:
+        """Start a run and yield its Experiment: ``with R.start(...) as exp:``. An exception (or
+        KeyboardInterrupt) ends the run FAILED and is re-raised; a normal exit ends it FINISHED. Inside another
+        ``start`` it opens a child run, in the parent's experiment unless another is named.
+        ``log_system_metrics`` turns the ``system/*`` metrics of this run on or off (None:
+        ``qexp.init(system_metrics=...)`` / the environment decide).
+
+        Nothing starts until the block is entered; called without ``with`` (MLflow's ``start_run`` habit) it
+        warns, since no run was started."""
+        return _StartContext(self._run_block(
+            experiment_id=experiment_id, experiment_name=experiment_name, recorder_id=recorder_id,
+            recorder_name=recorder_name, uri=uri, resume=resume, log_system_metrics=log_system_metrics))
+
+    @contextmanager
+    def _run_block(self, *, experiment_id: str | None, experiment_name: str | None, recorder_id: str | None,
+                   recorder_name: str | None, uri: str | None, resume: bool,
+                   log_system_metrics: bool | None) -> Iterator[Experiment]:
         exp = self.start_exp(experiment_id=experiment_id, experiment_name=experiment_name,
                              recorder_id=recorder_id, recorder_name=recorder_name, uri=uri, resume=resume,
                              log_system_metrics=log_system_metrics)
@@ -337,6 +349,28 @@ class QexpRecorder:
     def _end_thread_open(self, status: str) -> None:
         for frame in reversed(_stack.get()):
             self._end_frame(frame, status)
+
+
+class _StartContext(AbstractContextManager):
+    """What ``R.start(...)`` returns: the run's context manager, which warns when it is never entered."""
+
+    def __init__(self, block: AbstractContextManager) -> None:
+        self._block = block
+        self._entered = False
+
+    def __enter__(self) -> Experiment:
+        self._entered = True
+        exp: Experiment = self._block.__enter__()
+        return exp
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        return self._block.__exit__(exc_type, exc, tb)
+
+    def __del__(self) -> None:
+        if not self._entered:
+            warnings.warn("R.start(...) was called without `with`, so no run was started: write "
+                          "`with R.start(...):`, or call R.start_exp(...) and R.end_exp() yourself",
+                          RuntimeWarning, stacklevel=2)
 
 
 R = QexpRecorder()
