@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import struct
-import tempfile
 import threading
 import time
 import zlib
@@ -204,7 +204,7 @@ def write_frame_dir(final: Path, df: pd.DataFrame, extra: dict | None = None) ->
     if (final / "meta.json").is_file():
         return entry_size(final)
     remove_stale_temps(root)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name[:12]}-", dir=root))
+    tmp = _make_temp_dir(root, f".tmp-{final.name[:12]}-")
     try:
         block = np.ascontiguousarray(df.to_numpy().T)
         np.save(tmp / "values.npy", block, allow_pickle=False)
@@ -474,3 +474,16 @@ def open_cache_store(uri: str | None = None) -> CacheStore:
     load_plugins()
     store: CacheStore = registry.cache_stores.create(uri or default_cache_uri())
     return store
+
+
+def _make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A new empty folder ``parent/<prefix><random>`` created with the umask: ``tempfile.mkdtemp`` makes it
+    0700 whatever the umask, which would leave a cache shared by a team unreadable to the others."""
+    for _ in range(100):
+        path = parent / f"{prefix}{secrets.token_hex(6)}"
+        try:
+            os.mkdir(path, 0o777)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary folder in {parent}")

@@ -46,3 +46,16 @@ def test_data_folders_follow_the_umask(tmp_path, umask):
     assert mode(root) == 0o777 & ~umask
     assert mode(root / "calendars" / "day.txt") == 0o666 & ~umask
     assert all(mode(d) == 0o777 & ~umask for d in (root / "features").iterdir())
+
+
+def test_dataset_cache_entries_follow_the_umask(tmp_path, umask):
+    import pandas as pd
+
+    from qexp.cache import write_frame_dir
+    idx = pd.MultiIndex.from_product([pd.date_range("2020-01-01", periods=3), ["A", "B"]],
+                                     names=["datetime", "instrument"])
+    df = pd.DataFrame({"f": range(6)}, index=idx, dtype="float32")
+    entry = tmp_path / "cache" / "entry"
+    assert write_frame_dir(entry, df)
+    assert mode(entry) == 0o777 & ~umask
+    assert mode(entry / "values.npy") == 0o666 & ~umask
