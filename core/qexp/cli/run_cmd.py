@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any
 
@@ -96,12 +97,21 @@ def _print_runtime(wf: Any, uri: str | None) -> None:
     click.echo(yaml.safe_dump({"runtime": runtime}, sort_keys=False, default_flow_style=False))
 
 
+# Per-iteration training curves (``l2.valid``, ``rmse.train``, ``RMSE.valid``, ``l2.valid.sub2``, ``train_loss``)
+# and sampled series (``system/...``): their last point is not a result of the run.
+_CURVE_METRIC = re.compile(r"(^|[._])(train|valid)([._]|$)|^system/")
+
+
+def _is_curve_metric(key: str) -> bool:
+    return bool(_CURVE_METRIC.search(key))
+
+
 def summarize(rec: Any) -> None:
     """The run's metrics, id, store and pictures."""
     from qexp import R
     from qexp.uri import local_path, uri_scheme
     metrics = rec.list_metrics()
-    keys = sorted(k for k in metrics if not k.startswith(("l2.", "train_", "valid_")) and "." not in k[:1])
+    keys = sorted(k for k in metrics if not _is_curve_metric(k))
     rows = [[k, metrics[k]] for k in keys]
     print_table(["metric", "value"], rows, title=f"run {rec.id} ({rec.status})")
     store = R.get_uri()
