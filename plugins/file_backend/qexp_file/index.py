@@ -6,6 +6,7 @@ are kept as JSON objects per run and filtered with SQLite's JSON functions.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -18,6 +19,7 @@ from typing import Any, Iterable
 from qexp.ext import Clause, Order
 
 INDEX_VERSION = "2"  # 2: +-inf metrics kept (as +-9e999), NaN as null
+MAX_SORT_INDEXES = 32  # expression indexes made for sorted keys (see RunIndex._ensure_sort_index)
 RUN_COLUMNS = ("run_id", "experiment_id", "run_name", "status", "start_time", "end_time", "artifact_uri",
                "user_id", "pid", "host", "pid_start")
 PARENT_SQL = """json_extract(tags, '$."mlflow.parentRunId"')"""
@@ -33,6 +35,8 @@ CREATE TABLE IF NOT EXISTS runs(
   params TEXT NOT NULL DEFAULT '{}', metrics TEXT NOT NULL DEFAULT '{}', tags TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS runs_by_exp ON runs(experiment_id, start_time);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
+CREATE INDEX IF NOT EXISTS runs_by_exp_status ON runs(experiment_id, status, start_time, end_time);
+CREATE INDEX IF NOT EXISTS runs_by_parent ON runs(json_extract(tags, '$."mlflow.parentRunId"'));
 """
 
 
@@ -75,6 +79,7 @@ class RunIndex:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        self._sort_indexes: set[str] = set()  # expression indexes known to exist (or not to be made)
         _live_indexes.add(self)
 
     # ---- connection ---------------------------------------------------------------------------
@@ -199,6 +204,25 @@ class RunIndex:
             s["last_activity"] = last
         return out
 
+    def _ensure_sort_index(self, expr: str, by_experiment: bool) -> None:
+        """An index on a sorted metric/param/tag the first time a search sorts by it, so the first page of
+        100,000 runs sorted by a metric is an index walk, not a sort of every row. At most
+        MAX_SORT_INDEXES per store (each costs writers a little); a read-only store just sorts."""
+        cols = f"experiment_id, {expr}" if by_experiment else expr
+        name = "sort_" + hashlib.sha1(cols.encode()).hexdigest()[:16]
+        if name in self._sort_indexes:
+            return
+        with self._lock:
+            conn = self._connect()
+            try:
+                have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index' AND "
+                                                   "name LIKE 'sort\\_%' ESCAPE '\\'")}
+                if name not in have and len(have) < MAX_SORT_INDEXES:
+                    conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON runs({cols})')
+            except sqlite3.OperationalError:  # read-only or busy: this search sorts without it
+                pass
+            self._sort_indexes.add(name)
+
     def search(self, experiment_ids: list[str] | None, clauses: list[Clause], orders: list[Order],
                max_results: int | None, with_data: bool = True, offset: int = 0) -> list[dict]:
         where, args = [], []
@@ -214,8 +238,11 @@ class RunIndex:
         order_sql = []
         for o in orders:
             expr, a = _value_sql(o.entity, o.key)
-            order_sql.append(f"({expr}) IS NULL, ({expr}) {'ASC' if o.ascending else 'DESC'}")
-            args += a + a  # the expression appears twice
+            if o.entity != "attributes" and not a:
+                self._ensure_sort_index(expr, by_experiment=experiment_ids is not None)
+            # NULLS LAST: missing values last both ways (MLflow's rule), in a form an index can serve
+            order_sql.append(f"{expr} {'ASC' if o.ascending else 'DESC'} NULLS LAST")
+            args += a
         order_sql += ["start_time DESC", "run_id ASC"]
         # the parent link lives in the tags; read it alone so that listings without data still have it
         cols = list(RUN_COLUMNS) + [PARENT_SQL] + (["params", "metrics", "tags"] if with_data else [])
@@ -266,10 +293,24 @@ class _Inserter:
                           vals)
 
 
+def _order_expr(entity: str, key: str) -> str:
+    """The sort expression with its JSON path written out (a bound parameter would hide it from indexes)."""
+    if entity == "attributes":
+        return _ATTR_COLUMN[key]
+    return f"json_extract({entity}, {_sql_string(_json_path(key))})"
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _value_sql(entity: str, key: str) -> tuple[str, list[Any]]:
     if entity == "attributes":
         return _ATTR_COLUMN[key], []
-    return f"json_extract({entity}, ?)", [_json_path(key)]
+    if "\x00" in key:  # SQL text cannot hold NUL: bind it (no index can serve such a key anyway)
+        return f"json_extract({entity}, ?)", [_json_path(key)]
+    # the path written out, so an index on the expression (the parent link, sorted keys) can serve filters
+    return _order_expr(entity, key), []
 
 
 def _clause_sql(c: Clause) -> tuple[str, list[Any]]:
