@@ -97,6 +97,7 @@ def add_routes(app: FastAPI) -> None:
                          "last": s.get("last_activity")})
         gone = st.deleted_experiments() if deleted else []
         return render(request, "experiments.html", experiments=rows, deleted=gone, show_deleted=bool(deleted),
+                      can_list_deleted=callable(getattr(st.manager, "list_deleted_experiments", None)),
                       statuses=["RUNNING", "FINISHED", "FAILED", "SCHEDULED"])
 
     @app.get("/runs", response_class=HTMLResponse)
@@ -119,7 +120,7 @@ def add_routes(app: FastAPI) -> None:
         if not q.chosen:
             q.columns = default_columns(page.rows)
         total = None
-        if not q.filter:
+        if not q.filter and st.fast_counts():
             summary = st.summary()
             total = sum(summary.get(e, {}).get("total", 0) for e in (q.exp_ids or names))
         ctx = dict(q=q, page=page, error=error, names=names, total=total, heartbeats=live_info(st, page.rows),

@@ -50,14 +50,22 @@ class UIStore:
         return self.manager.get_exp(experiment_id=exp_id, create=False)
 
     def summary(self, fresh: bool = False) -> dict[str, dict[str, Any]]:
-        """Per experiment id: ``counts`` by status, ``total`` and ``last_activity`` (ms)."""
+        """Per experiment id: ``counts`` by status, ``total`` and ``last_activity`` (ms). Reused for a few
+        seconds, longer where counting is slow (a backend that reads every run to count them)."""
         with self._lock:
-            if not fresh and self._summary and time.monotonic() - self._summary[0] < SUMMARY_SECONDS:
+            if not fresh and self._summary and time.monotonic() < self._summary[0]:
                 return self._summary[1]
+        t0 = time.monotonic()
         stats = self.manager.run_stats() if hasattr(self.manager, "run_stats") else _stats_by_search(self.manager)
+        took = time.monotonic() - t0
         with self._lock:
-            self._summary = (time.monotonic(), stats)
+            self._summary = (time.monotonic() + max(SUMMARY_SECONDS, 20 * took), stats)
         return stats
+
+    def fast_counts(self) -> bool:
+        """Whether the backend counts runs without reading them (then the runs table shows its total)."""
+        own = getattr(type(self.manager), "_run_stats", None)
+        return own is not None and own is not getattr(ExpManager, "_run_stats", None)
 
     # ---- runs ---------------------------------------------------------------------------------
     def runs_page(self, exp_ids: list[str] | None, filter_string: str, order_by: list[str], size: int,
