@@ -152,23 +152,29 @@ def run_call(spec: CallSpec, fn: Callable[..., Any], args: tuple = (), kwargs: d
             st.check()
             result = fn(*args, **(kwargs or {}))
             ok = True
+        except CallCancelled:
+            _fail_recorders(st.recorders, "cancelled by its driver while it ran")
+            raise
         finally:
             status = Recorder.STATUS_FI if ok else Recorder.STATUS_FA
             while R.has_active():
                 R.end_exp(status)
             _state.reset(token)
         if cancelled is not None and cancelled():
-            # it finished after its driver gave it up: the driver has already reported it FAILED
+            # it finished after its driver gave it up (no write came to stop it): it counts as stopped
             _fail_recorders(st.recorders, "cancelled by its driver while it ran")
             raise CallCancelled(f"call {spec.key or spec.call_id} was cancelled by its driver")
         return result
 
 
 def _fail_recorders(recorders: list[Recorder], reason: str) -> None:
+    """End the runs FAILED with ``reason``, unless the driver already gave one (it knows more)."""
     for rec in recorders:
         try:
-            rec.set_tags(**{FAILURE_TAG: reason})
-            rec.end_run(Recorder.STATUS_FA)
+            if FAILURE_TAG not in rec.list_tags():
+                rec.set_tags(**{FAILURE_TAG: reason})
+            if rec.status != Recorder.STATUS_FA:
+                rec.end_run(Recorder.STATUS_FA)
         except Exception:  # the store may be gone; the driver's own report stands
             pass
 

@@ -50,6 +50,7 @@ def die_once(marker: str, name: str, experiment: str = "calls") -> int:
         if not os.path.exists(marker):
             with open(marker, "w") as f:
                 f.write(str(os.getpid()))
+            time.sleep(0.5)  # mid-run: the worker has reported the run it opened
             os.kill(os.getpid(), signal.SIGKILL)
         R.log_metrics(v=2.0)
     return os.getpid()
@@ -57,6 +58,7 @@ def die_once(marker: str, name: str, experiment: str = "calls") -> int:
 
 def always_die(name: str, experiment: str = "calls") -> None:
     with R.start(experiment_name=experiment, recorder_name=name):
+        time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -94,13 +94,19 @@ def test_ctrl_c_cancels_and_the_running_run_stays_failed(dask_cluster, tmp_path)
                 time.sleep(0.1)
             time.sleep(1.0)  # the workers' "started" reports reach the driver
             raise KeyboardInterrupt
-    time.sleep(2.0)  # the workers' threads notice the cancellation at their next write
-    found = runs(tmp_path / "store")
+    deadline = time.time() + 30  # the workers' threads notice the cancellation at their next write
+    while True:
+        found = runs(tmp_path / "store")
+        done = [r for r in found.values() if r.refresh().status == "FAILED" and "qexp.failure_reason" in r.list_tags()]
+        if len(done) == len(found) or time.time() > deadline:
+            break
+        time.sleep(0.5)
     assert len(found) == 2
     for r in found.values():
-        r.refresh()
         assert r.status == "FAILED", r
         assert "cancelled" in r.list_tags()["qexp.failure_reason"]
+    time.sleep(1.0)
+    assert all(r.refresh().status == "FAILED" for r in found.values())  # and they stay FAILED
     assert not markers[2].exists()
 
 

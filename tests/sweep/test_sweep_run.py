@@ -189,6 +189,8 @@ def test_the_study_can_live_in_postgresql(tiny_cfg, tmp_path):
         again = run_sweep(str(cfg_path), space, trials=3, uri=str(tmp_path / "store"), study_uri=study_uri,
                           resume=result.sweep_id)
         assert again.ran == 1 and len(again.trials) == 3
-        assert optuna.load_study(study_name=result.sweep_id, storage=store).user_attrs["qexp"]["trials"] == 2
+        assert optuna.load_study(study_name=result.sweep_id, storage=store).user_attrs["qexp"]["trials"] == 3
+        assert run_sweep(str(cfg_path), space, uri=str(tmp_path / "store"), study_uri=study_uri,
+                         resume=result.sweep_id).ran == 0  # the count now is 3, all done
     finally:
         optuna.delete_study(study_name=result.sweep_id, storage=store)

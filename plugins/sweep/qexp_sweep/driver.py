@@ -136,8 +136,9 @@ def run_sweep(config_path: str, space_path: str | None = None, *, trials: int | 
     metric_known = check_metric(config["task"], space.metric, "metric")
     if space.pruning is not None:
         check_metric(config["task"], space.pruning.metric, "early_terminate.metric")
-    n_trials = trials or space.run_cap or (len(space.grid()) if space.method == "grid" else None)
-    if n_trials is None:
+    # on --resume the sweep's own count holds unless --trials changes it
+    n_trials = trials or (None if resume else space.run_cap or (len(space.grid()) if space.method == "grid" else None))
+    if n_trials is None and not resume:
         raise ConfigError("how many trials? give --trials N, or run_cap in the space")
     apply_sys(config, wf.path.parent)
     init(**init_settings(config, uri))
@@ -166,7 +167,7 @@ def run_sweep(config_path: str, space_path: str | None = None, *, trials: int | 
 
 
 def _sweep(optuna: Any, ex: Executor, wf: Any, space: Space, config: dict, study_uri: str, resume: str | None,
-           n_trials: int, parallel: int, retries: int, seed: int | None, metric_known: bool,
+           n_trials: int | None, parallel: int, retries: int, seed: int | None, metric_known: bool,
            echo: Callable[[str], Any]) -> SweepResult:
     store = storage(study_uri)
     name = space.name or wf.path.stem
@@ -174,7 +175,11 @@ def _sweep(optuna: Any, ex: Executor, wf: Any, space: Space, config: dict, study
         study, info = _load(optuna, store, resume, study_uri, space, wf.experiment_name, parallel, seed)
         sweep_id, experiment, parent_id = resume, info["experiment"], info["parent_run_id"]
         start: dict[str, Any] = {"experiment_name": experiment, "recorder_id": parent_id, "resume": True}
+        if n_trials is not None and n_trials != info.get("trials"):
+            study.set_user_attr(ATTR, {**info, "trials": n_trials})
+        n_trials = n_trials or int(info.get("trials") or 0)
     else:
+        assert n_trials is not None
         sweep_id, experiment, parent_id = f"{_slug(name)}-{uuid.uuid4().hex[:8]}", wf.experiment_name, ""
         study = optuna.create_study(storage=store, study_name=sweep_id, direction=direction(space.goal),
                                     sampler=sampler(space, parallel, seed), pruner=pruner(space.pruning))
