@@ -330,7 +330,8 @@ def bench_matmul_floor(n_train: int, n_valid: int, batch: int = 800, steps: int 
 
 
 # ---- the PyTorch zoo ----------------------------------------------------------------------------------------
-ZOO_MODELS = ("GRU", "LSTM", "DNNModelPytorch", "TransformerModel", "LocalformerModel", "TCN", "GeneralPTNN")
+ZOO_MODELS = ("GRU", "LSTM", "DNNModelPytorch", "TransformerModel", "LocalformerModel", "TCN", "GeneralPTNN", "KRNN",
+              "Sandwich", "SFM", "GATs")
 QLIB_PEERS = ("GRU", "LSTM", "DNNModelPytorch", "TransformerModel")  # timed against Qlib 0.9.7's own code
 # the hyperparameters of Qlib's Alpha360 benchmark YAMLs (examples/benchmarks/<MODEL>/..._Alpha360.yaml)
 ZOO_KWARGS: dict[str, dict] = {
@@ -343,7 +344,20 @@ ZOO_KWARGS: dict[str, dict] = {
     "GeneralPTNN": {"lr": 2e-4, "batch_size": 800, "pt_model_uri": "qlib.contrib.model.pytorch_gru_ts.GRUModel",
                     "pt_model_kwargs": {"d_feat": 6, "hidden_size": 64, "num_layers": 2, "dropout": 0.0}},
     "DNNModelPytorch": {"lr": 0.002, "optimizer": "adam", "batch_size": 4096, "pt_model_kwargs": {"input_dim": 360}},
+    "KRNN": {"fea_dim": 6, "cnn_dim": 8, "cnn_kernel_size": 3, "rnn_dim": 8, "rnn_dups": 2, "rnn_layers": 2,
+             "lr": 0.001, "batch_size": 2000},
+    "Sandwich": {"fea_dim": 6, "cnn_dim_1": 16, "cnn_dim_2": 16, "cnn_kernel_size": 3, "rnn_dim_1": 8, "rnn_dim_2": 8,
+                 "rnn_dups": 2, "rnn_layers": 2, "lr": 0.001, "batch_size": 2000},
+    "SFM": {"d_feat": 6, "hidden_size": 64, "output_dim": 32, "freq_dim": 25, "lr": 1e-3, "batch_size": 1600,
+            "optimizer": "adam"},
+    # without model_path: the timing is the same whatever the starting weights
+    "GATs": {"d_feat": 6, "hidden_size": 64, "num_layers": 2, "dropout": 0.7, "lr": 1e-4, "base_model": "LSTM"},
 }
+
+
+def zoo_class(name: str) -> Any:
+    from qexp_models import graph_models, torch_models
+    return getattr(torch_models, name, None) or getattr(graph_models, name)
 
 
 class _Frames:
@@ -375,8 +389,7 @@ def zoo_frames(ds, fraction: float) -> tuple[_Frames, dict[str, int]]:
 def bench_zoo_ours(name: str, data: _Frames, epochs: int, mlp_steps: int) -> dict:
     import torch
 
-    from qexp_models import torch_models as tm
-    cls = getattr(tm, name)
+    cls = zoo_class(name)
     if name == "DNNModelPytorch":
         model = cls(**ZOO_KWARGS[name], max_steps=mlp_steps, early_stop_rounds=10**9, GPU=-1, seed=0)
         t0 = time.perf_counter()

@@ -4,7 +4,8 @@ prediction differences.
     python benchmarks/gpu_models.py [--instruments 100] [--epochs 3] [--cpu-epochs 1] [--models GRU,LSTM,...]
                                     [--out DIR]
 
-Without CUDA it runs the CPU part only and says that CUDA is absent.
+Without CUDA it runs the CPU part only and says that CUDA is absent. HIST is left out: it needs your concept
+files (see docs/models.md).
 
 Steps:
 1. A synthetic market (``--instruments`` stocks, 2015-2020) in a temp folder; Alpha360 as in Qlib's configs
@@ -28,13 +29,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_models import ZOO_KWARGS, ZOO_MODELS  # noqa: E402
+from bench_models import ZOO_KWARGS, ZOO_MODELS, zoo_class  # noqa: E402
 from gpu_alstm import build_dataset, diff, steady  # noqa: E402
 
 
 def fit(name: str, ds, gpu: int, epochs: int):
-    from qexp_models import torch_models as tm
-    cls = getattr(tm, name)
+    cls = zoo_class(name)
     if name == "DNNModelPytorch":  # 20 steps per "epoch" (one valid evaluation each)
         model = cls(**ZOO_KWARGS[name], max_steps=20 * epochs, early_stop_rounds=10**9, GPU=gpu, seed=0)
     else:
