@@ -117,6 +117,11 @@ class QexpRecorder:
     def __repr__(self) -> str:
         return f"QexpRecorder(manager={self._manager!r})"
 
+    def __reduce__(self) -> str:
+        # R travels by name: a pickled function that uses R (sent to an executor's worker) finds the
+        # worker's own R, initialised there with the caller's settings
+        return "R"
+
     # ---- start / end -------------------------------------------------------------------------
     def start(self, *, experiment_id: str | None = None, experiment_name: str | None = None,
               recorder_id: str | None = None, recorder_name: str | None = None, uri: str | None = None,
