@@ -30,9 +30,12 @@ class _Dataset:
         return self.frames[seg]
 
 
-def _frame(x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+def _frame(data, seg: str) -> pd.DataFrame:  # noqa: ANN001
+    x, y = data[f"x_{seg}"], data[f"y_{seg}"]
     cols = pd.MultiIndex.from_tuples([("feature", f"F{i}") for i in range(x.shape[1])] + [("label", "LABEL0")])
-    return pd.DataFrame(np.c_[x, y[:, None]], columns=cols)
+    index = pd.MultiIndex.from_arrays([pd.to_datetime(data[f"dates_{seg}"]), data[f"inst_{seg}"]],
+                                      names=["datetime", "instrument"])
+    return pd.DataFrame(np.c_[x, y[:, None]], columns=cols, index=index)
 
 
 def main() -> int:
@@ -41,8 +44,8 @@ def main() -> int:
     torch.manual_seed(0)
     np.random.seed(0)
     data = np.load(data_file)
-    tr = _frame(data["x_train"], data["y_train"])
-    va = _frame(data["x_valid"], data["y_valid"])
+    tr = _frame(data, "train")
+    va = _frame(data, "valid")
     result: dict = {"qlib_version": __import__("qlib").__version__, "threads": torch.get_num_threads()}
     if model_name == "DNNModelPytorch":
         # Qlib 0.9.7 compares torch versions as strings ("2.13" <= "2.6"), so on torch >= 2.10 it passes

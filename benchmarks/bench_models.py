@@ -413,8 +413,14 @@ def bench_zoo_qlib(name: str, data: _Frames, epochs: int, mlp_steps: int, python
     npz = work / "zoo_matrices.npz"
     if not npz.exists():
         tr, va = data.frames["train"], data.frames["valid"]
-        np.savez(npz, x_train=tr["feature"].to_numpy(np.float32), y_train=tr["label"].iloc[:, 0].to_numpy(np.float32),
-                 x_valid=va["feature"].to_numpy(np.float32), y_valid=va["label"].iloc[:, 0].to_numpy(np.float32))
+        arrays = {}
+        for seg, df in (("train", tr), ("valid", va)):
+            arrays[f"x_{seg}"] = df["feature"].to_numpy(np.float32)
+            arrays[f"y_{seg}"] = df["label"].iloc[:, 0].to_numpy(np.float32)
+            # Qlib's MLP reads (datetime, instrument) from the index for its valid IC
+            arrays[f"dates_{seg}"] = df.index.get_level_values(0).to_numpy("datetime64[ns]").astype(np.int64)
+            arrays[f"inst_{seg}"] = df.index.get_level_values(1).to_numpy().astype(str)
+        np.savez(npz, **arrays)
     out = work / f"qlib_{name}.json"
     proc = subprocess.run([python, str(Path(__file__).with_name("_qlib_peer.py")), str(npz), name, str(epochs),
                            str(mlp_steps), str(out)], capture_output=True, text=True)
@@ -442,24 +448,42 @@ def bench_zoo(ds, names: list[str], epochs: int, fraction: float, mlp_steps: int
     return out
 
 
+def _zoo_epoch(e: dict, rows: dict, full: dict, batch: int | None) -> float | None:
+    """A full epoch estimated from a sample: the training pass scaled by the rows trained and the scoring by
+    the rows scored. ``batch`` (Qlib's side) counts only whole batches, as Qlib drops the last partial one."""
+    tr, va = rows["train"], rows["valid"]
+    if batch is not None:
+        tr, va = tr // batch * batch, va // batch * batch
+    if tr == 0:
+        return None
+    i = int(np.argmin(e["epoch_s"]))
+    train_s, score_s = e["train_s"][i], e["epoch_s"][i] - e["train_s"][i]
+    return train_s / tr * full["train"] + score_s / (tr + va) * (full["train"] + full["valid"])
+
+
 def zoo_table(z: dict) -> list[str]:
-    scale = (z["full_rows"]["train"] + z["full_rows"]["valid"]) / max(1, z["rows"]["train"] + z["rows"]["valid"])
     lines = [f"\nPyTorch zoo on Alpha360 ({z['full_rows']['train']:,} train + {z['full_rows']['valid']:,} valid rows; "
-             f"measured on {z['fraction']:.0%} of them, times scaled to all rows), Qlib's Alpha360 YAML "
-             f"hyperparameters, CPU:", "",
+             f"measured on {z['rows']['train']:,} + {z['rows']['valid']:,} of them and scaled to all rows by the rows "
+             f"each side trained and scored), Qlib's Alpha360 YAML hyperparameters, CPU:", "",
              "| model | qexp epoch | Qlib 0.9.7 epoch (same data, same machine) | Qlib / qexp (higher = qexp faster) |",
              "|---|---|---|---|"]
     for name, e in z["models"].items():
-        key = "fit_s" if name == "DNNModelPytorch" else "epoch_s"
-        k = 1.0 if name == "DNNModelPytorch" else scale  # MLP steps do not grow with the rows
-        ours = min(e["ours"][key]) * k
-        what = f"{z['mlp_steps']} steps" if name == "DNNModelPytorch" else "epoch"
         q = e.get("qlib")
-        if q:
-            theirs = min(q[key]) * k
+        if name == "DNNModelPytorch":  # steps do not grow with the rows: the fit times as measured
+            ours = min(e["ours"]["fit_s"])
+            theirs = min(q["fit_s"]) if q else None
+            what = f"{z['mlp_steps']} steps"
+        else:
+            batch = ZOO_KWARGS[name].get("batch_size") or {"TransformerModel": 2048}.get(name, 2000)
+            ours = _zoo_epoch(e["ours"], z["rows"], z["full_rows"], None)
+            theirs = _zoo_epoch(q, z["rows"], z["full_rows"], batch) if q else None
+            what = "epoch"
+        if ours is None:
+            lines.append(f"| {name} ({what}) | sample too small | | |")
+        elif theirs is not None:
             lines.append(f"| {name} ({what}) | {ours:.1f} s | {theirs:.1f} s | {theirs / ours:.2f}x |")
         else:
-            peer = "not run" if name in QLIB_PEERS else ""
+            peer = ("not run" if not q else "sample smaller than one batch") if name in QLIB_PEERS else ""
             lines.append(f"| {name} ({what}) | {ours:.1f} s | {peer} | |")
     return lines
 

@@ -124,6 +124,12 @@ class TorchModel(Model):
         self.net: Any = None                   # the torch module; pickled as ``net_state`` (numpy, CPU)
         self.net_state: dict[str, np.ndarray] | None = None
 
+    @classmethod
+    def check_kwargs(cls, kwargs: dict[str, Any]) -> list[str]:
+        """For ``qexp run --dry-run``: the constructor arguments this model ignores (Qlib's ``n_jobs`` is
+        expected and silent)."""
+        return [f"ignoring unknown argument {k!r}" for k in kwargs if k not in QLIB_IGNORED]
+
     @property
     def name(self) -> str:
         return type(self).__name__
