@@ -86,12 +86,16 @@ class _Heartbeat:
         self._held: dict[int, tuple[weakref.ref, set[str]]] = {}
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._next = float("inf")  # when the next beat is due (time.monotonic)
 
     def hold(self, tm: TaskManager, task_id: str) -> None:
         with self._lock:
             entry = self._held.setdefault(id(tm), (weakref.ref(tm), set()))
             entry[1].add(task_id)
-            self._wake.set()  # a shorter lease than the one the thread sleeps for must not wait for it
+            due = time.monotonic() + tm.lease_s / 3
+            if due < self._next:  # a shorter lease than the one the next beat was planned for: beat earlier
+                self._next = due
+                self._wake.set()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="qexp-task-heartbeat", daemon=True)
                 self._thread.start()
@@ -110,13 +114,17 @@ class _Heartbeat:
                 for key in [k for k, (ref, _) in self._held.items() if ref() is None]:
                     del self._held[key]  # a manager that is gone holds nothing
                 if not self._held:
-                    self._thread = None
+                    self._thread, self._next = None, float("inf")
                     return
-                leases = [ref().lease_s for ref, _ in self._held.values()]  # type: ignore[union-attr]
-            if self._wake.wait(max(min(leases) / 3, 0.05)):
-                self._wake.clear()
+                wait = self._next - time.monotonic()
+            if wait > 0:
+                if self._wake.wait(wait):
+                    self._wake.clear()
+                continue  # a hold moved the beat earlier, or it is due now: look again
             with self._lock:
                 entries = [(ref(), set(ids)) for ref, ids in self._held.values()]
+                leases = [tm.lease_s for tm, _ in entries if tm is not None]
+                self._next = time.monotonic() + max(min(leases, default=DEFAULT_LEASE_S) / 3, 0.05)
             for tm, ids in entries:
                 if tm is None or not ids:
                     continue
@@ -132,6 +140,7 @@ class _Heartbeat:
         self._lock = threading.Lock()
         self._held.clear()
         self._thread = None
+        self._next = float("inf")
 
 
 _heartbeat = _Heartbeat()

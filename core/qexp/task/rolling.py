@@ -25,7 +25,7 @@ from ..api import R
 from ..config import get_callable_kwargs, init_instance_by_config, update_config
 from ..ens.ensemble import RollingEnsemble
 from ..exceptions import ConfigError
-from ..executor import Executor, get_executor
+from ..executor import Executor, default_executor_uri
 from ..progress import phase
 from ..recorder import Recorder
 from .collect import RecorderCollector
@@ -86,9 +86,8 @@ class Rolling:
             self._initialized = True
 
     def _needs_pickle(self) -> bool:
-        ex = self.executor
-        if ex is None:
-            ex = get_executor(None)
+        """Whether the windows train in other processes (they load the shared handler from its pickle)."""
+        ex = self.executor if self.executor is not None else default_executor_uri()
         uri = ex.uri if isinstance(ex, Executor) else str(ex)
         return uri.split(":", 1)[0] != "local"
 

@@ -206,10 +206,9 @@ def share_handler(handler: Any, key: str, path: str | os.PathLike | None = None,
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         if not p.exists():
-            data = getattr(handler, "to_pickle", None)
             tmp = p.with_name(f"{p.name}.tmp{os.getpid()}")
-            if callable(data):
-                handler.to_pickle(tmp, dump_all=True)
+            if callable(getattr(handler, "to_pickle", None)):
+                _dump_raw(handler, tmp)
             else:
                 with open(tmp, "wb") as f:
                     pickle.dump(handler, f, protocol=4)
@@ -218,6 +217,23 @@ def share_handler(handler: Any, key: str, path: str | os.PathLike | None = None,
     if path is not None:
         kwargs["path"] = str(path)
     return {"class": "shared_handler", "module_path": "qexp.task.utils", "kwargs": kwargs}
+
+
+def _dump_raw(handler: Any, path: Path) -> None:
+    """Pickle a handler with its data; a handler that keeps its raw frame and can process it again is pickled
+    without the derived (infer/learn) frames, which the loader rebuilds with the fitted processors."""
+    derived = ["_infer", "_learn"] if "_data" in handler.__dict__ and callable(getattr(handler, "process_data", None)) \
+        else None
+    missing = object()
+    before = {k: handler.__dict__.get(k, missing) for k in ("_dump_all", "_exclude")}
+    try:
+        handler.to_pickle(path, dump_all=True, exclude=derived)
+    finally:  # the pickling settings go back to what they were
+        for k, v in before.items():
+            if v is missing:
+                handler.__dict__.pop(k, None)
+            else:
+                handler.__dict__[k] = v
 
 
 def shared_handler(key: str, path: str | None = None, fit_start_time: Any = None, fit_end_time: Any = None) -> Any:
@@ -236,6 +252,9 @@ def shared_handler(key: str, path: str | None = None, fit_start_time: Any = None
                 # the pickle was written by share_handler on this machine (the driver of this job)
                 with open(path, "rb") as f:
                     handler = pickle.load(f)
+                if "_data" in handler.__dict__ and "_infer" not in handler.__dict__ \
+                        and callable(getattr(handler, "process_data", None)):
+                    handler.process_data()  # the derived frames, from the raw data with the fitted processors
                 _shared[key] = handler
     if fit_start_time is None and fit_end_time is None:
         return handler
