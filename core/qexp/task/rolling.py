@@ -72,6 +72,7 @@ class Rolling:
         self.roll_fit_window = roll_fit_window
         self._rid: str | None = None
         self._initialized = False
+        self._pickles: list[Path] = []
 
     # ---- the task ------------------------------------------------------------------------------
     def _raw_conf(self) -> dict:
@@ -118,7 +119,11 @@ class Rolling:
                 handler = shared_handler(key)
             except ConfigError:
                 handler = init_instance_by_config(handler_conf, where="task.dataset.kwargs.handler")
-        ds_kwargs["handler"] = share_handler(handler, key, path, dump=self._needs_pickle())
+        dump = self._needs_pickle()
+        # workers must read the features computed now (the data may have changed since an older pickle)
+        ds_kwargs["handler"] = share_handler(handler, key, path, dump=dump, overwrite=dump)
+        if dump:
+            self._pickles.append(path)
         return task
 
     def _update_start_end_time(self, task: dict) -> dict:
@@ -180,7 +185,12 @@ class Rolling:
         from ..trainer import TrainerR
         tasks = self.get_task_list()
         logger.info("rolling: %d windows into experiment %r", len(tasks), self.rolling_exp)
-        recs = TrainerR(experiment_name=self.rolling_exp, executor=self.executor)(tasks)
+        try:
+            recs = TrainerR(experiment_name=self.rolling_exp, executor=self.executor)(tasks)
+        finally:
+            for path in self._pickles:  # the workers are done with it; it is as large as the features
+                path.unlink(missing_ok=True)
+            self._pickles.clear()
         for i, rec in enumerate(recs):
             rec.set_tags(**{"rolling.window": str(i), ROLLING_TAG: self.exp_name})
         self._tasks, self._recs = tasks, recs

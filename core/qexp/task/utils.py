@@ -192,12 +192,13 @@ def handler_key(handler_config: Any, *extra: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def share_handler(handler: Any, key: str, path: str | os.PathLike | None = None, dump: bool = False) -> dict:
+def share_handler(handler: Any, key: str, path: str | os.PathLike | None = None, dump: bool = False,
+                  overwrite: bool = False) -> dict:
     """Hold ``handler`` in this process under ``key`` and return the task config that reads it back
     (``{"class": "shared_handler", "module_path": "qexp.task.utils", ...}``).
 
-    With ``dump`` the handler and its data are also pickled to ``path`` (atomically), for executors whose
-    workers are other processes."""
+    With ``dump`` the handler and its data are also pickled to ``path`` (atomically; an existing pickle is
+    kept unless ``overwrite``), for executors whose workers are other processes."""
     with _shared_lock:
         _shared[key] = handler
     if dump:
@@ -205,7 +206,7 @@ def share_handler(handler: Any, key: str, path: str | os.PathLike | None = None,
             raise ValueError("share_handler(dump=True) needs a path")
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        if not p.exists():
+        if overwrite or not p.exists():
             tmp = p.with_name(f"{p.name}.tmp{os.getpid()}")
             if callable(getattr(handler, "to_pickle", None)):
                 _dump_raw(handler, tmp)
