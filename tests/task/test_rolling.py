@@ -220,3 +220,26 @@ def test_rolling_on_a_process_pool(tiny_market, tmp_path):
     pd.testing.assert_frame_equal(a, b)
     for key in SIGNAL_KEYS + PORT_KEYS:
         assert math.isfinite(rec.list_metrics()[key]), key
+
+
+def test_roll_fit_window_tasks_refit_the_shared_handler(tiny_market, tmp_path):
+    from qexp.task.rolling import Rolling
+    from qexp.task.utils import forget_shared_handlers
+    rolling = Rolling(CONFIG, horizon=1, step=80, uri=str(tmp_path / "runs"), roll_fit_window=True,
+                      overrides=[f"qlib_init.provider_uri={tiny_market}", *TINY,
+                                 "task.dataset.kwargs.handler.kwargs.infer_processors=[{class: RobustZScoreNorm, "
+                                 "kwargs: {fields_group: feature, clip_outlier: true}}]"])
+    tasks = rolling.get_task_list()
+    assert len(tasks) == 2
+    datasets = []
+    for t in tasks:
+        handler = t["dataset"]["kwargs"]["handler"]
+        assert handler["class"] == "shared_handler"
+        assert (handler["kwargs"]["fit_start_time"], handler["kwargs"]["fit_end_time"]) == \
+            t["dataset"]["kwargs"]["segments"]["train"]
+        datasets.append(init_instance_by_config(t["dataset"]))
+    a, b = (d.handler for d in datasets)
+    assert a._data is b._data  # one feature computation, two fit windows
+    assert a.infer_processors[0].fit_end_time != b.infer_processors[0].fit_end_time
+    assert not a.fetch(col_set="feature").equals(b.fetch(col_set="feature"))
+    forget_shared_handlers()
