@@ -242,6 +242,7 @@ def test_sweep_pages(ui_site: dict, browser: Any, screenshot_dir: Path) -> None:
     wait_for(lambda: browser.execute_script("return document.body.dataset.ready === '1'"), what="compare ready")
     assert drawn(browser, "#compare-parcoords", minimum=6)
     assert drawn(browser, "#compare-scatter", minimum=6)
+    browser.execute_script("document.getElementById('compare-sweep').scrollIntoView()")
     shot(browser, screenshot_dir, ui_site, "compare-sweep", top=False)
 
 

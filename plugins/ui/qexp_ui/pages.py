@@ -139,7 +139,7 @@ def add_routes(app: FastAPI) -> None:
         parent_id = tags.get(quant.PARENT_TAG) or None
         parent = st.run_row(parent_id) if parent_id else None
         children = st.children(run_id)
-        counts = history.counts(rec) or {}
+        counts = history.cached_counts(rec)
         metric_keys = sorted(set(row["metrics"]) | set(counts))
         config_yaml, config_error = None, None
         if "config" in artifact_list:

@@ -181,24 +181,47 @@ def importance(param_dicts: list[dict[str, str]], values: list[float], keys: lis
 
 
 def parcoords(runs: list[dict], params: list[str], metric: str | None) -> dict[str, Any]:
-    """Axes for a parallel-coordinates plot: numeric params as numbers, others as category codes."""
+    """Axes for a parallel-coordinates plot: numeric params as numbers (on a log axis when they were
+    sampled over decades), others as category codes; axis labels are the last part of dotted names."""
     dims = []
+    labels = short_labels(params)
     for k in params:
         col = [r.get("params", {}).get(k) for r in runs]
         nums = [as_number(v) for v in col]
         if all(n is not None for n in nums):
-            pos = [n for n in nums if n is not None and n > 0]
-            if len(pos) == len(nums) and max(pos) / min(pos) >= 100:  # spans decades: a log axis reads better
-                dims.append({"label": f"log10({k})", "values": [round(math.log10(n), 4) for n in pos]})
+            if log_scaled([n for n in nums if n is not None]):
+                dims.append({"label": f"log10({labels[k]})", "key": k,
+                             "values": [round(math.log10(n), 4) for n in nums if n is not None]})
             else:
-                dims.append({"label": k, "values": nums})
+                dims.append({"label": labels[k], "key": k, "values": nums})
         else:
             cats = sorted({str(v) for v in col})
-            dims.append({"label": k, "values": [cats.index(str(v)) for v in col],
+            dims.append({"label": labels[k], "key": k, "values": [cats.index(str(v)) for v in col],
                          "tickvals": list(range(len(cats))), "ticktext": cats})
     if metric:
-        dims.append({"label": metric, "values": [_float(r.get("metrics", {}).get(metric)) for r in runs]})
+        dims.append({"label": metric, "key": metric,
+                     "values": [_float(r.get("metrics", {}).get(metric)) for r in runs]})
     return {"dimensions": dims, "metric": metric, "run_ids": [r["run_id"] for r in runs]}
+
+
+def log_scaled(values: list[float]) -> bool:
+    """Positive values spanning more than a decade and bunched at the low end (log-uniform samples)."""
+    if not values or min(values) <= 0:
+        return False
+    lo, hi = min(values), max(values)
+    if hi / lo < 10:
+        return False
+    mid = sorted(values)[len(values) // 2]
+    return (mid - lo) / (hi - lo) < 0.25
+
+
+def short_labels(keys: list[str]) -> dict[str, str]:
+    """``model.kwargs.learning_rate`` -> ``learning_rate``, unless two keys would look the same."""
+    last = {k: k.rsplit(".", 1)[-1] for k in keys}
+    seen: dict[str, int] = {}
+    for v in last.values():
+        seen[v] = seen.get(v, 0) + 1
+    return {k: (v if seen[v] == 1 else k) for k, v in last.items()}
 
 
 # ---- rolling runs -------------------------------------------------------------------------------------

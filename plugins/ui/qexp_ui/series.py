@@ -276,6 +276,16 @@ class HistoryCache:
             tail.update()
             return {k: sum(len(p[0]) for p in parts) for k, parts in tail.chunks.items()}
 
+    def cached_counts(self, recorder: Any) -> dict[str, int]:
+        """Points per metric of a run already in memory (no file is read: an HTML page must not wait for
+        a long history to be parsed; its charts fetch the history afterwards)."""
+        with self._lock:
+            tail = self._tails.get(recorder.id)
+        if tail is None:
+            return {}
+        with tail.lock:
+            return {k: sum(len(p[0]) for p in parts) for k, parts in tail.chunks.items()}
+
     def keys(self, recorder: Any) -> list[str] | None:
         """Every metric key of a tailable run (None for other stores: use the run's latest metrics)."""
         tail = self._tail(recorder)

@@ -250,6 +250,7 @@
       }
       const hb = $("#heartbeat-cell");
       if (hb && live.heartbeat) hb.innerHTML = '<span data-heartbeat="' + live.heartbeat + '"></span>';
+      if (live.heartbeat) $$("#run-status [data-heartbeat]").forEach((el) => { el.dataset.heartbeat = live.heartbeat; });
       if (live.status !== d.status) {
         d.status = live.status;
         const cell = $("#status-cell");
@@ -391,7 +392,7 @@
       plot($("#rolling-timeline"), [{ type: "bar", orientation: "h", base: dated.map((w) => w.start),
         x: dated.map((w) => new Date(w.end) - new Date(w.start)), y: dated.map((w) => "window " + w.index),
         marker: { color: dated.map((w, i) => COLORS[i % COLORS.length]) }, text: dated.map((w) => w.start + " → " + w.end),
-        hoverinfo: "text" }], { height: 300, xaxis: { type: "date", gridcolor: "#eee" }, yaxis: { autorange: "reversed" } });
+        textposition: "inside", insidetextanchor: "middle", textfont: { color: "#fff" }, hoverinfo: "text" }], { height: 300, xaxis: { type: "date", gridcolor: "#eee" }, yaxis: { autorange: "reversed" } });
     }
     const withIc = wins.filter((w) => w.ic !== null);
     if (withIc.length) {

@@ -1,0 +1,75 @@
+"""What the UI reads out of quant runs: backtest curves, sweeps (objective, best trial, importance, axes) and
+rolling windows."""
+from __future__ import annotations
+
+import math
+import random
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("fastapi", reason="the ui extra is not installed (pip install \"qexp[ui]\")")
+
+from qexp_ui import quant  # noqa: E402
+
+
+def test_backtest_curves_are_qlib_cumulative_sums() -> None:
+    idx = pd.bdate_range("2020-01-01", periods=4)
+    report = pd.DataFrame({"return": [0.01, -0.02, 0.03, 0.0], "bench": [0.005, -0.01, 0.01, 0.0],
+                           "cost": [0.001, 0.001, 0.0, 0.0], "turnover": [1.0, 0.2, 0.2, 0.0]}, index=idx)
+    c = quant.backtest_curves(report)
+    assert c["dates"][0] == "2020-01-01"
+    assert c["excess"] == pytest.approx([0.005, -0.005, 0.015, 0.015])
+    assert c["excess_cost"] == pytest.approx([0.004, -0.007, 0.013, 0.013])
+    risk = pd.DataFrame({"risk": [0.1, -0.05]}, index=pd.MultiIndex.from_tuples(
+        [("excess_return_with_cost", "annualized_return"), ("excess_return_with_cost", "max_drawdown")]))
+    assert quant.risk_rows(risk) == {("excess_return_with_cost", "annualized_return"): 0.1,
+                                     ("excess_return_with_cost", "max_drawdown"): -0.05}
+
+
+def _trials(n: int = 40) -> list[dict]:
+    rng = random.Random(0)
+    out = []
+    for i in range(n):
+        lr = 10 ** rng.uniform(-3, -0.5)
+        noise = rng.choice(["a", "b", "c"])
+        leaves = rng.choice([7, 31])
+        out.append({"run_id": f"r{i}", "status": "FINISHED", "params": {"m.lr": str(lr), "m.noise": noise,
+                                                                         "m.leaves": str(leaves)},
+                    "tags": {"qexp.trial": str(i), "qexp.trial_state": "COMPLETE"},
+                    "metrics": {"IC": -abs(math.log10(lr) + 1.5) + rng.gauss(0, 0.05), "loss": 1.0}})
+    return out
+
+
+def test_sweep_objective_best_and_importance() -> None:
+    children = _trials()
+    sw = quant.sweep({"tags": {"qexp.sweep_id": "s", "qexp.sweep.metric": "IC"}}, children)
+    assert sw.objective == "IC" and sw.goal == "maximize" and len(sw.trials) == 40
+    assert sw.best["value"] == max(c["metrics"]["IC"] for c in children)
+    assert sw.params == ["m.leaves", "m.lr", "m.noise"]
+    assert set(sw.importance) == {"m.leaves", "m.lr", "m.noise"} and sum(sw.importance.values()) == pytest.approx(1)
+    assert max(sw.importance, key=sw.importance.get) == "m.lr"  # the one param the objective depends on
+    low = quant.sweep({"tags": {"qexp.sweep.metric": "IC", "qexp.sweep.goal": "minimize"}}, children)
+    assert low.best["value"] == min(c["metrics"]["IC"] for c in children)
+    # without a named objective: a headline metric the trials share
+    assert quant.pick_objective({"tags": {}}, children) == "IC"
+
+
+def test_parcoords_axes() -> None:
+    pc = quant.parcoords(_trials(), ["m.lr", "m.noise", "m.leaves"], "IC")
+    labels = [d["label"] for d in pc["dimensions"]]
+    assert labels == ["log10(lr)", "noise", "leaves", "IC"]  # log-uniform samples on a log axis
+    noise = pc["dimensions"][1]
+    assert noise["ticktext"] == ["a", "b", "c"] and set(noise["values"]) <= {0, 1, 2}
+    assert not quant.log_scaled([float(v) for v in range(1, 300)])  # uniform over decades stays linear
+
+
+def test_rolling_windows_in_test_order_with_ic_per_window() -> None:
+    kids = [{"run_id": f"w{i}", "status": "FINISHED", "metrics": {"IC": 0.01 * i},
+             "params": {"dataset.kwargs.segments.test": seg}, "tags": {}}
+            for i, seg in enumerate(["[datetime.date(2019, 4, 1), datetime.date(2019, 6, 30)]",
+                                     "['2019-01-01', '2019-03-31']"])]
+    wins = quant.rolling_windows(kids, {0: 0.05})
+    assert [(w["run_id"], w["start"], w["end"]) for w in wins] == [("w1", "2019-01-01", "2019-03-31"),
+                                                                    ("w0", "2019-04-01", "2019-06-30")]
+    assert wins[0]["ic"] == 0.05 and wins[1]["ic"] == 0.0  # rolling/IC step 0, else the window's own IC
