@@ -106,7 +106,7 @@ def init_instance_by_config(config: Any, default_module: Any = None, accept_type
 
     Forms: an instance of ``accept_types`` (returned as is); ``{"class": "Name" | "a.b.Name" | cls,
     "module_path": ..., "kwargs": {...}}``; ``"Name"``; ``"a.b.Name"``; ``"file:///x.pkl"`` or a
-    ``Path`` (a pickle, loaded with the restricted unpickler). ``try_kwargs`` are passed only if the
+    ``Path`` (a pickle, loaded with the restricted unpickler, which trusts the classes of installed plugins). ``try_kwargs`` are passed only if the
     constructor accepts them: unlike Qlib, a TypeError raised inside the constructor is not swallowed.
     """
     if accept_types and isinstance(config, accept_types):
@@ -116,7 +116,9 @@ def init_instance_by_config(config: Any, default_module: Any = None, accept_type
         if not path.exists():
             raise ConfigError(f"{where}: pickle file {str(path)!r} does not exist")
         with open(path, "rb") as f:
-            return RestrictedUnpickler(f).load()
+            # the classes of installed plugins (a handler and its processors) are trusted, as Qlib trusts its
+            # own in its restricted loader; anything else (os.system, an unknown package) is still refused
+            return RestrictedUnpickler(f, allow=_component_packages()).load()
     klass, cfg_kwargs = get_callable_kwargs(config, default_module, where)
     # explicit kwargs win over try_kwargs (Qlib got there by retrying after the TypeError)
     extra = {k: v for k, v in (try_kwargs or {}).items() if k not in cfg_kwargs and k not in kwargs}
@@ -125,6 +127,13 @@ def init_instance_by_config(config: Any, default_module: Any = None, accept_type
         accepted = _named_params(klass)
         extra = {k: v for k, v in extra.items() if k in accepted}
     return klass(**cfg_kwargs, **extra, **kwargs)
+
+
+def _component_packages() -> list[str]:
+    """``"package.*"`` patterns for qexp and every package that registered a component."""
+    load_plugins()
+    roots = {c.cls.__module__.split(".", 1)[0] for c in registry.components.components()} | {"qexp"}
+    return [f"{root}.*" for root in sorted(roots)]
 
 
 def _accepted_kwargs(func: Callable) -> set[str] | None:

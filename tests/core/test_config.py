@@ -151,3 +151,19 @@ def test_set_by_path_and_auto_filter():
 
     with pytest.warns(UserWarning, match="reweighter"):
         assert auto_filter_kwargs(fit)(1, reweighter=None) == 1
+
+
+def test_pickle_file_trusts_installed_plugin_classes_only(tmp_path):
+    """Qlib's task layer puts a pickled handler in a config as ``file://...pkl``: the classes of installed
+    plugins load, anything else (here os.system) is refused."""
+    import os
+
+    from qexp_data.processor import ZScoreNorm
+    p = tmp_path / "proc.pkl"
+    p.write_bytes(pickle.dumps(ZScoreNorm(fit_start_time="2020-01-01", fit_end_time="2020-06-30")))
+    loaded = init_instance_by_config("file://" + str(p))
+    assert type(loaded).__name__ == "ZScoreNorm" and str(loaded.fit_end_time).startswith("2020-06-30")
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps(os.system))
+    with pytest.raises(pickle.UnpicklingError, match="refused global 'posix.system'"):
+        init_instance_by_config("file://" + str(evil))
