@@ -379,9 +379,11 @@ def zoo_frames(ds, fraction: float) -> tuple[_Frames, dict[str, int]]:
         df = ds.prepare(seg, col_set=["feature", "label"], data_key="learn")
         df = df[~df["label"].iloc[:, 0].isna()]
         full[seg] = len(df)
-        if fraction < 1.0:
-            keep = np.sort(rng.choice(len(df), max(1, int(len(df) * fraction)), replace=False))
-            df = df.iloc[keep]
+        if fraction < 1.0:  # whole days, so each day keeps its cross-section (Qlib's MLP needs 50 stocks a day)
+            dates = df.index.get_level_values(0)
+            days = dates.unique()
+            keep = rng.choice(len(days), max(1, int(round(len(days) * fraction))), replace=False)
+            df = df[dates.isin(days[np.sort(keep)])]
         frames[seg] = df
     return _Frames(frames), full
 
