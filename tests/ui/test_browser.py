@@ -55,6 +55,18 @@ def csss(driver: Any, selector: str) -> list[Any]:
     return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
+def click(driver: Any, selector: str) -> None:
+    """Click, again if the live refresh swapped the element out between finding and clicking it."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    for _ in range(5):
+        try:
+            css(driver, selector).click()
+            return
+        except StaleElementReferenceException:
+            time.sleep(0.2)
+    css(driver, selector).click()
+
+
 def drawn(driver: Any, selector: str, minimum: int = 1, timeout: float = 20) -> int:
     el = css(driver, selector)
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
@@ -116,8 +128,8 @@ def test_runs_filter_sort_and_paging(ui_site: dict, browser: Any, screenshot_dir
     box.clear()
     box.send_keys("metrics.IC > 0.035 AND attributes.status = 'FINISHED'", Keys.ENTER)
     wait_for(lambda: "filter=" in browser.current_url and len(row_ids(browser)) < 31, what="filtered table")
-    ics = cell_values(browser, "metrics.IC")
-    assert ics and all(v > 0.035 for v in ics), ics
+    ics = wait_for(lambda: cell_values(browser, "metrics.IC"), what="IC cells")
+    assert all(v > 0.035 for v in ics), ics
     # a malformed filter: the error shows where
     box = css(browser, "#filter")
     box.clear()
@@ -128,12 +140,12 @@ def test_runs_filter_sort_and_paging(ui_site: dict, browser: Any, screenshot_dir
     open_page(browser, base + f"/runs?exp={css_exp_id(browser, ui_site, 'sweep')}")
     browser.execute_script("window.__qexpMarker = 42")
     before = row_ids(browser)
-    css(browser, 'a.sort[data-col="metrics.IC"]').click()
+    click(browser, 'a.sort[data-col="metrics.IC"]')
     wait_for(lambda: "order=" in browser.current_url and row_ids(browser) != before, what="sorted table")
     assert browser.execute_script("return window.__qexpMarker") == 42, "sorting reloaded the page"
-    ics = [v for v in cell_values(browser, "metrics.IC") if v == v]
+    ics = wait_for(lambda: [v for v in cell_values(browser, "metrics.IC") if v == v], what="IC cells")
     assert ics == sorted(ics, reverse=True) and len(ics) >= 25
-    css(browser, 'a.sort[data-col="metrics.IC"]').click()
+    click(browser, 'a.sort[data-col="metrics.IC"]')
     wait_for(lambda: "ASC" in browser.current_url.replace("%20", " ").replace("+", " "), what="ascending")
     wait_for(lambda: (lambda v: v == sorted(v))([x for x in cell_values(browser, "metrics.IC") if x == x]),
              what="ascending order")
@@ -143,7 +155,7 @@ def test_runs_filter_sort_and_paging(ui_site: dict, browser: Any, screenshot_dir
     open_page(browser, base + f"/runs?exp={css_exp_id(browser, ui_site, 'sweep')}&size=25")
     first = row_ids(browser)
     assert len(first) == 25
-    css(browser, "a.pager-next").click()
+    click(browser, "a.pager-next")
     wait_for(lambda: row_ids(browser) and row_ids(browser)[0] not in first, what="second page")
     second = row_ids(browser)
     assert len(second) == 6 and not set(first) & set(second)

@@ -8,11 +8,10 @@ from fastapi.responses import JSONResponse
 
 from qexp.ext import QexpError
 
-from .app import HTTPError
 from .formatting import now_ms
-from .pages import finite, heartbeat_ms, store_of
 from .quant import FAILURE_TAG
 from .series import DEFAULT_POINTS, chart_payload
+from .web import HTTPError, finite, heartbeat_ms, store_of
 
 MAX_POINTS = 20_000
 

@@ -3,24 +3,25 @@ files (plotly.js from the installed ``plotly`` package; nothing comes from a CDN
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.templating import Jinja2Templates
 
 from qexp.ext import ExpManager, create_manager
 
+from . import api, pages, writes
 from .formatting import FILTERS
 from .security import AccessMiddleware, check_bind, is_loopback, new_csrf_token
 from .series import HistoryCache
 from .store import UIStore
+from .web import HTTPError, error_response
 
 log = logging.getLogger("qexp.ui")
 HERE = Path(__file__).parent
@@ -45,14 +46,6 @@ class UIConfig:
     token: str | None = None
     allow_write: bool = False
     csrf: str = field(default_factory=new_csrf_token)
-
-
-class HTTPError(Exception):
-    """A page-level error with its status and a readable message (400 bad filter, 404 unknown run)."""
-
-    def __init__(self, status: int, title: str, message: str = ""):
-        super().__init__(message)
-        self.status, self.title, self.message = status, title, message
 
 
 def plotly_js() -> Path:
@@ -121,25 +114,7 @@ def create_app(uri: str | None = None, *, manager: ExpManager | None = None, hos
         media = "text/javascript" if name.endswith(".js") else "text/css"
         return FileResponse(HERE / "static" / name, media_type=media, headers={"Cache-Control": "no-cache"})
 
-    from . import api, pages, writes
     pages.add_routes(app)
     api.add_routes(app)
     writes.add_routes(app)
     return app
-
-
-def error_response(request: Request, status: int, title: str, message: str) -> Response:
-    if request.url.path.startswith("/api/") or "text/html" not in request.headers.get("accept", "text/html"):
-        return JSONResponse({"error": title, "detail": message}, status_code=status)
-    templates = request.app.state.templates
-    return templates.TemplateResponse(request, "error.html", {"status": status, "title": title, "message": message},
-                                      status_code=status)
-
-
-def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-    resp = request.app.state.templates.TemplateResponse(request, template, ctx, status_code=status)
-    return resp
-
-
-def debug_enabled() -> bool:
-    return os.environ.get("QEXP_UI_DEBUG") == "1"

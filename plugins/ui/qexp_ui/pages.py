@@ -3,8 +3,6 @@ on the server with its data in the HTML; JavaScript only adds charts, sorting wi
 updates."""
 from __future__ import annotations
 
-import json
-import math
 import os
 from typing import Any
 
@@ -14,74 +12,12 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from qexp.ext import ArtifactPathError, FilterSyntaxError, QexpError
 
 from . import artifacts as arts, quant
-from .app import HTTPError, render
 from .formatting import now_ms
-from .store import Page, UIStore, not_found
+from .store import Page
 from .table import PAGE_SIZES, RunsQuery, available_keys, default_columns
+from .web import HTTPError, heartbeat_ms, json_script, live_info, load_run, render, store_of
 
 MAX_COMPARE = 50
-
-
-def store_of(request: Request) -> UIStore:
-    return request.app.state.store
-
-
-def load_run(request: Request, run_id: str) -> tuple[dict[str, Any], Any]:
-    """The run's search row and its recorder; a 404 page when the id is unknown."""
-    st = store_of(request)
-    row = st.run_row(run_id)
-    if row is None:
-        raise HTTPError(404, "Run not found", f"no run with id {run_id!r} in {st.manager.uri}")
-    try:
-        rec = st.recorder(run_id)
-    except QexpError as exc:
-        if not_found(exc):
-            raise HTTPError(404, "Run not found", str(exc)) from None
-        raise
-    return row, rec
-
-
-def heartbeat_ms(rec: Any) -> int | None:
-    """When the run's process last showed it was alive, where the store records it (the file store's
-    heartbeat file); None elsewhere."""
-    try:
-        folder = rec.get_local_dir()
-    except (RuntimeError, NotImplementedError, AttributeError):
-        return None
-    for name in ("heartbeat", "meta.json"):
-        try:
-            return int(os.path.getmtime(os.path.join(folder, name)) * 1000)
-        except OSError:
-            continue
-    return None
-
-
-def live_info(st: UIStore, rows: list[dict[str, Any]]) -> dict[str, int | None]:
-    """Heartbeats of the RUNNING rows on a page."""
-    out = {}
-    for r in rows:
-        if r["status"] == "RUNNING":
-            try:
-                out[r["run_id"]] = heartbeat_ms(st.recorder(r["run_id"]))
-            except QexpError:
-                out[r["run_id"]] = None
-    return out
-
-
-def json_script(data: Any) -> str:
-    """JSON for a ``<script type="application/json">`` block (``</`` escaped so it cannot end the block)."""
-    return json.dumps(finite(data), allow_nan=False, default=str).replace("</", "<\\/")
-
-
-def finite(data: Any) -> Any:
-    """NaN and infinities as None (JSON has neither; a chart shows a gap)."""
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {k: finite(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [finite(v) for v in data]
-    return data
 
 
 def add_routes(app: FastAPI) -> None:

@@ -9,9 +9,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from qexp.ext import QexpError, validate_key
 
-from .app import HTTPError
-from .pages import load_run, store_of
 from .security import COOKIE, login_page, origin_ok, safe_next, same_secret
+from .web import HTTPError, load_run, store_of
 
 MAX_FORM_BYTES = 64 << 10
 
