@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import struct
 import threading
@@ -33,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .exceptions import QexpError
+from .fsatomic import make_temp_dir
 
 FRAME_FORMAT = 3
 """Version of the frame folder layout (2 had no checksums)."""
@@ -182,8 +182,10 @@ def columns_from_meta(meta: dict) -> pd.Index:
 def checksum64(arr: np.ndarray) -> int:
     """The wrapping sum of the array's bytes read as 64-bit words (the tail zero-padded), plus its length.
 
-    Any flipped bit, truncation or overwrite changes it, and it runs at memory speed (a 400 MB Alpha158 frame in
-    about 0.05 s, several times faster than CRC32), so a warm read can afford to check every byte."""
+    It catches what a cache entry meets in practice -- a flipped bit, a truncated or half-written file, a block
+    overwritten with other data -- but it is no CRC: changes that cancel out in the sum pass (two 8-byte words
+    swapped, or one word raised by as much as another is lowered). It runs at memory speed (a 400 MB Alpha158
+    frame in about 0.05 s, several times faster than CRC32), so a warm read can afford to check every byte."""
     raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
     n = len(raw) // 8 * 8
     total = int(np.add.reduce(raw[:n].view(np.uint64), dtype=np.uint64)) if n else 0
@@ -204,7 +206,7 @@ def write_frame_dir(final: Path, df: pd.DataFrame, extra: dict | None = None) ->
     if (final / "meta.json").is_file():
         return entry_size(final)
     remove_stale_temps(root)
-    tmp = _make_temp_dir(root, f".tmp-{final.name[:12]}-")
+    tmp = make_temp_dir(root, f".tmp-{final.name[:12]}-")
     try:
         block = np.ascontiguousarray(df.to_numpy().T)
         np.save(tmp / "values.npy", block, allow_pickle=False)
@@ -475,15 +477,3 @@ def open_cache_store(uri: str | None = None) -> CacheStore:
     store: CacheStore = registry.cache_stores.create(uri or default_cache_uri())
     return store
 
-
-def _make_temp_dir(parent: Path, prefix: str) -> Path:
-    """A new empty folder ``parent/<prefix><random>`` created with the umask: ``tempfile.mkdtemp`` makes it
-    0700 whatever the umask, which would leave a cache shared by a team unreadable to the others."""
-    for _ in range(100):
-        path = parent / f"{prefix}{secrets.token_hex(6)}"
-        try:
-            os.mkdir(path, 0o777)
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary folder in {parent}")

@@ -30,7 +30,7 @@ from .exceptions import QexpError
 from .plugins import load_plugins
 from .recorder import Recorder
 from .session import get_settings
-from .uri import local_path, resolve_uri, uri_scheme
+from .uri import local_path, mask_uri, resolve_uri, uri_scheme
 from .worker import FAILURE_TAG, folder_listing
 
 DEFAULT_EXECUTOR = "local"
@@ -236,12 +236,8 @@ def _server(what: str, uri: str) -> list[dict]:
     scheme = uri_scheme(uri)
     if not parts.hostname or scheme not in _DEFAULT_PORTS:
         return []
-    return [{"what": what, "uri": _without_password(uri), "host": parts.hostname,
+    return [{"what": what, "uri": mask_uri(uri), "host": parts.hostname,
              "port": parts.port or _DEFAULT_PORTS[scheme]}]
-
-
-def _without_password(uri: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", uri)
 
 
 def reach_error(results: dict[str, list[str]]) -> QexpError | None:

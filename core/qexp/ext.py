@@ -17,6 +17,7 @@ from .api import R, before_run_end
 from .artifacts import ArtifactStore
 from .backends import create_manager
 from .cache import (
+    SMALL_MAGIC,
     CacheEntryError,
     CacheLock,
     CacheStore,
@@ -89,6 +90,7 @@ from .executor import (
 )
 from .experiment import Experiment
 from .extras import require_extra
+from .fsatomic import atomic_write_bytes, atomic_writer, chmod_like_umask, make_temp_dir
 from .hookspecs import ComponentRegister, SchemeRegister, hookimpl
 from .manager import SEARCH_COLUMNS, ExpManager, runs_frame
 from .model import BaseModel, Model, ModelFT
@@ -116,11 +118,19 @@ from .task.store import (
     TaskStoreError,
     canonical_json,
     default_tasks_uri,
-    mask_uri,
     open_task_store,
     parse_query,
 )
-from .uri import DEFAULT_URI, default_uri, file_uri_to_path, local_path, path_to_file_uri, resolve_uri, uri_scheme
+from .uri import (
+    DEFAULT_URI,
+    default_uri,
+    file_uri_to_path,
+    local_path,
+    mask_uri,
+    path_to_file_uri,
+    resolve_uri,
+    uri_scheme,
+)
 from .worker import CallCancelled, CallSpec, preparation_cache, probe_reach, reuse_preparation, run_call
 from .workflow import Workflow, apply_sys, check_config, check_data, init_settings, load_workflow, run_workflow
 
@@ -149,6 +159,7 @@ __all__ = [
     "search_key", "offset_token", "token_offset", "PageTokenError",
     # URIs and the scheme registries
     "DEFAULT_URI", "default_uri", "resolve_uri", "uri_scheme", "file_uri_to_path", "path_to_file_uri", "local_path",
+    "mask_uri",
     "create_manager", "create_by_scheme", "known_schemes",
     # the session
     "R", "init", "get_settings",
@@ -166,13 +177,15 @@ __all__ = [
     "CallSpec", "CallCancelled", "run_call", "probe_reach", "reuse_preparation", "preparation_cache",
     # task stores
     "TaskStore", "StoredTask", "NewTask", "Cond", "TaskStoreError", "parse_query", "canonical_json",
-    "default_tasks_uri", "open_task_store", "mask_uri",
+    "default_tasks_uri", "open_task_store",
     # cache stores and runtime settings
     "CacheStore", "CacheLock", "CacheEntryError", "open_cache_store", "default_cache_uri", "default_max_bytes",
-    "cache_base_dir", "encode_arrays", "decode_arrays", "pack_small", "unpack_small", "write_frame_dir", "read_frame_dir", "entry_size", "remove_dir",
+    "cache_base_dir", "encode_arrays", "decode_arrays", "pack_small", "unpack_small", "SMALL_MAGIC", "write_frame_dir", "read_frame_dir", "entry_size", "remove_dir",
     "remove_stale_temps", "wait_for_cache_writes", "cache_uri_from_settings", "dataset_cache_default",
     "resolve_kernels", "effective_runtime_settings", "system_metrics_config", "SystemMetricsConfig",
     "before_run_end",
+    # files: atomic writes and folders that follow the umask
+    "atomic_writer", "atomic_write_bytes", "make_temp_dir", "chmod_like_umask",
     # optional dependencies and progress
     "require_extra", "bar", "phase", "progress_line",
     # the command line

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .exceptions import ConfigError
+from .uri import mask_uri
 
 log = logging.getLogger("qexp.Initialization")
 
@@ -376,7 +377,8 @@ def effective_runtime_settings(settings: dict[str, Any]) -> dict[str, Any]:
     out["dataset_cache"] = dataset_cache
     out["expression_cache"] = s.get("expression_cache", "DiskExpressionCache" if server else None)
     out["default_disk_cache"] = s.get("default_disk_cache", 1)
-    out["cache_uri"] = cache_uri_from_settings(s) if dataset_cache or out["expression_cache"] else None
+    # printed by --dry-run and logged: never the Redis password
+    out["cache_uri"] = mask_uri(cache_uri_from_settings(s)) if dataset_cache or out["expression_cache"] else None
     from .cache import default_max_bytes
     cap = default_max_bytes()
     out["cache_max_gb"] = None if cap is None else round(cap / 1024 ** 3, 3)

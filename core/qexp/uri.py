@@ -81,3 +81,20 @@ def local_path(uri: str) -> str | None:
     if scheme == "file":
         return os.path.abspath(os.path.expanduser(file_uri_to_path(uri)))
     return None
+
+
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret|api_key)=)[^&#]*")
+
+
+def mask_uri(uri: str | os.PathLike) -> str:
+    """``uri`` fit to print or log: a password in it becomes ``***`` (``postgresql://u:***@host/db``,
+    ``redis://:***@host:6379/0``, ``...?password=***``). Every message and tag that shows a URI goes through
+    this one function."""
+    text = os.fspath(uri)
+    head, sep, rest = text.partition("://")
+    if sep and "@" in rest:
+        # the last '@' ends the credentials: an unencoded '/' or '@' in a password is still masked whole
+        cred, at, host = rest.rpartition("@")
+        if ":" in cred and "/" not in cred.split(":", 1)[0]:
+            text = f"{head}://{cred.split(':', 1)[0]}:***{at}{host}"
+    return _SECRET_QUERY.sub(r"\1***", text)

@@ -318,9 +318,13 @@ def test_cache_cli_stats_and_clear(tmp_path, synth_root, redis_db12, monkeypatch
     assert kinds["disk"]["max_bytes"] == 5 * 1024 ** 3
     res = runner.invoke(get_cli(), ["cache", "stats"])
     assert res.exit_code == 0 and "redis://127.0.0.1:6379/12" in res.output and "5.0 GB" in res.output
-    res = runner.invoke(get_cli(), ["cache", "clear"])
+    res = runner.invoke(get_cli(), ["cache", "clear"])          # QEXP_CACHE_URI's store only
     assert res.exit_code == 0, res.output
     assert "removed 1 entry from" in res.output
+    stats = {s["kind"]: s for s in json.loads(runner.invoke(get_cli(), ["cache", "stats", "--json"]).output)}
+    assert stats["redis"]["entries"] == 0 and stats["disk"]["entries"] == 1
+    res = runner.invoke(get_cli(), ["cache", "clear", "--uri", str(tmp_path / "cache" / "datasets")])
+    assert res.exit_code == 0 and "removed 1 entry from" in res.output
     stats = json.loads(runner.invoke(get_cli(), ["cache", "stats", "--json"]).output)
     assert all(s.get("entries", 0) == 0 for s in stats)
     res = runner.invoke(get_cli(), ["cache", "stats", "--uri", "nosuch://x"])

@@ -65,3 +65,17 @@ def test_dry_run_prints_the_effective_runtime_settings(tmp_path, synth_root, mon
     bad = _cli("run", _config(tmp_path, synth_root, default_disk_cache=3), "--dry-run",
                "--uri", str(tmp_path / "none"))
     assert bad.exit_code != 0 and "default_disk_cache=3" in bad.output
+
+
+def test_dry_run_never_prints_the_redis_password(tmp_path, synth_root):
+    from tests.runtime.conftest import free_port
+    port = free_port()                                # nothing listens: the store degrades at once
+    res = _cli("run", _config(tmp_path, synth_root, redis_host="127.0.0.1", redis_port=port,
+                              redis_password="s3cret-pw"), "--dry-run", "--uri", str(tmp_path / "none"))
+    assert res.exit_code == 0, res.output
+    assert "s3cret-pw" not in res.output
+    assert f"redis://:***@127.0.0.1:{port}/1" in res.output
+    res = _cli("run", _config(tmp_path, synth_root, cache_uri=f"redis://u:s3cret-pw@127.0.0.1:{port}/3"),
+               "--dry-run", "--uri", str(tmp_path / "none"), "--set", "qlib_init.redis_password=other-s3cret")
+    assert res.exit_code == 0, res.output
+    assert "s3cret" not in res.output and f"redis://u:***@127.0.0.1:{port}/3" in res.output

@@ -10,12 +10,14 @@ from .common import fail
 from .output import print_json, print_table
 
 
-def _stores(uri: str | None) -> list[Any]:
-    """The default disk store, plus ``--uri`` / ``QEXP_CACHE_URI`` when that is another store."""
+def _stores(uri: str | None, with_default: bool = True) -> list[Any]:
+    """``--uri`` / ``QEXP_CACHE_URI`` (else the default disk store); with ``with_default`` the default disk
+    store too when it is another one."""
     from ..cache import cache_base_dir, default_cache_uri, open_cache_store
     from ..exceptions import QexpError
-    uris = [str(cache_base_dir() / "datasets")]
+    from ..uri import mask_uri
     chosen = uri or default_cache_uri()
+    uris = [str(cache_base_dir() / "datasets")] if with_default else []
     if chosen not in uris:
         uris.append(chosen)
     stores = []
@@ -23,7 +25,7 @@ def _stores(uri: str | None) -> list[Any]:
         try:
             stores.append(open_cache_store(u))
         except (QexpError, ValueError, OSError) as exc:
-            fail(f"cache store {u!r}: {exc}")
+            fail(f"cache store {mask_uri(u)}: {exc}")
     return stores
 
 
@@ -81,11 +83,20 @@ def cache_stats(uri: str | None, as_json: bool) -> None:
 
 
 @cache_group.command("clear")
-@click.option("--uri", default=None, help="A cache store URI (default: QEXP_CACHE_URI); the disk store in "
-              "QEXP_CACHE_DIR is always cleared.")
-def cache_clear(uri: str | None) -> None:
-    """Delete every cache entry (they are rebuilt when next needed; builds in progress keep their locks)."""
-    for store in _stores(uri):
+@click.option("--uri", default=None, help="The cache store to clear (default: QEXP_CACHE_URI, else the disk store "
+              "in QEXP_CACHE_DIR); only that one is cleared.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (asked only on a terminal).")
+def cache_clear(uri: str | None, yes: bool) -> None:
+    """Delete every entry of one cache store (they are rebuilt when next needed; builds in progress keep their
+    locks). Only what qexp wrote is deleted: a folder that is not a qexp cache is refused."""
+    import sys
+    for store in _stores(uri, with_default=False):
+        if not yes and sys.stdin.isatty() and sys.stdout.isatty():
+            stats = store.stats()
+            n = stats.get("entries", 0) + stats.get("small_entries", 0)
+            if not click.confirm(f"delete the {n} entries of the cache store {store.uri}?", default=False):
+                store.close()
+                fail("nothing deleted")
         n = store.clear()
         store.close()
         click.echo(f"removed {n} entr{'y' if n == 1 else 'ies'} from {store.uri}")

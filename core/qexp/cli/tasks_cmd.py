@@ -105,7 +105,7 @@ def _summary(task: Any) -> str:
 
 
 def _masked(uri: str) -> str:
-    from ..task.store import mask_uri
+    from ..uri import mask_uri
     return mask_uri(uri)
 
 

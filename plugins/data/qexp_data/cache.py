@@ -9,7 +9,14 @@ and ``meta.json`` (written last, with CRC32 checksums): built in a temporary fol
 so readers never see half an entry, and a corrupt entry is detected, removed and rebuilt. A per-key file
 lock makes concurrent builders of the same entry wait for the first one instead of computing it again.
 The store is capped (``QEXP_CACHE_MAX_GB``, default 5 GB; ``?max_gb=`` on its URI): least recently used
-entries are evicted after each write.
+entries are evicted after each frame write, and at most once a minute (or per 5% of the cap written) for
+small entries.
+
+Only what qexp wrote is ever deleted. A store marks its folder with the file ``.qexp-cache`` when it creates
+it (or finds it empty); a non-empty folder without the mark is refused (:class:`CacheFolderError`) unless
+everything in it is cache content (a store made before the mark existed, which is then marked). Eviction
+and ``clear`` remove only entries: folders named like a key holding a ``meta.json`` of a qexp frame for that
+key, and ``.small/<k>/<key>.qxc`` files starting with qexp's magic -- never anything else in the folder.
 
 The key covers the provider URI and its data version (``provider.data_version()``/``version()`` when the
 provider offers one, else sizes and mtimes of the calendar, instrument and used feature files of a local
@@ -23,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -32,9 +40,12 @@ from urllib.parse import parse_qs, urlsplit
 import pandas as pd
 
 from qexp.ext import (
+    SMALL_MAGIC,
     CacheEntryError,
     CacheLock,
     CacheStore,
+    QexpError,
+    atomic_write_bytes,
     cache_base_dir,
     dataset_cache_default,
     default_max_bytes,
@@ -56,6 +67,16 @@ SMALL_DIR = ".small"
 SMALL_TOUCH_S = 3600.0  # small entries record their last use at most hourly (one utime per hit otherwise)
 EVICT_EVERY_S = 60.0    # small writes check the size cap at most this often
 STALE_TEMP_S = 6 * 3600
+EVICT_EVERY_FRACTION = 20  # ... or after 1/20 of the cap was written in small entries since the last check
+MARKER = ".qexp-cache"
+"""The file that marks a folder as a qexp cache store (written when the store creates the folder)."""
+KEY_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,127}$")
+"""What a cache key looks like (``entry_key`` gives 40 hex digits); keys name entry folders and files."""
+_HELPER_DIRS = frozenset({SMALL_DIR, ".locks"})
+
+
+class CacheFolderError(QexpError):
+    """The cache folder holds files qexp did not write: it is neither used nor cleared."""
 
 
 # ---- the on-disk store -------------------------------------------------------------------------------
@@ -85,13 +106,79 @@ class DiskCacheStore(CacheStore):
     with working ``flock``)."""
 
     def __init__(self, root: str | os.PathLike, max_bytes: int | None | str = "default") -> None:
-        """``max_bytes``: the size cap (None: no cap; ``"default"``: ``QEXP_CACHE_MAX_GB``, default 5 GB)."""
+        """``max_bytes``: the size cap (None: no cap; ``"default"``: ``QEXP_CACHE_MAX_GB``, default 5 GB).
+
+        :class:`CacheFolderError` when ``root`` is a non-empty folder that is not a qexp cache."""
         self.root = Path(root).expanduser()
         self.uri = str(self.root)
         self.max_bytes: int | None = default_max_bytes() if isinstance(max_bytes, str) else max_bytes
         self.lock_timeout_s = LOCK_TIMEOUT_S
         self._last_evict = 0.0
+        self._written_since_evict = 0
         self._evict_lock = threading.Lock()
+        self._marked = False
+        self.check_folder()
+
+    # -- the folder belongs to qexp
+    def check_folder(self) -> None:
+        """Accept a missing or empty folder, a marked one, or one holding only cache content (marked now);
+        refuse any other with :class:`CacheFolderError` naming what it holds."""
+        if self._marked or (self.root / MARKER).is_file():
+            self._marked = True
+            return
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return  # created (and marked) by the first write
+        except NotADirectoryError:
+            raise CacheFolderError(f"the cache store {self.root} is a file, not a folder; give a new or empty "
+                                   f"folder (cache_uri / local_cache_path / QEXP_CACHE_DIR)") from None
+        foreign = sorted(n for n in names if not self._is_cache_content(n))
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise CacheFolderError(
+                f"the cache folder {self.root} is not empty and is not a qexp cache (it holds {shown}); qexp "
+                f"never uses or clears a folder it did not create. Give a new or empty folder as the cache store "
+                f"(cache_uri / local_cache_path / --uri / QEXP_CACHE_DIR)")
+        if names:
+            self._mark()  # a cache made before the mark existed
+
+    def _is_cache_content(self, name: str) -> bool:
+        if name in _HELPER_DIRS or name == MARKER or name.startswith((".tmp-", ".trash-")):
+            return True
+        return self._frame_bytes(self.root / name) is not None
+
+    def _mark(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not (self.root / MARKER).is_file():
+            body = json.dumps({"what": "qexp cache store", "format": CACHE_FORMAT, "created": time.time()})
+            atomic_write_bytes(self.root / MARKER, body.encode())
+        self._marked = True
+
+    def _ensure_root(self) -> None:
+        """Before a write: create and mark the folder, or check again that it is ours."""
+        if self._marked:
+            return
+        self.check_folder()
+        if not self._marked:
+            self._mark()
+
+    def _frame_bytes(self, folder: Path) -> int | None:
+        """Bytes of the frame entry ``folder``; None when it is not an entry qexp wrote (its name is not a key,
+        or it holds no ``meta.json`` of a qexp frame for that key)."""
+        if not KEY_RE.match(folder.name):
+            return None
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(meta, dict) or meta.get("key") != folder.name or not isinstance(meta.get("format"), int) \
+                or "shape" not in meta:
+            return None
+        try:
+            return int(meta["nbytes"])
+        except (KeyError, TypeError, ValueError):
+            return entry_size(folder)
 
     # -- paths
     def _frame_dir(self, key: str) -> Path:
@@ -114,7 +201,9 @@ class DiskCacheStore(CacheStore):
         return df
 
     def put_frame(self, key: str, df: pd.DataFrame) -> bool:
+        _check_key(key)
         try:
+            self._ensure_root()
             size = write_frame_dir(self._frame_dir(key), df, {"key": key})
         except OSError as exc:
             log.warning("dataset cache: could not write %s (%s); continuing without cache", self._frame_dir(key), exc)
@@ -153,30 +242,34 @@ class DiskCacheStore(CacheStore):
         return out
 
     def put_arrays(self, key: str, arrays: dict, meta: dict | None = None) -> bool:
-        if not self._write_small(key, arrays, meta):
-            return False
-        if time.monotonic() - self._last_evict > EVICT_EVERY_S:
-            self.evict()
-        return True
+        return self.put_many_arrays([(key, arrays, meta)]) == 1
 
     def put_many_arrays(self, items: Any) -> int:
-        n = sum(bool(self._write_small(k, a, m)) for k, a, m in items)
-        if n:
+        written = [self._write_small(k, a, m) for k, a, m in items]
+        n = sum(1 for w in written if w)
+        self._written_since_evict += sum(written)
+        # a scan of the whole store per batch would dominate a cold expression-cache build (thousands of
+        # small entries in dozens of batches): check the cap at most once a minute, or sooner when much was
+        # written since the last check
+        if n and (time.monotonic() - self._last_evict > EVICT_EVERY_S or (
+                self.max_bytes is not None
+                and self._written_since_evict > self.max_bytes // EVICT_EVERY_FRACTION)):
             self.evict()
         return n
 
-    def _write_small(self, key: str, arrays: dict, meta: dict | None) -> bool:
+    def _write_small(self, key: str, arrays: dict, meta: dict | None) -> int:
+        """Bytes written (0: not stored)."""
+        _check_key(key)
         path = self._small_path(key)
         try:
             blob = pack_small(arrays, meta)
+            self._ensure_root()
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(blob)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, blob, tmp_prefix=f".{path.name}.tmp-")
         except (OSError, ValueError) as exc:
             log.warning("cache: could not write %s (%s)", path, exc)
-            return False
-        return True
+            return 0
+        return len(blob)
 
     # -- locks, deletion, housekeeping
     def lock(self, name: str) -> CacheLock:
@@ -188,35 +281,56 @@ class DiskCacheStore(CacheStore):
         return _unlink(self._small_path(key)) or removed
 
     def _entries(self) -> list[tuple[float, int, Path, bool]]:
-        """``(last use, bytes, path, is_frame)`` of every entry."""
+        """``(last use, bytes, path, is_frame)`` of every entry qexp wrote (see the module docstring); nothing
+        else in the folder is ever listed, so nothing else is ever evicted or cleared."""
         out: list[tuple[float, int, Path, bool]] = []
         if not self.root.is_dir():
             return out
         with os.scandir(self.root) as it:
             for entry in it:
-                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                size = self._frame_bytes(Path(entry.path))
+                if size is None:
                     continue
                 try:
-                    out.append((entry.stat().st_mtime, entry_size(Path(entry.path)), Path(entry.path), True))
+                    out.append((entry.stat().st_mtime, size, Path(entry.path), True))
                 except OSError:
                     pass
         small = self.root / SMALL_DIR
-        if small.is_dir():
+        if small.is_dir() and not small.is_symlink():
             for sub in os.scandir(small):
-                if not sub.is_dir():
+                if not sub.is_dir(follow_symlinks=False) or len(sub.name) != 2:
                     continue
                 for f in os.scandir(sub.path):
-                    if f.name.endswith(".qxc") and not f.name.startswith("."):
-                        try:
-                            st = f.stat()
-                        except OSError:
-                            continue
-                        out.append((st.st_mtime, st.st_size, Path(f.path), False))
+                    key = f.name[:-4]
+                    if not (f.name.endswith(".qxc") and key[:2] == sub.name and KEY_RE.match(key)
+                            and f.is_file(follow_symlinks=False)):
+                        continue
+                    try:
+                        st = f.stat()
+                    except OSError:
+                        continue
+                    out.append((st.st_mtime, st.st_size, Path(f.path), False))
         return out
+
+    def _remove(self, path: Path, is_frame: bool) -> bool:
+        """Delete one listed entry, checking its format once more (a small entry's magic is read only here,
+        not while listing thousands of them)."""
+        if is_frame:
+            return self._frame_bytes(path) is not None and remove_dir(path)
+        try:
+            with open(path, "rb") as f:
+                if f.read(len(SMALL_MAGIC)) != SMALL_MAGIC:
+                    return False
+        except OSError:
+            return False
+        return _unlink(path)
 
     def evict(self, keep: str | None = None) -> int:
         """Remove least recently used entries until the store is under its cap; never ``keep``."""
         self._last_evict = time.monotonic()
+        self._written_since_evict = 0
         if self.max_bytes is None:
             return 0
         with self._evict_lock:
@@ -230,7 +344,7 @@ class DiskCacheStore(CacheStore):
                     break
                 if keep is not None and path.name == keep:
                     continue
-                if (remove_dir(path) if is_frame else _unlink(path)):
+                if self._remove(path, is_frame):
                     removed += 1
                     total -= size
             if removed:
@@ -249,11 +363,13 @@ class DiskCacheStore(CacheStore):
                 "newest_use": max((e[0] for e in entries), default=None)}
 
     def clear(self) -> int:
+        """Remove every entry qexp wrote here (see the module docstring); nothing else in the folder."""
+        self.check_folder()
         n = 0
         for _, _, path, is_frame in self._entries():
-            if remove_dir(path) if is_frame else _unlink(path):
+            if self._remove(path, is_frame):
                 n += 1
-        if self.root.is_dir():
+        if self._marked:
             remove_stale_temps(self.root)
         return n
 
@@ -263,6 +379,12 @@ def _touch(folder: Path) -> None:
         os.utime(folder)  # the folder's mtime is the entry's last use (the LRU order)
     except OSError:
         pass
+
+
+def _check_key(key: str) -> None:
+    if not KEY_RE.match(key):
+        raise ValueError(f"cache key {key!r} is not a key: letters, digits, '-' and '_' only (at most 128), "
+                         f"not starting with '-' or '_'")
 
 
 def _unlink(path: Path) -> bool:

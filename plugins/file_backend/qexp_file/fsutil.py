@@ -1,46 +1,15 @@
-"""Atomic file writes and JSON helpers: a reader never sees a half-written file."""
+"""JSON files and JSON-lines logs over qexp's atomic writes (:func:`qexp.ext.atomic_writer`): a reader never
+sees a half-written file."""
 from __future__ import annotations
 
 import json
 import os
-import secrets
-from contextlib import contextmanager
-from typing import Any, BinaryIO, Iterator
+from typing import Any, Iterator
 
+from qexp.ext import atomic_write_bytes, atomic_writer
 
-def _create_temp(folder: str) -> tuple[int, str]:
-    # not tempfile.mkstemp: it makes the file 0600 whatever the umask, so a teammate sharing the store could
-    # not read the artifacts and metas; O_EXCL with mode 0666 lets the umask decide, as a plain open() does
-    while True:
-        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
-        except FileExistsError:
-            continue
-
-
-@contextmanager
-def atomic_writer(path: str) -> Iterator[BinaryIO]:
-    """A binary file that replaces ``path`` by a rename when the block ends, or vanishes on error. Its mode
-    comes from the umask (0644 under the usual 022)."""
-    folder = os.path.dirname(path) or "."
-    fd, tmp = _create_temp(folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to a temp file in the same folder, then rename over ``path``."""
-    with atomic_writer(path) as f:
-        f.write(data)
+__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_json", "read_json", "append_lines",
+           "iter_json_lines", "replay"]
 
 
 def atomic_write_json(path: str, obj: Any) -> None:

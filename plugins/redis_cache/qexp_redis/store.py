@@ -38,6 +38,7 @@ from qexp.ext import (
     decode_arrays,
     default_max_bytes,
     encode_arrays,
+    mask_uri,
     require_extra,
 )
 
@@ -91,10 +92,10 @@ class RedisCacheStore(CacheStore):
         try:
             self.db = int(db_text)
         except ValueError:
-            raise ValueError(f"cache URI {self._redact(uri)}: the database {db_text!r} is not a number; use "
+            raise ValueError(f"cache URI {mask_uri(uri)}: the database {db_text!r} is not a number; use "
                              f"redis://[:password@]host:port/db") from None
         password = unquote(parts.password) if parts.password else None
-        self.uri = self._redact(uri)
+        self.uri = mask_uri(uri)
         self.prefix = f"{opt('prefix', 'qexp')}:v1"
         self.lock_ttl_s = float(opt("lock_ttl", DEFAULT_LOCK_TTL_S))
         self.max_value_bytes = int(float(opt("max_value_mb", DEFAULT_MAX_VALUE_MB)) * 1024 ** 2)
@@ -121,14 +122,6 @@ class RedisCacheStore(CacheStore):
             self._degrade(exc)
 
     # -- connection health
-    @staticmethod
-    def _redact(uri: str) -> str:
-        parts = urlsplit(uri)
-        if parts.password is None:
-            return uri
-        netloc = f":***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return parts._replace(netloc=netloc).geturl()
-
     @property
     def degraded(self) -> bool:
         """True once Redis failed: this process then uses file locks and the disk store."""

@@ -28,6 +28,7 @@ from qexp.ext import (
     init,
     init_settings,
     load_workflow,
+    mask_uri,
     set_by_path,
 )
 
@@ -220,7 +221,7 @@ def _describe_parent(parent: Any, study: Any, result: SweepResult, n_trials: int
 
 
 def _masked(uri: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", uri)
+    return mask_uri(uri)
 
 
 def _load(optuna: Any, store: Any, sweep_id: str, study_uri: str, space: Space, experiment_name: str,
