@@ -90,3 +90,30 @@ def test_the_library_refuses_too(victim):
     with pytest.raises(OutputFolderError, match="thesis.tex"):
         write_synth(victim, SynthParams(instruments=3, start="2020-01-01", end="2020-02-28"))
     assert _intact(victim)
+
+
+def test_out_symlink_force_writes_into_the_linked_folder(tmp_path):
+    real = tmp_path / "real"
+    assert cli("data", "synth", "--out", str(real), *SYNTH).exit_code == 0
+    before = (real / "calendars" / "day.txt").read_text()
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    r = cli("data", "synth", "--out", str(link), "--force", "--instruments", "4", "--start", "2020-01-01",
+            "--end", "2020-03-31")
+    assert r.exit_code == 0, r.output
+    assert link.is_symlink() and link.resolve() == real.resolve()          # the link is kept
+    after = (real / "calendars" / "day.txt").read_text()
+    assert after != before and after.split()[-1] == "2020-03-31"        # the new data went into real/
+    assert not [p.name for p in tmp_path.iterdir() if ".old-" in p.name or ".tmp-" in p.name]
+
+
+def test_out_dot_in_an_empty_current_folder_is_written(csv_src, tmp_path, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    r = cli("data", "import-csv", str(csv_src), "--out", ".")
+    assert r.exit_code == 0, r.output
+    assert (here / "calendars" / "day.txt").is_file() and Path.cwd().resolve() == here.resolve()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".here")]   # no temp folder left
+    r = cli("data", "synth", "--out", ".", "--force", *SYNTH)          # now not empty: refused
+    assert r.exit_code == 1 and "current folder" in r.output

@@ -5,18 +5,21 @@ appears). Temp folders are named ``.<name>.tmp-<random>`` beside the destination
 file system; a crash can leave such a folder behind, and the next write to the same destination removes it.
 
 Only what qexp wrote is ever replaced: a destination must be missing, empty, or a data folder (nothing but
-``calendars/``, ``features/`` and ``instruments/``); any other folder is refused, as are the current folder
-and the folders holding it. Files and folders are created with the process umask (no private 0600/0700).
+``calendars/``, ``features/`` and ``instruments/``); any other folder is refused, as are a non-empty current
+folder and the folders holding it (an empty current folder is filled in place: renaming it away would leave
+the shell in a deleted folder). A symbolic link is followed: the data goes into the folder it points to and
+the link stays. Files and folders are created with the process umask (no private 0600/0700).
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import uuid
 from pathlib import Path
 from typing import Iterator
+
+from qexp.ext import make_temp_dir
 
 from .errors import DataError
 
@@ -62,9 +65,9 @@ def check_output_folder(dst: str | os.PathLike, replace_data: bool = True) -> st
     A missing or empty folder is fine; a data folder is replaced only with ``replace_data``; a file, a
     folder holding anything else, and the current folder (or one holding it) raise
     :class:`OutputFolderError` naming what is there."""
-    p = Path(dst).expanduser().absolute()
-    cwd = Path.cwd().absolute()
-    if p == cwd or p in cwd.parents:
+    p = _real(dst)
+    cwd = Path.cwd().resolve()
+    if (p == cwd and folder_kind(p) != "empty") or p in cwd.parents:
         raise OutputFolderError(f"the output folder {p} is the current folder or holds it; qexp writes a data "
                                 f"folder by replacing it whole, so write into a new subfolder, e.g. --out "
                                 f"{p / 'qlib_data'}")
@@ -87,17 +90,10 @@ def _stale_temps(dst: Path) -> list[Path]:
     return [p for p in dst.parent.glob(f".{dst.name}.tmp-*") if p.is_dir()]
 
 
-def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
-    """A new empty folder ``<parent>/<prefix><random>``, created with the umask (``tempfile.mkdtemp``
-    makes it 0700 whatever the umask, which leaves a shared data folder unreadable to the team)."""
-    for _ in range(100):
-        path = Path(parent) / f"{prefix}{secrets.token_hex(6)}"
-        try:
-            os.mkdir(path, 0o777)
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary folder in {parent}")
+def _real(dst: str | os.PathLike) -> Path:
+    """The absolute path with symbolic links resolved: ``--out LINK`` writes into the folder the link names
+    (replacing the link itself would leave the data where it was and a stray ``.LINK.old-*`` link)."""
+    return Path(dst).expanduser().resolve()
 
 
 @contextlib.contextmanager
@@ -107,7 +103,7 @@ def atomic_dir(dst: str | os.PathLike) -> Iterator[Path]:
     ``dst`` must be missing, empty or a data folder (:func:`check_output_folder`), checked before and again
     just before the swap. On an exception the temp folder is removed and ``dst`` is untouched.
     """
-    dst = Path(dst).expanduser().absolute()
+    dst = _real(dst)
     check_output_folder(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     for stale in _stale_temps(dst):
@@ -127,7 +123,14 @@ def replace_dir(src: Path, dst: Path) -> None:
 
     POSIX cannot swap a non-empty folder in one step: the old folder is first renamed aside, then the new one
     renamed in, then the old one deleted. Between the two renames ``dst`` is briefly absent, never partial.
+    The current folder (empty, see :func:`check_output_folder`) is filled in place instead: its entries are
+    moved in one by one, so the shell that runs the command stays in a folder that exists.
     """
+    if dst.is_dir() and dst.resolve() == Path.cwd().resolve():
+        for entry in os.listdir(src):
+            os.replace(src / entry, dst / entry)
+        os.rmdir(src)
+        return
     if dst.exists():
         old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
         os.replace(dst, old)
@@ -136,22 +139,9 @@ def replace_dir(src: Path, dst: Path) -> None:
         except BaseException:
             os.replace(old, dst)
             raise
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_symlink():
+            old.unlink()
+        else:
+            shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(src, dst)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace`` (mode from the
-    umask, as a plain ``open`` would give)."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
