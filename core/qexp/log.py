@@ -9,7 +9,6 @@ naming the ``qlib`` logger and ``qlib.log.LogFilter`` works: both are mapped to 
 """
 from __future__ import annotations
 
-import copy
 import logging
 import logging.config
 import re
@@ -17,6 +16,7 @@ import sys
 import threading
 from typing import Any
 
+from .exceptions import ConfigError
 from .hookspecs import hookimpl
 from .runtime import capture_logs_from_settings, log_level_from_settings
 
@@ -60,6 +60,9 @@ class StderrHandler(logging.StreamHandler):
 
 _default_handler: logging.Handler | None = None
 _state: dict[str, Any] = {"capture": False}
+_config_handlers: list[tuple[logging.Logger, logging.Handler]] = []
+"""The handlers the last ``logging_config`` put on loggers: removed when the next ``qexp.init`` configures
+logging again (a re-init without ``logging_config`` printed every line twice)."""
 
 
 def default_handler() -> logging.Handler:
@@ -71,28 +74,155 @@ def default_handler() -> logging.Handler:
     return _default_handler
 
 
+def _copy_containers(value: Any) -> Any:
+    """A copy of the dicts and lists (dictConfig edits its config in place), the objects in them kept: a
+    config may hand over a stream or a filter instance, which a deep copy would replace by a copy."""
+    if isinstance(value, dict):
+        return {k: _copy_containers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_containers(v) for v in value]
+    return value
+
+
 def _translate_qlib_config(config: dict) -> dict:
     """A Qlib ``logging_config`` in qexp's terms: its ``qlib`` logger also configures ``qexp``, and
     ``qlib.log.LogFilter`` is qexp's :class:`LogFilter`. Existing loggers stay enabled unless it says."""
-    cfg = copy.deepcopy(config)
+    cfg = _copy_containers(config)
     for flt in (cfg.get("filters") or {}).values():
         if isinstance(flt, dict) and flt.get("()") == "qlib.log.LogFilter":
             flt["()"] = f"{__name__}.LogFilter"
     loggers = cfg.get("loggers") or {}
     if "qlib" in loggers and ROOT not in loggers:
-        loggers[ROOT] = copy.deepcopy(loggers["qlib"])
+        loggers[ROOT] = _copy_containers(loggers["qlib"])
     cfg.setdefault("disable_existing_loggers", False)
     return cfg
 
 
+class _CheckOnly(logging.config.DictConfigurator):
+    """Resolves what a ``dictConfig`` names (formatters and filters are built, handler classes imported,
+    references and levels checked) without installing anything."""
+
+    def check(self) -> None:
+        config = self.config
+        if config.get("version") != 1:
+            raise ValueError(f"version must be 1, got {config.get('version')!r}")
+        if config.get("incremental"):
+            return
+        formatters = config.get("formatters") or {}
+        filters = config.get("filters") or {}
+        handlers = config.get("handlers") or {}
+        for section in ("formatters", "filters", "handlers", "loggers"):
+            if not isinstance(config.get(section) or {}, dict):
+                raise ValueError(f"'{section}' must be a dict of name -> settings")
+        for name in formatters:
+            try:
+                self.configure_formatter(formatters[name])
+            except Exception as exc:
+                raise ValueError(f"formatter {name!r}: {exc}") from None
+        for name in filters:
+            try:
+                self.configure_filter(filters[name])
+            except Exception as exc:
+                raise ValueError(f"filter {name!r}: {exc}") from None
+        for name, spec in handlers.items():
+            if not isinstance(spec, dict):
+                raise ValueError(f"handler {name!r} must be a dict")
+            factory = spec.get("()") or spec.get("class")
+            if not factory:
+                raise ValueError(f"handler {name!r} names no 'class'")
+            if isinstance(factory, str):
+                try:
+                    self.resolve(factory)
+                except Exception as exc:
+                    raise ValueError(f"handler {name!r}: cannot import {factory!r} ({exc})") from None
+            self._refs(f"handler {name!r}", "formatter", [spec["formatter"]] if spec.get("formatter") else [],
+                       formatters)
+            self._refs(f"handler {name!r}", "filter", spec.get("filters") or [], filters)
+            self._level(f"handler {name!r}", spec.get("level"))
+        loggers = dict(config.get("loggers") or {})
+        if config.get("root") is not None:
+            loggers["(root)"] = config["root"]
+        for name, spec in loggers.items():
+            if not isinstance(spec, dict):
+                raise ValueError(f"logger {name!r} must be a dict")
+            self._refs(f"logger {name!r}", "handler", spec.get("handlers") or [], handlers)
+            self._refs(f"logger {name!r}", "filter", spec.get("filters") or [], filters)
+            self._level(f"logger {name!r}", spec.get("level"))
+
+    @staticmethod
+    def _refs(owner: str, kind: str, names: Any, known: dict) -> None:
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise ValueError(f"{owner} names {kind}(s) {', '.join(map(repr, missing))} that the config does not "
+                             f"define")
+
+    @staticmethod
+    def _level(owner: str, level: Any) -> None:
+        if level is not None and not isinstance(level, int) and logging.getLevelName(str(level).upper()) \
+                == f"Level {str(level).upper()}":
+            raise ValueError(f"{owner}: unknown level {level!r}")
+
+
+def validate(settings: dict[str, Any]) -> None:
+    """:class:`ConfigError` for a logging setting ``configure`` would fail on; changes nothing."""
+    log_level_from_settings(settings)  # QEXP_LOG_LEVEL is checked here
+    config = settings.get("logging_config")
+    if config:
+        try:
+            _CheckOnly(_translate_qlib_config(config)).check()
+        except (ValueError, TypeError, AttributeError, ImportError) as exc:
+            raise ConfigError(f"logging_config: {exc}") from None
+
+
+def snapshot() -> tuple:
+    """The logging state ``configure`` changes, for :func:`restore` when a later step of ``qexp.init``
+    fails."""
+    root, top = logging.getLogger("qexp"), logging.root
+    return (root.level, list(root.handlers), root.propagate, top.level, list(top.handlers), dict(_state),
+            list(_config_handlers))
+
+
+def restore(saved: tuple) -> None:
+    root, top = logging.getLogger("qexp"), logging.root
+    root.level, root.handlers[:], root.propagate, top.level, top.handlers[:], state, handlers = saved
+    _state.clear()
+    _state.update(state)
+    _config_handlers[:] = handlers
+
+
+def _drop_config_handlers() -> None:
+    for logger, handler in _config_handlers:
+        logger.removeHandler(handler)
+    _config_handlers.clear()
+
+
+def _apply_dict_config(config: dict) -> None:
+    cfg = _translate_qlib_config(config)
+    try:
+        logging.config.dictConfig(cfg)
+    except (ValueError, TypeError, AttributeError, ImportError) as exc:
+        raise ConfigError(f"logging_config: {exc}") from None
+    # dictConfig replaces the handlers of every logger it names (and made them): all of theirs are the config's
+    named = [logging.Logger.manager.loggerDict.get(n) for n in cfg.get("loggers") or {}]
+    targets = [lg for lg in named if isinstance(lg, logging.Logger)]
+    if cfg.get("root") is not None:
+        targets.append(logging.root)
+    for lg in targets:
+        _config_handlers.extend((lg, h) for h in lg.handlers)
+
+
 def configure(settings: dict[str, Any]) -> None:
-    """Apply ``logging_config`` / ``logging_level`` / ``QEXP_LOG_LEVEL`` and ``capture_logs`` (``qexp.init``)."""
+    """Apply ``logging_config`` / ``logging_level`` / ``QEXP_LOG_LEVEL`` and ``capture_logs`` (``qexp.init``).
+
+    Each call replaces what the previous one installed: the handlers of an earlier ``logging_config`` are
+    removed (so a re-init never doubles the lines), then the new config or qexp's default handler is put on."""
     root = logging.getLogger("qexp")
     config = settings.get("logging_config")
+    _drop_config_handlers()
     if config:
         if _default_handler is not None:
             root.removeHandler(_default_handler)
-        logging.config.dictConfig(_translate_qlib_config(config))
+        _apply_dict_config(config)
         if settings.get("logging_level") is not None or _env_level_set():
             root.setLevel(log_level_from_settings(settings))
     else:
