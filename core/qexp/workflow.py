@@ -35,7 +35,6 @@ from .plugins import call_init_hooks, load_plugins, register, unregister
 from .progress import phase
 from .session import init
 from .trainer import task_train
-from .uri import resolve_uri
 
 log = logging.getLogger("qexp.workflow")
 
@@ -270,15 +269,23 @@ def _check_segments(task: dict) -> list[str]:
 
 
 def check_store_uri(settings: dict) -> list[str]:
-    """The tracking store URI has a known scheme; nothing is created (the store may not exist yet)."""
+    """The tracking store opens as the run will open it, without creating anything: a store that does not
+    exist yet is fine (the run creates it); a malformed URI, an unknown scheme or an unreachable server is a
+    problem."""
+    from .backends import create_manager
+    from .exceptions import StoreNotFoundError
     from .session import _uri_from_exp_manager
     try:
         em_uri, _ = _uri_from_exp_manager(settings.get("exp_manager"))
         uri = settings.get("uri") or em_uri
-        load_plugins()
-        registry.backends.get(resolve_uri(uri))
+        create_manager(uri, create=False)
+    except StoreNotFoundError:
+        return []
     except QexpError as exc:
         return [f"qlib_init.uri (or --uri): {exc}"]
+    except Exception as exc:  # noqa: BLE001 - a backend's own error for a URI it cannot open
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return [f"qlib_init.uri (or --uri): {type(exc).__name__}: {first}"]
     return []
 
 

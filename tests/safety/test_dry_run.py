@@ -55,3 +55,14 @@ def test_the_real_run_checks_the_data_before_training(tiny_market, tmp_path):
     assert r.exit_code == 1 and "checked before training" in r.output and "NOPE" in r.output
     qexp.init(uri=str(store))
     assert len(R.search_records()) == 0  # no fit, no run
+
+
+def test_a_malformed_store_uri_is_a_dry_run_problem(tiny_market, tmp_path):
+    cfg = write_config(tmp_path / "wf.yaml", workflow_config(tiny_market))
+    r = cli("run", str(cfg), "--dry-run", "--uri", "sqlite:/bad")
+    assert r.exit_code == 1, r.output
+    assert "qlib_init.uri (or --uri)" in r.output and "sqlite:/bad" in r.output
+    # a store that does not exist yet is fine, and the dry run does not create it
+    r = cli("run", str(cfg), "--dry-run", "--uri", f"sqlite:///{tmp_path}/new.db")
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "new.db").exists()

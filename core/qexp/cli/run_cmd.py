@@ -86,11 +86,13 @@ def _print_runtime(wf: Any, uri: str | None) -> None:
     import yaml
 
     from qexp.exceptions import ConfigError
+    from qexp.log import validate as validate_logging
     from qexp.runtime import effective_runtime_settings, validate
     from qexp.workflow import init_settings
     settings = init_settings(wf.config, uri)
     try:
         validate(settings)
+        validate_logging(settings)
         runtime = effective_runtime_settings(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
