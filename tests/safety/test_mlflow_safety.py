@@ -67,3 +67,18 @@ def test_postgres_reads_do_not_create_the_tables():
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.close()
+
+
+def test_an_unreachable_mlflow_server_fails_fast_with_one_line(tmp_path):
+    import socket
+    import time
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]                    # closed once the block ends: nothing listens there
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.monotonic()
+    with pytest.raises(qexp.QexpError, match=f"cannot reach the MLflow server at {url}: is it running"):
+        create_manager(url, create=False)
+    r = cli("runs", "list", "--uri", url)
+    assert time.monotonic() - t0 < 15
+    assert r.exit_code == 1 and "cannot reach the MLflow server" in r.output and "unexpected" not in r.output

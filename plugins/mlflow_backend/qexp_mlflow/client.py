@@ -189,6 +189,32 @@ def check_uri(uri: str) -> None:
                           f"{scheme}://user:password@host:port/database") from None
 
 
+PROBE_TIMEOUT_S = 5.0
+"""How long the one probe of an MLflow server waits (MlflowClient retries a dead server for minutes)."""
+
+
+def is_server(uri: str) -> bool:
+    return urlparse(uri).scheme.lower() in ("http", "https")
+
+
+def probe_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """One request to the server's ``/health``, no retries: :class:`QexpError` when nothing answers. Any HTTP
+    answer (an error status or a login page included) means a server is there."""
+    from urllib.error import HTTPError, URLError
+    from urllib.request import Request, urlopen
+
+    from qexp.ext import mask_uri
+    try:
+        with urlopen(Request(uri.rstrip("/") + "/health", method="GET"), timeout=timeout):
+            pass
+    except HTTPError:
+        return
+    except (URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise QexpError(f"cannot reach the MLflow server at {mask_uri(uri)}: is it running? ({reason}; waited "
+                        f"at most {timeout:g} s)") from None
+
+
 def require_store(uri: str) -> None:
     """Raise :class:`StoreNotFoundError` unless the MLflow store of ``uri`` exists; creates nothing (reads
     call this: MlflowClient would create a new SQLite file or the tables of an empty database)."""

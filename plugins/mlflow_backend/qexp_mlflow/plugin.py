@@ -16,9 +16,11 @@ SCHEMES = ["sqlite", "postgresql", "mysql", "mssql", "http", "https", "databrick
 def create_manager(uri: str, default_exp_name: str = "Experiment", create: bool = True, **kwargs: Any) -> Any:
     """An :class:`~qexp_mlflow.manager.MlflowExpManager` for ``uri``; with ``create=False`` (reads) a store
     that does not exist is a :class:`qexp.ext.StoreNotFoundError` instead of a new one."""
-    from .client import check_uri, import_mlflow, normalize_uri, require_store
+    from .client import check_uri, import_mlflow, is_server, normalize_uri, probe_server, require_store
     import_mlflow()
     check_uri(uri)
+    if is_server(uri):
+        probe_server(uri)  # a dead server fails here in seconds, not after MLflow's minutes of retries
     if not create:
         require_store(normalize_uri(uri))
     from .manager import MlflowExpManager
