@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 from typing import Any, Iterable
 
 # Modules whose classes are trusted wholesale: data containers, not code runners.
@@ -12,6 +13,14 @@ SAFE_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "str", "bytes", "b
                  "complex", "bool", "slice", "range", "object", "NoneType", "type"}
 # numpy/pandas reconstructors go through these helpers
 SAFE_EXTRA = {("copyreg", "_reconstructor"), ("builtins", "getattr"), ("functools", "partial")}
+# Inside the trusted libraries a pickle may call classes and the private helpers their __reduce__ methods
+# name (numpy's _reconstruct, pandas' _unpickle_block/_new_Index, pyarrow's _restore_array ...), never a
+# public function: pandas.read_pickle or DataFrame.to_pickle would read or write any file.
+RECONSTRUCTOR = re.compile(r"unpickle|reconstruct|^_new_|^_restore|^_frombuffer$|^scalar$|^py_buffer$|"
+                           r"^type_for_alias$")
+# ... and not the classes of those libraries that open files or processes when called
+IO_CLASS = re.compile(r"Store|Writer|Reader|File|Excel|HDF|Stata|SQL|Parser|Stream|Socket|Popen|Connection|"
+                      r"memmap", re.I)
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -37,9 +46,16 @@ class RestrictedUnpickler(pickle.Unpickler):
                 return _safe_getattr
             return super().find_class(module, name)
         root = module.split(".", 1)[0]
-        if root in SAFE_MODULE_PREFIXES or f"{module}.{name}" in self.allowed_names \
+        if f"{module}.{name}" in self.allowed_names \
                 or any(module == p or module.startswith(p + ".") for p in self.allowed_prefixes):
             return super().find_class(module, name)
+        if root in SAFE_MODULE_PREFIXES:
+            obj = super().find_class(module, name)
+            if _harmless(obj, name):
+                return obj
+            raise pickle.UnpicklingError(
+                f"restricted unpickler refused '{module}.{name}': only data classes and their reconstructors are "
+                f"loaded, not functions or classes that can read or write files")
         raise pickle.UnpicklingError(
             f"restricted unpickler refused global '{module}.{name}'; if you trust the store it came from, allow it: "
             f"load_object(..., restricted=True, allow=['{module}.{name}']) (or '{root}.*' for its whole package), "
@@ -62,11 +78,21 @@ def parse_allow(allow: Iterable[Any]) -> tuple[set[str], tuple[str, ...]]:
     return names, tuple(prefixes)
 
 
+def _harmless(obj: Any, name: str) -> bool:
+    """A class that opens nothing, a reconstructor helper, or a plain value (``pyarrow.NA``)."""
+    if isinstance(obj, type):
+        return not IO_CLASS.search(name)
+    return bool(RECONSTRUCTOR.search(name)) or not callable(obj)
+
+
 def _safe_getattr(obj: Any, name: str) -> Any:
     root = str(getattr(obj, "__module__", None) or getattr(type(obj), "__module__", ""))
     if name.startswith("__") or root.split(".", 1)[0] not in SAFE_MODULE_PREFIXES + ("builtins",):
         raise pickle.UnpicklingError(f"restricted unpickler refused getattr({obj!r}, {name!r})")
-    return getattr(obj, name)
+    value = getattr(obj, name)
+    if not _harmless(value, name):  # e.g. getattr(DataFrame, "to_pickle"), then called with a path
+        raise pickle.UnpicklingError(f"restricted unpickler refused getattr({obj!r}, {name!r})")
+    return value
 
 
 def dumps(obj: Any) -> bytes:
