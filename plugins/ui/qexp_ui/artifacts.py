@@ -2,18 +2,16 @@
 
 Paths are checked before anything is read: no ``..``, no absolute path, and for artifacts on the local
 disk, nothing whose real path (symlinks resolved) leaves the run's artifact folder. Pickles are shown
-through :class:`PreviewUnpickler` only: qexp's restricted unpickler, narrowed further to data containers and
-the reconstructor functions pandas/numpy/pyarrow pickles need, so a pickle can neither run code nor call a
-library function that reads or writes files (``pandas.read_pickle``, ``DataFrame.to_pickle`` ...).
+through qexp's restricted unpickler only: data containers and the reconstructor functions pandas/numpy/pyarrow
+pickles need, so a pickle can neither run code nor call a library function that reads or writes files
+(``pandas.read_pickle``, ``DataFrame.to_pickle`` ...).
 """
 from __future__ import annotations
 
 import io
 import json
 import os
-import pickle
 import posixpath
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,31 +24,8 @@ PREVIEW_MAX_BYTES = 64 << 20   # larger files are offered for download only
 TEXT_MAX_CHARS = 200_000
 HEAD_ROWS = 20
 
-# Functions a pandas/numpy/pyarrow pickle calls to rebuild its objects; any other function is refused.
-_RECONSTRUCTORS = re.compile(r"^(_reconstruct|__pyx_unpickle_\w+|_unpickle\w*|_new_\w+|_restore_\w+|py_buffer|"
-                             r"type_for_alias|scalar|_frombuffer|_from_\w+|_create_\w+)$")
-# Classes of those libraries that touch files or the network when called.
-_IO_CLASS = re.compile(r"(Store|Writer|Reader|File|Excel|HDF|Stata|SQL|Parser|Stream|Socket|Path|Popen|"
-                       r"Connection|Dataset|Table)", re.I)
-_ALLOWED_IO_NAMES = {"DataFrame"}
-
-
-class PreviewUnpickler(RestrictedUnpickler):
-    """qexp's allow-list unpickler, narrowed to classes and known reconstructor functions."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        obj = super().find_class(module, name)
-        if isinstance(obj, type):
-            if module.split(".", 1)[0] != "builtins" and _IO_CLASS.search(name) and name not in _ALLOWED_IO_NAMES:
-                raise pickle.UnpicklingError(f"the UI does not unpickle '{module}.{name}' (it can touch files)")
-            return obj
-        if _RECONSTRUCTORS.match(name):
-            return obj
-        raise pickle.UnpicklingError(f"the UI does not unpickle a call to '{module}.{name}'")
-
-
 def unpickle(data: bytes) -> Any:
-    return PreviewUnpickler(io.BytesIO(data)).load()
+    return RestrictedUnpickler(io.BytesIO(data)).load()
 
 
 def check_path(recorder: Any, path: str) -> str:
