@@ -80,8 +80,12 @@ class ExpManager:
         except AmbiguousRunIdError:
             raise
         except RecorderNotFoundError:
-            if len(recorder_id) < MIN_ID_PREFIX or not _ID_PREFIX.match(recorder_id):
+            if not _ID_PREFIX.match(recorder_id):
                 raise
+            if len(recorder_id) < MIN_ID_PREFIX:
+                raise RecorderNotFoundError(
+                    f"no run with id {recorder_id!r} in {self.uri}: give at least {MIN_ID_PREFIX} characters of "
+                    f"the run id (a unique prefix, like git's short hashes; qexp runs list shows 8)") from None
             matches = self._run_ids_with_prefix(recorder_id, limit=AMBIGUOUS_SHOWN + 1)
             if not matches:
                 raise

@@ -119,7 +119,10 @@ def load_plugins() -> None:
             pm.enable_tracing()
         allowed = _allowed_names()
         seen: set[str] = set()
-        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+        entry_points = md.entry_points(group=ENTRY_POINT_GROUP)
+        if allowed:
+            _warn_unknown_names(allowed, {ep.name for ep in entry_points})
+        for ep in entry_points:
             if ep.name in seen or (allowed is not None and ep.name not in allowed):
                 continue
             seen.add(ep.name)
@@ -135,6 +138,19 @@ def load_plugins() -> None:
                 _record_load_error(ep.name, ep.value, exc)
         _load_essential_plugins()
         _load_core_components()
+
+
+def _warn_unknown_names(allowed: set[str], available: set[str]) -> None:
+    """``QEXP_LOAD_PLUGINS`` naming no entry point (a typo) loads nothing for that name: say so."""
+    unknown = sorted(allowed - available - set(ESSENTIAL_PLUGINS))
+    if unknown:
+        import difflib
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, sorted(available), n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        warnings.warn(f"qexp: QEXP_LOAD_PLUGINS names {', '.join(hints)}, which no installed plugin provides; "
+                      f"installed: {', '.join(sorted(available)) or 'none'}", RuntimeWarning, stacklevel=4)
 
 
 def _load_core_components() -> None:

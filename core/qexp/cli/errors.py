@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import click
 
-from ..exceptions import ConfigError, QexpError
+from ..exceptions import QexpError
 
 TRACEBACK_FLAG = "--traceback"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C
@@ -39,10 +39,8 @@ def one_line(exc: BaseException, note: str = "") -> click.ClickException:
     tail = f"\n  {note}" if note else ""
     if isinstance(exc, KeyboardInterrupt):
         return Interrupted(f"interrupted (Ctrl-C){tail}")
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, QexpError):  # its message names the problem and the fix; the class name adds nothing
         return click.ClickException(f"{exc}{tail}")
-    if isinstance(exc, QexpError):
-        return click.ClickException(f"{type(exc).__name__}: {exc}{tail}")
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
     return click.ClickException(f"{type(exc).__name__}: {first}\n  (unexpected; rerun with {TRACEBACK_FLAG} or "
