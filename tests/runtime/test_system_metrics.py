@@ -238,3 +238,20 @@ def test_gpu_series_through_nvml(tmp_path, monkeypatch):
     assert metrics["system/gpu_0_power_usage_percentage"] == 50.0
     assert metrics["system/gpu_1_temperature_celsius"] == 61.0
     assert "system/gpu_1_utilization_percentage" in metrics and "system/gpu_1_power_usage_watts" not in metrics
+
+
+def test_missing_psutil_warns_once_with_the_install_command(tmp_path, monkeypatch):
+    import sys
+
+    from qexp_monitor.monitor import MONITOR
+    monkeypatch.setitem(sys.modules, "psutil", None)          # as if it were not installed
+    monkeypatch.setattr(MONITOR, "_warned_missing", False)
+    qexp.init(uri=str(tmp_path / "s"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            with R.start(experiment_name="nomon", log_system_metrics=True):
+                pass
+    msgs = [str(w.message) for w in caught if "psutil" in str(w.message)]
+    assert len(msgs) == 1, msgs
+    assert 'pip install "qexp[monitor]"' in msgs[0] and "system metrics needs the psutil package" in msgs[0]

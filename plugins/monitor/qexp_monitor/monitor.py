@@ -12,7 +12,7 @@ import threading
 import warnings
 from typing import Any
 
-from qexp.ext import SystemMetricsConfig, before_run_end, system_metrics_config
+from qexp.ext import MissingExtraError, SystemMetricsConfig, before_run_end, require_extra, system_metrics_config
 
 from .sampler import SystemMetricsSampler
 
@@ -51,12 +51,11 @@ class Monitor:
             if id(recorder) in self._samplers:
                 return
         try:
-            import psutil  # noqa: F401
-        except ImportError:
-            if not self._warned_missing:
+            require_extra("psutil", "monitor", "system metrics")
+        except MissingExtraError as exc:
+            if not self._warned_missing:  # once per process: every run would repeat it
                 self._warned_missing = True
-                warnings.warn("qexp: system metrics need psutil: pip install \"qexp[monitor]\"; runs go on "
-                              "without them", RuntimeWarning, stacklevel=3)
+                warnings.warn(f"qexp: {exc}; runs go on without them", RuntimeWarning, stacklevel=3)
             return
         cfg = self._config()
         sampler = SystemMetricsSampler(recorder, cfg.interval, cfg.samples_before_logging, cfg.node_id)
