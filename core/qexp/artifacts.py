@@ -30,3 +30,7 @@ class ArtifactStore(Protocol):
 
     def download(self, path: str, dst_dir: str) -> str:
         """Copy a file or folder into ``dst_dir``; return the local path of the copy."""
+
+    def delete(self, path: str | None) -> None:
+        """Remove the file or folder ``path``, or everything under the root (``None``: a deleted run's
+        artifacts); a path that is not there is no error."""

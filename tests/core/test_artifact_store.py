@@ -66,6 +66,13 @@ class MemArtifactStore:
         return target
 
 
+    def delete(self, path: str | None) -> None:
+        CALLS.append("delete")
+        prefix = self._key(path) if path else self.root_uri
+        for key in [k for k in BLOBS if k == prefix or k.startswith(prefix + "/")]:
+            del BLOBS[key]
+
+
 class MemArtifactPlugin:
     @hookimpl
     def register_artifact_stores(self, register: SchemeRegister) -> None:
@@ -135,3 +142,39 @@ def test_local_artifact_root_and_unknown_scheme(tmp_path):
     assert R.get_recorder(recorder_id=rec.id).load_object("obj") == {"a": 1}
     with pytest.raises(UnknownSchemeError, match="artifact store URI scheme 'nosuch'"):
         qexp.init(uri=str(tmp_path / "store"), artifact_root="nosuch://bucket")
+
+
+def test_deleting_runs_deletes_their_artifacts_in_the_store(memtest, tmp_path):
+    from click.testing import CliRunner
+
+    from qexp.cli.main import get_cli
+    store = str(tmp_path / "store")
+    qexp.init(uri=store, artifact_root="memtest://bucket")
+    runs = []
+    for name in ("a", "b", "c"):
+        with R.start(experiment_name="gone", recorder_name=name):
+            R.save_objects(x=name)
+            runs.append(R.get_recorder())
+    with R.start(experiment_name="kept"):
+        R.save_objects(x=1)
+        kept = R.get_recorder()
+
+    def blobs(rec):
+        return [k for k in BLOBS if k.startswith(f"memtest://bucket/{rec.experiment_id}/{rec.id}/")]
+    assert all(blobs(r) for r in runs)
+    r = CliRunner().invoke(get_cli(), ["runs", "delete", runs[0].id[:8], "--uri", store, "--yes"])
+    assert r.exit_code == 0, r.output
+    assert not blobs(runs[0]) and blobs(runs[1])
+    R.delete_exp(experiment_name="gone")                 # an experiment's runs take theirs along too
+    assert not blobs(runs[1]) and not blobs(runs[2]) and blobs(kept)
+
+
+def test_deleting_a_run_removes_its_artifacts_under_a_local_artifact_root(tmp_path):
+    qexp.init(uri=str(tmp_path / "store"), artifact_root=str(tmp_path / "big_disk"))
+    with R.start(experiment_name="e"):
+        R.save_objects(obj={"a": 1})
+        rec = R.get_recorder()
+    folder = tmp_path / "big_disk" / rec.experiment_id / rec.id
+    assert folder.is_dir()
+    R.get_exp(experiment_name="e").delete_recorder(rec.id)
+    assert not folder.exists()

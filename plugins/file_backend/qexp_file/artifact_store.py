@@ -103,6 +103,16 @@ class LocalArtifactStore:
             shutil.copyfile(src, target)
         return target
 
+    def delete(self, path: str | None) -> None:
+        target = self._abs(path)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        else:
+            try:
+                os.unlink(target)
+            except FileNotFoundError:
+                pass
+
     def local_path(self, path: str | None = None) -> str:
         return self._abs(path)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from qexp.ext import Clause, Experiment, Recorder, RecorderNotFoundError, parse_filter
 
 from . import runs
-from .recorder import FileRecorder
+from .recorder import FileRecorder, delete_remote_artifacts
 from .store import FileStore
 
 if TYPE_CHECKING:
@@ -43,4 +43,5 @@ class FileExperiment(Experiment):
         dst = os.path.join(self.store.trash_dir(), f"run-{recorder_id}-{int(time.time() * 1000)}")
         os.replace(src, dst)
         self.store.index.delete_run(recorder_id)
+        delete_remote_artifacts([dst])
         shutil.rmtree(dst, ignore_errors=True)

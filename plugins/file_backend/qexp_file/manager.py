@@ -21,7 +21,7 @@ from qexp.ext import (
 from . import runs
 from .experiment import FileExperiment
 from .fsutil import atomic_write_json
-from .recorder import FileRecorder
+from .recorder import FileRecorder, delete_remote_artifacts
 from .store import FileStore, require_store
 
 
@@ -73,6 +73,7 @@ class FileExpManager(ExpManager):
             dst = os.path.join(self.store.trash_dir(), f"{experiment_id}-{int(time.time() * 1000)}")
             os.replace(src, dst)
             self.store.index.delete_experiment(experiment_id)
+        delete_remote_artifacts([os.path.join(dst, e) for e in sorted(os.listdir(dst))])
         shutil.rmtree(dst, ignore_errors=True)
 
     def _get_recorder_by_id(self, recorder_id: str) -> FileRecorder:

@@ -6,13 +6,14 @@ import math
 import os
 import threading
 import uuid
+import warnings
 from typing import Any
 
 from filelock import FileLock
 
 from qexp.ext import ArtifactStore, Metric, QexpError, Recorder, create_by_scheme, now_ms
 
-from .fsutil import append_lines, atomic_write_json, replay
+from .fsutil import append_lines, atomic_write_json, read_json, replay
 from .liveness import HEARTBEAT, owner_alive, owner_info
 from .store import HEARTBEAT_FILE, META, PARAMS, TAGS, FileStore, index_info, iter_metric_lines, latest_metrics
 
@@ -301,3 +302,25 @@ def _num(v: float) -> str:
     if math.isfinite(v):
         return repr(v)
     return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+
+
+def delete_remote_artifacts(run_dirs: list[str]) -> None:
+    """Delete the artifacts kept outside the run folders ``run_dirs`` (runs made with ``artifact_root``): a
+    deleted run's folder takes only its own ``artifacts/`` with it. A store that cannot delete, or a failure,
+    is a warning naming what was left, after the run itself is gone."""
+    for run_dir in run_dirs:
+        try:
+            uri = (read_json(os.path.join(run_dir, META)) or {}).get("artifact_uri")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not uri:
+            continue  # artifacts in the run folder: they go with it
+        try:
+            store = create_by_scheme("artifact_store", uri)
+            delete = getattr(store, "delete", None)
+            if delete is None:
+                raise QexpError(f"the {type(store).__name__} store cannot delete (it has no delete method)")
+            delete(None)
+        except Exception as exc:  # noqa: BLE001 - the run is deleted; say what stays behind
+            warnings.warn(f"qexp: the artifacts of the deleted run in {run_dir} stay at {uri}: "
+                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=3)
