@@ -16,7 +16,7 @@ import warnings
 import weakref
 from typing import Any, Iterable
 
-from qexp.ext import Clause, Order
+from qexp.ext import Clause, Order, QexpError, chmod_like_umask
 
 INDEX_VERSION = "2"  # 2: +-inf metrics kept (as +-9e999), NaN as null
 MAX_SORT_INDEXES = 32  # expression indexes made for sorted keys (see RunIndex._ensure_sort_index)
@@ -70,6 +70,18 @@ def load_metrics(text: str) -> dict:
     return out
 
 
+_CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    """Whether ``exc`` says the index file is damaged (rebuilt), not that it cannot be written (kept)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in _CORRUPT_CODES
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
+
+
 class RunIndex:
     """The index of one store. One connection per process, shared by its threads under a lock."""
 
@@ -83,11 +95,15 @@ class RunIndex:
         _live_indexes.add(self)
 
     # ---- connection ---------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, _retried: bool = False) -> sqlite3.Connection:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
         fresh = not os.path.exists(self.path)
         conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+        if fresh:
+            # SQLite creates its files 0644 whatever the umask; the -wal and -shm files copy the database's
+            # mode, so setting it now makes all three follow the umask as the rest of the store does
+            chmod_like_umask(self.path)
         try:
             conn.execute("PRAGMA busy_timeout=60000")
             conn.execute("PRAGMA journal_mode=WAL")
@@ -97,17 +113,47 @@ class RunIndex:
             row = conn.execute("SELECT value FROM meta WHERE key='version'").fetchone()
         except sqlite3.DatabaseError as exc:
             conn.close()
-            warnings.warn(f"qexp: the run index {self.path} is unreadable ({exc}); rebuilding it from the run "
+            if not _is_corrupt(exc) or _retried:
+                # never delete on a read-only or permission error: the index is shared with teammates who
+                # can write it; read it as it is, or say what is wrong
+                return self._connect_read_only(exc)
+            warnings.warn(f"qexp: the run index {self.path} is corrupt ({exc}); rebuilding it from the run "
                           f"folders", RuntimeWarning, stacklevel=2)
             for suffix in ("", "-wal", "-shm"):
                 try:
                     os.unlink(self.path + suffix)
-                except OSError:
+                except FileNotFoundError:
                     pass
-            return self._connect()
+                except OSError as unlink_exc:
+                    raise QexpError(f"the run index {self.path} is corrupt ({exc}) and cannot be removed "
+                                    f"({unlink_exc}); ask whoever can write the store to run `qexp index "
+                                    f"rebuild`") from None
+            return self._connect(_retried=True)
         self._conn, self._pid = conn, os.getpid()
         if fresh or row is None or row[0] != INDEX_VERSION:
             self.rebuild()
+        return conn
+
+    def _connect_read_only(self, cause: sqlite3.DatabaseError) -> sqlite3.Connection:
+        """The index opened for reading only (a teammate without write access to it): searches work,
+        writes fail with SQLite's read-only error. A clear error when even that is impossible."""
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60, check_same_thread=False,
+                                   isolation_level=None)
+            conn.execute("PRAGMA case_sensitive_like=ON")
+            row = conn.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise QexpError(f"cannot open the run index {self.path} ({cause}; read-only: {exc}); check that you "
+                            f"may read and write the store's .qexp folder (a shared store needs group write "
+                            f"access, e.g. chmod -R g+w), or rebuild it with `qexp index rebuild` as its owner"
+                            ) from None
+        if row is None or row[0] != INDEX_VERSION:
+            conn.close()
+            raise QexpError(f"the run index {self.path} is of another version and you cannot rewrite it "
+                            f"({cause}); ask whoever can write the store to run `qexp index rebuild`")
+        warnings.warn(f"qexp: the run index {self.path} is read-only for you ({cause}); reading it as it is",
+                      RuntimeWarning, stacklevel=3)
+        self._conn, self._pid = conn, os.getpid()
         return conn
 
     def close(self) -> None:
