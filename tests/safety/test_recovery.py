@@ -45,6 +45,26 @@ def test_rebuild_reports_a_corrupt_experiment_and_repair_brings_its_runs_back(br
     assert len(kept) == 1 and kept[0].read_text() == "xx"  # the broken file is kept, never deleted
 
 
+def test_a_corrupt_run_meta_gets_a_run_hint_and_repair_brings_the_run_back(broken_store):
+    store, exp_id, ids = broken_store
+    run_meta = store / exp_id / ids[0] / "meta.json"
+    good = json.loads(run_meta.read_text())
+    run_meta.write_text('{"run_id": "' + ids[0] + '", "run_name": "mlflow_recorder", "status": "FINI')
+    r = cli("index", "rebuild", "--uri", str(store))
+    assert r.exit_code == 1 and "indexed 1 runs" in r.output and str(run_meta) in r.output
+    assert "rewrites unreadable run metas from the runs' own files" in r.output
+    assert "experiment metas" not in r.output, r.output        # the hint fits the problem
+    r = cli("index", "rebuild", "--uri", str(store), "--repair")
+    assert r.exit_code == 0, r.output
+    assert "indexed 2 runs" in r.output and f"repaired {run_meta}" in r.output
+    rec = R.get_recorder(recorder_id=ids[0], experiment_name="baseline")
+    assert rec.status == "FAILED" and rec.name == good["run_name"] and rec.list_metrics() == {"IC": 0.1}
+    assert "meta.json was unreadable" in rec.list_tags()["qexp.failure_reason"]
+    assert rec.info["start_time"] is not None
+    kept = list(run_meta.parent.glob("meta.json.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_text().endswith('"FINI')
+
+
 def test_repair_salvages_the_name_when_it_survives(broken_store):
     store, exp_id, _ = broken_store
     (store / exp_id / "meta.json").write_text('{"creation_time": 1, "id": "1", "lifecycle": "active", "name": "baseline", "x')

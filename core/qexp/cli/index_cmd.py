@@ -16,8 +16,8 @@ def index_group() -> None:
 @index_group.command("rebuild")
 @uri_option
 @click.option("--repair", is_flag=True,
-              help="Rewrite unreadable experiment meta.json files from what their runs hold (the broken file is "
-                   "kept as meta.json.corrupt-<time>).")
+              help="Rewrite unreadable meta.json files: an experiment's from what its runs hold, a run's from its "
+                   "own files (the broken file is kept as meta.json.corrupt-<time>).")
 def index_rebuild(uri: str | None, repair: bool) -> None:
     """Rebuild the search index from the run folders (it is a cache; the folders are the truth).
 
@@ -38,8 +38,21 @@ def index_rebuild(uri: str | None, repair: bool) -> None:
     if problems:
         for p in problems:
             click.echo(f"problem: {p}", err=True)
-        hint = "" if repair else "; `qexp index rebuild --repair` rewrites unreadable experiment metas from their runs"
-        fail(f"{len(problems)} folder(s) could not be indexed (listed above){hint}")
+        fail(f"{len(problems)} folder(s) could not be indexed (listed above){_hint(problems, repair)}")
+
+
+def _hint(problems: list[str], repaired: bool) -> str:
+    """What to do next, for the kinds of problem listed."""
+    if repaired:
+        return "; --repair could not rewrite them: fix or remove those folders (each problem says why)"
+    kinds = []
+    if any("experiment folder" in p for p in problems):
+        kinds.append("experiment metas from their runs")
+    if any(p.startswith("run ") for p in problems):
+        kinds.append("run metas from the runs' own files")
+    if not kinds:
+        return ""
+    return f"; `qexp index rebuild --repair` rewrites unreadable {' and '.join(kinds)}"
 
 
 def add_commands(cli: click.Group) -> None:

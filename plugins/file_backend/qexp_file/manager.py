@@ -113,10 +113,11 @@ class FileExpManager(ExpManager):
         """Rebuild the search index from the run folders; returns the number of runs indexed.
 
         What could not be indexed (an unreadable experiment or run meta.json) is left in ``index_problems``;
-        ``repair=True`` first rewrites unreadable experiment metas from their runs (``index_repairs``)."""
+        ``repair=True`` first rewrites unreadable experiment metas from their runs and unreadable run metas from
+        the runs' own files (``index_repairs``)."""
         import warnings
 
-        from .repair import broken_experiments, repair_experiment
+        from .repair import broken_experiments, broken_runs, repair_experiment, repair_run
         self.index_repairs: list[str] = []
         with self.store.lock:
             if repair:
@@ -129,6 +130,14 @@ class FileExpManager(ExpManager):
                     taken.add(meta["name"])
                     self.index_repairs.append(f"{b.path}: was unreadable ({b.reason}); rewritten from its runs "
                                               f"as experiment {meta['name']!r} (id {b.exp_id})")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    exp_ids = [m["id"] for m in self.store.iter_experiment_metas()
+                               if m.get("lifecycle", "active") == "active"]
+                for r in broken_runs(self.store.root, exp_ids):
+                    meta = repair_run(r)
+                    self.index_repairs.append(f"{r.path}: was unreadable ({r.reason}); rewritten from the run's "
+                                              f"files as run {r.run_id} ({meta['status']})")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RuntimeWarning)
                 n = self.store.index.rebuild()

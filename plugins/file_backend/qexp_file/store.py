@@ -132,7 +132,8 @@ class FileStore:
                     raise ValueError("not an experiment meta")
             except (OSError, ValueError) as exc:
                 warnings.warn(f"qexp: skipping experiment folder {os.path.join(self.root, e)}: its meta.json is "
-                              f"unreadable ({exc})", RuntimeWarning, stacklevel=2)
+                              f"unreadable ({exc}); `qexp index rebuild --repair` rewrites it from its runs",
+                              RuntimeWarning, stacklevel=2)
                 continue
             meta["id"] = e
             yield meta
@@ -160,10 +161,11 @@ class FileStore:
         except FileNotFoundError:
             raise
         except (OSError, ValueError) as exc:
-            raise CorruptMetaError(f"run meta file {p} is unreadable ({exc}); fix or remove that folder, then "
-                                   f"run `qexp index rebuild`") from exc
+            raise CorruptMetaError(f"run meta file {p} is unreadable ({exc}); `qexp index rebuild --repair` "
+                                   f"rewrites it from the run's files (or fix or remove that folder)") from exc
         if not isinstance(meta, dict) or meta.get("run_id") != run_id:
-            raise CorruptMetaError(f"run meta file {p} does not describe run {run_id}; fix or remove that folder")
+            raise CorruptMetaError(f"run meta file {p} does not describe run {run_id}; `qexp index rebuild "
+                                   f"--repair` rewrites it from the run's files (or fix or remove that folder)")
         return meta
 
     def read_run_data(self, exp_id: str, run_id: str) -> tuple[dict, dict, dict]:
