@@ -25,6 +25,7 @@ from qexp.ext import (
     QexpError,
     Recorder,
     RecorderNotFoundError,
+    StoreNotFoundError,
     hookimpl,
     matches,
     now_ms,
@@ -229,8 +230,10 @@ class MemExperiment(Experiment):
 
 
 class MemExpManager(ExpManager):
-    def __init__(self, uri: str, default_exp_name: str = "Experiment", **kwargs: Any):
+    def __init__(self, uri: str, default_exp_name: str = "Experiment", create: bool = True, **kwargs: Any):
         super().__init__(uri, default_exp_name)
+        if not create and uri not in _STORES:  # reads (create=False) never make a store
+            raise StoreNotFoundError(f"no in-memory store {uri!r}")
         self.store = _STORES.setdefault(uri, _Store(uri))
 
     def _create_exp(self, name: str) -> MemExperiment:

@@ -18,6 +18,7 @@ same way (``tests/conformance``, ``tests/mlflow``, ``tests/wandb``).
 """
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import threading
@@ -180,6 +181,56 @@ class BackendConformance:
                 R.log_metrics(x="not a number")
             with pytest.raises(QexpError):
                 R.log_params(**{"bad\nkey": 1})
+
+
+    def test_non_finite_metrics_round_trip(self, store):
+        inf = float("inf")
+        with R.start(experiment_name="nonfinite", recorder_name="odd"):
+            rec = R.get_recorder()
+            R.log_metrics(up=inf, down=-inf, nan=float("nan"), ok=0.5)
+            R.log_metrics(curve=1.0, step=0)
+            R.log_metrics(curve=inf, step=1)
+            R.log_metrics(curve=-inf, step=2)
+        with R.start(experiment_name="nonfinite", recorder_name="plain"):
+            R.log_metrics(ok=2.0)
+        fresh = R.get_recorder(recorder_id=rec.id, experiment_name="nonfinite")
+        m = fresh.list_metrics()
+        assert m["up"] == inf and m["down"] == -inf and math.isnan(m["nan"]) and m["ok"] == 0.5
+        assert m["curve"] == -inf
+        assert list(fresh.get_metric_history("curve")["value"]) == [1.0, inf, -inf]
+        assert list(fresh.get_metric_history("up")["value"]) == [inf]
+        assert math.isnan(fresh.get_metric_history("nan")["value"].iloc[0])
+        df = R.search_records(filter_string="metrics.up > 1")
+        assert list(df["run_id"]) == [rec.id]
+        assert df["metrics.up"].iloc[0] == inf and df["metrics.down"].iloc[0] == -inf
+        assert math.isnan(df["metrics.nan"].iloc[0])
+        assert list(R.search_records(filter_string="metrics.down < -1e300")["run_id"]) == [rec.id]
+        rows = {r["run_name"]: r for r in R.exp_manager.search_rows(filter_string="")}
+        assert rows["odd"]["metrics"]["up"] == inf and math.isnan(rows["odd"]["metrics"]["nan"])
+        assert "nan" not in rows["plain"]["metrics"]            # never logged stays absent
+
+
+    # ---- stores are created by writes only -------------------------------------------------------------
+    @pytest.fixture
+    def missing_store_uri(self, store_uri: str) -> str:
+        """A URI of this backend whose store does not exist. The default is ``store_uri`` before the ``store``
+        fixture opened it: right for backends whose fresh store appears at the first write (a folder, a
+        database file). Override it where ``store_uri`` names a store that already exists (a new database
+        name on the same server), or ``pytest.skip`` where a store always exists (a tracking server)."""
+        return store_uri
+
+    def test_reads_never_create_a_store(self, missing_store_uri):
+        from qexp.ext import StoreNotFoundError, create_manager
+        with pytest.raises(StoreNotFoundError):
+            create_manager(missing_store_uri, create=False)
+        with pytest.raises(StoreNotFoundError):          # the first read left nothing behind
+            create_manager(missing_store_uri, create=False)
+
+    def test_reads_open_an_existing_store(self, store):
+        from qexp.ext import create_manager
+        with R.start(experiment_name="there"):
+            R.log_metrics(x=1.0)
+        assert "there" in create_manager(store, create=False).list_experiments()
 
 
     # ---- artifacts and objects ------------------------------------------------------------------------

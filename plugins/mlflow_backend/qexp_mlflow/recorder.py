@@ -25,6 +25,7 @@ from . import limits
 from .client import is_not_found, log_batch, retry
 from .flusher import FLUSHER
 from .liveness import TAG_FAILURE, TAG_OWNER, failure_reason, owner_dead, owner_tags
+from .search import inf_back
 from .store import MlflowStore
 
 TAG_RUN_NAME = "mlflow.runName"
@@ -298,12 +299,12 @@ class MlflowRecorder(Recorder):
 
     def _list_metrics(self) -> dict[str, float]:
         self.flush()
-        return dict(self._get_run().data.metrics)
+        return {k: inf_back(v) for k, v in self._get_run().data.metrics.items()}
 
     def _metric_history(self, key: str) -> list[Metric]:
         self.flush()
         points = retry(self.client.get_metric_history, self._require_id(), key)
-        return [Metric(p.key, float(p.value), int(p.timestamp), int(p.step)) for p in points]
+        return [Metric(p.key, inf_back(float(p.value)), int(p.timestamp), int(p.step)) for p in points]
 
     def metric_keys(self) -> list[str]:
         """Every metric key logged in this run."""

@@ -7,6 +7,7 @@ evaluated in memory on the rows MLflow returns for the rest of the filter.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Iterator
 
 from qexp.ext import Clause, Order, matches, row_value
@@ -30,7 +31,9 @@ def _quote_value(value: str) -> str | None:
 
 
 def _number(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(float(v))
+    if float(v).is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return repr(float(v)).replace("e+", "e")  # MLflow's filter parser reads 1e300 but not 1e+300
 
 
 def clause_to_mlflow(c: Clause) -> str | None:
@@ -53,6 +56,8 @@ def clause_to_mlflow(c: Clause) -> str | None:
     if key is None:
         return None
     if c.entity == "metrics":
+        if not math.isfinite(float(c.value)):
+            return None  # MLflow's parser has no inf/nan literal: compared in memory
         return f"metrics.{key} {c.op} {_number(c.value)}"
     val = _quote_value(c.value)
     return None if val is None else f"{c.entity}.{key} {c.op} {val}"
@@ -130,15 +135,16 @@ def run_to_row(run: Any) -> dict:
             # a resumed run keeps its previous end time in MLflow; a RUNNING run has no end
             "end_time": None if status == "RUNNING" else info.end_time,
             "run_name": info.run_name, "user_id": info.user_id,
-            "metrics": {k: _inf_back(v) for k, v in data.metrics.items()}, "params": dict(data.params),
+            "metrics": {k: inf_back(v) for k, v in data.metrics.items()}, "params": dict(data.params),
             "tags": dict(data.tags)}
 
 
 _FLOAT_MAX = 1.7976931348623157e308
 
 
-def _inf_back(v: float) -> float:
-    # MLflow's SQL store keeps +-inf as +-sys.float_info.max (so its filters still compare); read it as inf
+def inf_back(v: float) -> float:
+    """A metric value as logged: MLflow's SQL store keeps +-inf as +-sys.float_info.max (so its filters still
+    compare), which every reader turns back into +-inf."""
     return v if abs(v) != _FLOAT_MAX else (float("inf") if v > 0 else float("-inf"))
 
 
