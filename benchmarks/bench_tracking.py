@@ -136,7 +136,7 @@ def wandb_section(root: str, quick: bool) -> None:
     t0 = time.perf_counter()
     wandb.teardown()  # waits until W&B has written every run to disk
     shutdown = time.perf_counter() - t0
-    print(f"\n| workload (W&B, offline) | qexp file | qexp on wandb offline | wandb / file |")
+    print("\n| workload (W&B, offline) | qexp file | qexp on wandb offline | wandb / file |")
     print("|---|---|---|---|")
     for label, key in ((f"{n_runs} runs x (10 params, 20 metrics)", "runs"),
                        (f"{n_steps:,} step metrics, one run", "steps")):
@@ -262,7 +262,6 @@ def main() -> None:
         q.search()  # warm the process-level caches (sqlite connection); timing the next calls
         res_q["search"] = timed(q.search, repeat=5)
         res_q["objects"] = timed(lambda: q.save_load(df), repeat=2)
-        import qexp
         q_quiet = QexpPeer(os.path.join(root, "q2"), autolog=False)
         res_q["runs_noautolog"] = timed(lambda: q_quiet.runs(n_runs, 10, 20))
 
@@ -314,19 +313,19 @@ def main() -> None:
             rows.append((label, sec(qv), sec(mv), ratio, target, sec(qmv), qm_ratio, qm_target if qm_ratio else ""))
 
         line(f"{n_runs} runs x (10 params, 20 metrics)", "runs", target=">= 5x faster than MLflow")
-        rows.append((f"  same, auto-logging on/off", f"{res_q['runs_noautolog']:.3f} s (off)", "", "", "",
+        rows.append(("  same, auto-logging on/off", f"{res_q['runs_noautolog']:.3f} s (off)", "", "", "",
                      f"{res_qm['runs_autolog']:.3f} s (on)" if "runs_autolog" in res_qm else "", "", ""))
         line(f"{n_steps:,} step metrics, one run", "steps")
         if "steps_unbatched_per_point" in res_m:
             per_point = res_m["steps_unbatched_per_point"]
             speedup = f"{per_point * n_steps / res_qm['steps']:.0f}x faster" if res_qm.get("steps") else ""
-            rows.append((f"  same, one log_metric call per point", "", f"{per_point * n_steps:.3f} s (est.)", "", "",
+            rows.append(("  same, one log_metric call per point", "", f"{per_point * n_steps:.3f} s (est.)", "", "",
                          "", speedup, "qexp batched >= 10x faster"))
         line(f"search 'metrics.IC > 0.05' over {n_search:,} runs", "search", target="<= 0.1 s")
         line("save + load a 50 MB DataFrame", "objects")
         rows.append(("100,000 metric points logged + flushed", f"{res_q['points']:.3f} s", "", "", "<= 1 s", "", "", ""))
-        print(f"\n| workload | qexp file | MLflow sqlite | MLflow / qexp | target | qexp on MLflow sqlite "
-              f"| qexp-MLflow / MLflow | target |")
+        print("\n| workload | qexp file | MLflow sqlite | MLflow / qexp | target | qexp on MLflow sqlite "
+              "| qexp-MLflow / MLflow | target |")
         print("|---|---|---|---|---|---|---|---|")
         for r in rows:
             print("| " + " | ".join(r) + " |")

@@ -9,7 +9,7 @@ import pandas as pd
 
 from qexp_data import binfmt
 from qexp_data.expr import extension, parse
-from qexp_data.expr.nodes import Call, Const, Field, Str
+from qexp_data.expr.nodes import Call, Const, Field
 
 
 def _series(root, code, field, lo, hi):

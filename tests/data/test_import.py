@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import shared_sp500
+
 from qexp_data import writer
 from qexp_data.importer import import_csv
 from qexp_data.provider import LocalProvider

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import N_DAYS
 from qlib_reference import Reference
+
 from qexp_data.provider import LocalProvider
 
 CODES = ["SH600000", "SH600001", "SZ000001", "SZ000002", "SZ000003", "SZ000004"]

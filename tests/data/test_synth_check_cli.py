@@ -5,8 +5,6 @@ import hashlib
 import json
 
 import numpy as np
-import pandas as pd
-import pytest
 from click.testing import CliRunner
 
 from qexp_data import binfmt
@@ -73,7 +71,7 @@ def test_limit_days_and_weak_real_predictability(tmp_path_factory):
     ic = {}
     for feat in df.columns[1:3]:
         daily = df[[feat, label]].dropna().groupby(level="datetime").apply(
-            lambda g: g[feat].rank().corr(g[label].rank()))
+            lambda g, feat=feat: g[feat].rank().corr(g[label].rank()))
         ic[feat] = (daily.mean(), daily.mean() / daily.std() * np.sqrt(len(daily)))
     kbar, mom = ic[df.columns[1]], ic[df.columns[2]]
     assert 0.005 < kbar[0] < 0.1 and kbar[1] > 2         # close near the high: alpha leak

@@ -7,8 +7,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qexp_data.processor import (CSRankNorm, CSZFillna, CSZScoreNorm, DropCol, DropnaLabel, DropnaProcessor, Fillna,
-                                 FilterCol, MinMaxNorm, ProcessInf, RobustZScoreNorm, TanhProcess, ZScoreNorm)
+from qexp_data.processor import (
+    CSRankNorm,
+    CSZFillna,
+    CSZScoreNorm,
+    DropCol,
+    DropnaLabel,
+    DropnaProcessor,
+    Fillna,
+    FilterCol,
+    MinMaxNorm,
+    ProcessInf,
+    RobustZScoreNorm,
+    TanhProcess,
+    ZScoreNorm,
+)
 
 DATES = pd.bdate_range("2021-01-04", periods=6)
 CODES = ["A", "B", "C", "D", "E"]

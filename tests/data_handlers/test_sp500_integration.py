@@ -64,12 +64,12 @@ def csv_frame(code: str) -> pd.DataFrame:
 def expected_columns(df: pd.DataFrame) -> pd.DataFrame:
     """A few Alpha158 columns and the label by their formulas (reference section 3); elementwise in float32,
     rolling windows in float64 (pandas), as Qlib computes them."""
-    o, h, l, c, v = (df[k] for k in ["open", "high", "low", "close", "volume"])
+    o, h, lo, c, v = (df[k] for k in ["open", "high", "low", "close", "volume"])
     # the importer's stand-in for a missing vwap column, computed in float64 and stored as float32
-    vwap = ((h.astype(np.float64) + l + c) / 3).astype(np.float32)
+    vwap = ((h.astype(np.float64) + lo + c) / 3).astype(np.float32)
     out = pd.DataFrame(index=df.index)
     out["KMID"] = (c - o) / o
-    out["KSFT2"] = (2 * c - h - l) / (h - l + np.float32(1e-12))
+    out["KSFT2"] = (2 * c - h - lo) / (h - lo + np.float32(1e-12))
     out["VWAP0"] = vwap / c
     out["ROC5"] = c.shift(5) / c
     out["MA10"] = c.rolling(10, min_periods=1).mean() / c

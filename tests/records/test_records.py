@@ -10,8 +10,14 @@ import pytest
 
 import qexp
 from qexp import ConfigError, QexpError, R
-from qexp_records import (MissingArtifactError, MultiSegRecord, PortAnaRecord, SigAnaRecord, SignalMseRecord,
-                          SignalRecord)
+from qexp_records import (
+    MissingArtifactError,
+    MultiSegRecord,
+    PortAnaRecord,
+    SigAnaRecord,
+    SignalMseRecord,
+    SignalRecord,
+)
 
 RISK_KEYS = ["mean", "std", "annualized_return", "information_ratio", "max_drawdown"]
 

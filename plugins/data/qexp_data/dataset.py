@@ -82,7 +82,8 @@ class DatasetH(Dataset):
         return (f"{type(self).__name__}(handler={type(self.handler).__name__}, "
                 f"segments={self.segments})")
 
-    def config(self, handler_kwargs: dict | None = None, recursive: bool = False, **kwargs: Any) -> None:
+    # Qlib's signature: DatasetH.config takes handler_kwargs first
+    def config(self, handler_kwargs: dict | None = None, recursive: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
         """``handler_kwargs`` go to ``handler.config``; ``segments`` replaces the segments; the rest are the
         pickling settings (``dump_all``, ``exclude``, ``include``)."""
         if handler_kwargs is not None:
@@ -169,7 +170,8 @@ class TSDatasetH(DatasetH):
         self.step_len = int(step_len)
         super().__init__(**kwargs)
 
-    def config(self, handler_kwargs: dict | None = None, recursive: bool = False, **kwargs: Any) -> None:
+    # Qlib's signature: DatasetH.config takes handler_kwargs first
+    def config(self, handler_kwargs: dict | None = None, recursive: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
         if "step_len" in kwargs:
             self.step_len = int(kwargs.pop("step_len"))
         super().config(handler_kwargs=handler_kwargs, recursive=recursive, **kwargs)

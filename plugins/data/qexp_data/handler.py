@@ -175,7 +175,8 @@ class DataHandlerLP(DataHandler):
     def get_all_processors(self) -> list[Processor]:
         return self.shared_processors + self.infer_processors + self.learn_processors
 
-    def config(self, processor_kwargs: dict | None = None, recursive: bool = False, **kwargs: Any) -> None:
+    # Qlib's signature: DataHandlerLP.config takes processor_kwargs first
+    def config(self, processor_kwargs: dict | None = None, recursive: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
         """As :meth:`DataHandler.config`; ``processor_kwargs`` (e.g. new fit times) go to every processor."""
         super().config(recursive=recursive, **kwargs)
         if processor_kwargs is not None:
@@ -217,7 +218,8 @@ class DataHandlerLP(DataHandler):
         if self.drop_raw:
             del self._data
 
-    def setup_data(self, init_type: str = IT_FIT_SEQ, **kwargs: Any) -> None:
+    # Qlib's signature: DataHandlerLP.setup_data takes init_type
+    def setup_data(self, init_type: str = IT_FIT_SEQ, **kwargs: Any) -> None:  # type: ignore[override]
         """Load the raw data and process it: ``init_type`` is ``"fit_seq"`` (default), ``"fit_ind"`` or
         ``"load_state"`` (reuse the fitted processors, e.g. after unpickling)."""
         if init_type not in (self.IT_FIT_SEQ, self.IT_FIT_IND, self.IT_LS):
@@ -252,7 +254,8 @@ class DataHandlerLP(DataHandler):
     def _storage(self) -> pd.DataFrame:
         return self._get_df_by_key(self.DK_R)
 
-    def fetch(self, selector: Any = slice(None, None), level: str | int | None = "datetime",
+    # Qlib's signature: DataHandlerLP.fetch takes data_key before squeeze
+    def fetch(self, selector: Any = slice(None, None), level: str | int | None = "datetime",  # type: ignore[override]
               col_set: Any = CS_ALL, data_key: str = DK_I, squeeze: bool = False,
               proc_func: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> Any:
         """Rows matching ``selector`` (inclusive slice on ``level``), columns of ``col_set``

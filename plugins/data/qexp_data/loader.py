@@ -30,7 +30,8 @@ Fields = tuple[list[str], list[str]]
 class DataLoader(Serializable):
     """Base class: ``load(instruments, start_time, end_time) -> DataFrame``."""
 
-    def load(self, instruments: Any = None, start_time: Any = None, end_time: Any = None) -> pd.DataFrame:
+    # Qlib's DataLoader.load(instruments, start, end) shadows Serializable.load(path), as it does in Qlib
+    def load(self, instruments: Any = None, start_time: Any = None, end_time: Any = None) -> pd.DataFrame:  # type: ignore[override]
         raise NotImplementedError(f"{type(self).__name__} must implement load()")
 
 
@@ -59,7 +60,7 @@ class DLWParser(DataLoader):
 
     def __init__(self, config: dict | list | tuple):
         self.is_group = isinstance(config, dict)
-        if self.is_group:
+        if isinstance(config, dict):
             self.fields: Any = {grp: parse_fields(info, f"config[{grp!r}]") for grp, info in config.items()}
         else:
             self.fields = parse_fields(config)
@@ -72,7 +73,8 @@ class DLWParser(DataLoader):
                       end_time: Any = None, gp_name: str | None = None) -> pd.DataFrame:
         raise NotImplementedError
 
-    def load(self, instruments: Any = None, start_time: Any = None, end_time: Any = None) -> pd.DataFrame:
+    # Qlib's DataLoader.load(instruments, start, end) shadows Serializable.load(path), as it does in Qlib
+    def load(self, instruments: Any = None, start_time: Any = None, end_time: Any = None) -> pd.DataFrame:  # type: ignore[override]
         if self.is_group:
             return pd.concat({grp: self.load_group_df(instruments, exprs, names, start_time, end_time, grp)
                               for grp, (exprs, names) in self.fields.items()}, axis=1)
@@ -103,7 +105,8 @@ class QlibDataLoader(DLWParser):
         super().__init__(config)
 
     # ---- public ---------------------------------------------------------------------------------
-    def load(self, instruments: Any = None, start_time: Any = None, end_time: Any = None) -> pd.DataFrame:
+    # Qlib's DataLoader.load(instruments, start, end) shadows Serializable.load(path), as it does in Qlib
+    def load(self, instruments: Any = None, start_time: Any = None, end_time: Any = None) -> pd.DataFrame:  # type: ignore[override]
         if instruments is None:
             warnings.warn("QlibDataLoader: `instruments` is not set; loading all instruments", stacklevel=2)
             instruments = "all"
@@ -265,7 +268,8 @@ class StaticDataLoader(DataLoader):
         super().__setstate__(state)
         self._data = None
 
-    def load(self, instruments: Any = None, start_time: Any = None, end_time: Any = None) -> pd.DataFrame:
+    # Qlib's DataLoader.load(instruments, start, end) shadows Serializable.load(path), as it does in Qlib
+    def load(self, instruments: Any = None, start_time: Any = None, end_time: Any = None) -> pd.DataFrame:  # type: ignore[override]
         df = self._raw()
         if instruments is not None and not (isinstance(instruments, str) and instruments == "all"):
             codes = self._codes(df, instruments, start_time, end_time)
@@ -391,6 +395,9 @@ def _apply_filter_pipe(spans: dict[str, list], filter_pipe: Iterable[dict]) -> d
         ftype = flt.get("filter_type") if isinstance(flt, dict) else type(flt).__name__
         if ftype == "NameDFilter":
             rule = flt.get("name_rule_re") if isinstance(flt, dict) else flt.name_rule_re
+            if not isinstance(rule, str):
+                raise ConfigError(f"QlibDataLoader: NameDFilter needs name_rule_re, a regular expression of codes "
+                                  f"(got {rule!r})")
             spans = {c: s for c, s in spans.items() if re.match(rule, c)}
         else:
             warnings.warn(f"QlibDataLoader: filter {ftype!r} is not supported and is ignored "

@@ -9,7 +9,7 @@ import pandas as pd
 __all__ = ["report_figure_png", "ic_figure_png"]
 
 
-def _figure(nrows: int, height: float):  # type: ignore[no-untyped-def]
+def _figure(nrows: int, height: float):
     # the object-oriented API with an explicit Agg canvas never touches pyplot's global backend
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -19,7 +19,7 @@ def _figure(nrows: int, height: float):  # type: ignore[no-untyped-def]
     return fig, np.atleast_1d(axes)
 
 
-def _png(fig) -> bytes:  # type: ignore[no-untyped-def]
+def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
@@ -76,7 +76,7 @@ def ic_figure_png(ic: pd.Series, ric: pd.Series, window: int = 20) -> bytes:
     return _png(fig)
 
 
-def _daily_area(ax, x, y, **style) -> None:  # type: ignore[no-untyped-def]
+def _daily_area(ax, x, y, **style) -> None:
     """Daily values as a stepped area: hundreds of bar patches made a panel most of the drawing time. A
     single day has no width as an area, so it stays a bar."""
     if len(x) < 2:
@@ -85,6 +85,6 @@ def _daily_area(ax, x, y, **style) -> None:  # type: ignore[no-untyped-def]
         ax.fill_between(x, y, 0, step="mid", **style)
 
 
-def _pct_formatter():  # type: ignore[no-untyped-def]
+def _pct_formatter():
     from matplotlib.ticker import PercentFormatter
     return PercentFormatter(1.0)

@@ -34,6 +34,8 @@ from .nodes import (
     Field,
     Node,
     Str,
+    number,
+    text,
 )
 from .windows import extension, has_sensitive, start_sensitive
 
@@ -61,9 +63,9 @@ class _Step:
 def _window_n(node: Call) -> int | float | None:
     kind = OPERATORS.get(node.op)
     if kind in (ROLLING, QUANTILE):
-        return node.args[1].value  # type: ignore[union-attr]
+        return number(node.args[1])
     if kind == PAIR_ROLLING:
-        return node.args[2].value  # type: ignore[union-attr]
+        return number(node.args[2])
     return None
 
 
@@ -174,7 +176,7 @@ class Evaluator:
             children = [self.plan(d, fkey, child_forced) for d in _deps(node)]
         self._plan[key] = _Step(node, frame, children)
         if isinstance(node, Call) and node.op in ("Quantile", "Med") and _int_window(node):
-            q = float(node.args[2].value) if node.op == "Quantile" else 0.5  # type: ignore[union-attr]
+            q = float(number(node.args[2])) if node.op == "Quantile" else 0.5
             self._quantiles.setdefault(children[0], set()).add(q)
         if isinstance(node, Call) and node.op == "Rank" and _int_window(node):
             self._rank_windows.setdefault(children[0], set()).add(int(_window_n(node)))  # type: ignore[arg-type]
@@ -233,32 +235,32 @@ class Evaluator:
         if op == "_FitPrefix":
             return K.fit_prefix(args[0], fr)
         if op == "_Moments":
-            return K.moments(args[0], int(node.args[1].value), fr)  # type: ignore[union-attr]
+            return K.moments(args[0], int(number(node.args[1])), fr)
         if op == "_Ranks":
             return K.ranks(args[0], sorted(self._rank_windows[(node.canon(), step.frame)]), fr)
         if op == "_ArgTable":
-            return K.ArgTable(args[0], node.args[1].value, fr)  # type: ignore[union-attr]
+            return K.ArgTable(args[0], text(node.args[1]), fr)
         if op == "_Prefix":
             return K.prefix(args[0], fr)
         if op == "_ExtTable":
-            return K.ExtTable(args[0], node.args[1].value, fr)  # type: ignore[union-attr]
+            return K.ExtTable(args[0], text(node.args[1]), fr)
         if op == "_Quantiles":
             qs = sorted(self._quantiles.get((node.canon(), step.frame), {0.5}))
-            return K.quantiles(args[0], int(node.args[1].value), qs, fr)  # type: ignore[union-attr]
+            return K.quantiles(args[0], int(number(node.args[1])), qs, fr)
         if op in ("Mean", "Sum", "Count") and _int_window(node):
             return K.window_stat(op, args[0], int(_window_n(node)), fr)  # type: ignore[arg-type]
         if op in ("Max", "Min") and _int_window(node):
-            n = int(_window_n(node))  # type: ignore[arg-type]
-            cnt, _ = args[0].window(n)
-            return args[1].query(n, cnt, fr)
+            w = int(_window_n(node))  # type: ignore[arg-type]
+            cnt, _ = args[0].window(w)
+            return args[1].query(w, cnt, fr)
         if op in ("Quantile", "Med") and _int_window(node):
-            q = float(node.args[2].value) if op == "Quantile" else 0.5  # type: ignore[union-attr]
+            q = float(number(node.args[2])) if op == "Quantile" else 0.5
             return args[0][q]
-        n = node.args[2 if kind == PAIR_ROLLING else 1].value  # type: ignore[union-attr]
+        n = number(node.args[2 if kind == PAIR_ROLLING else 1])
         if kind == REF:
             return K.ref(args[0], int(n), fr)
         if kind == QUANTILE:
-            return K.quantile(args[0], int(n), float(node.args[2].value), fr)  # type: ignore[union-attr]
+            return K.quantile(args[0], int(n), float(number(node.args[2])), fr)
         if kind == PAIR_ROLLING:
             res = K.pair_rolling(op, args[0], args[1], int(n), fr)
             return K.corr_mask(res, args[2], args[3], fr) if op == "Corr" else res

@@ -14,7 +14,7 @@ converted (absent -> NaN) before they enter arithmetic or windows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -78,8 +78,8 @@ def pair(op: str, a: Value, b: Value, fr: Frame) -> Value:
         with np.errstate(invalid="ignore"):
             return _UFUNC[op](a, b)
     if not (_is_bool(a) and _is_bool(b) and op in _BOOL_OK):
-        a = as_float(a, fr) if a_arr and a.dtype == bool else a
-        b = as_float(b, fr) if b_arr and b.dtype == bool else b
+        a = as_float(a, fr) if isinstance(a, np.ndarray) and a.dtype == bool else a
+        b = as_float(b, fr) if isinstance(b, np.ndarray) and b.dtype == bool else b
     with np.errstate(all="ignore"):
         out = _UFUNC[op](a, b)
     if not (a_arr or b_arr):
@@ -89,13 +89,16 @@ def pair(op: str, a: Value, b: Value, fr: Frame) -> Value:
     return out
 
 
+_SCALAR_ELEM: dict[str, Callable[[float], Any]] = {"Abs": abs, "Sign": np.sign, "Log": np.log, "Neg": lambda v: -v}
+
+
 def elem(op: str, x: Value, fr: Frame) -> Value:
     """Abs, Sign, Log, Neg, Not."""
     if op == "Not":
         return np.logical_not(as_bool(x))
     if not isinstance(x, np.ndarray):
         with np.errstate(all="ignore"):
-            return {"Abs": abs, "Sign": np.sign, "Log": np.log, "Neg": lambda v: -v}[op](float(x))
+            return _SCALAR_ELEM[op](float(x))
     x = as_float(x, fr)
     with np.errstate(all="ignore"):
         if op == "Abs":

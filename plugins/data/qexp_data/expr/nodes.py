@@ -6,7 +6,7 @@ uses it as the key for common subexpressions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Union, cast
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,17 @@ class Call:
 
 
 Node = Union[Field, Const, Str, Call]
+
+
+def number(node: Node) -> int | float:
+    """The value of a numeric argument (a window, a quantile): the parser puts only :class:`Const` there."""
+    return cast(Const, node).value
+
+
+def text(node: Node) -> str:
+    """The value of a string argument (an instrument code, a table's kind): the parser puts only :class:`Str`
+    there."""
+    return cast(Str, node).value
 
 # Operator kinds: what the arguments are and how the look-back/look-ahead window extends.
 ELEM = "elem"                  # op(x)

@@ -218,11 +218,12 @@ def _validate(text: str, name: str, args: list[tuple[Node, Token]], name_tok: To
     toks = [t for _, t in args]
     if kind == INSTRUMENT:
         code_i = 0 if name == "ChangeInstrument" else 1
-        if not isinstance(nodes[code_i], Str):
+        code = nodes[code_i]
+        if not isinstance(code, Str):
             raise error_at(text, toks[code_i].pos, f"{name}: the instrument must be a quoted code, "
                            f"e.g. {_signature(name)}")
         out: list[Node] = [nodes[0], nodes[1]]
-        out[code_i] = Str(nodes[code_i].value.upper())
+        out[code_i] = Str(code.value.upper())
         out[1 - code_i] = _feature(text, name, nodes[1 - code_i], toks[1 - code_i])
         return Call(name, tuple(out))
     if kind == REF:

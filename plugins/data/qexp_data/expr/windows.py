@@ -6,11 +6,25 @@ from functools import lru_cache
 
 import numpy as np
 
-from .nodes import ELEM, IF, INSTRUMENT, OPERATORS, PAIR, PAIR_ROLLING, QUANTILE, REF, ROLLING, Call, Const, Node
+from .nodes import (
+    ELEM,
+    IF,
+    INSTRUMENT,
+    OPERATORS,
+    PAIR,
+    PAIR_ROLLING,
+    QUANTILE,
+    REF,
+    ROLLING,
+    Call,
+    Const,
+    Node,
+    number,
+)
 
 
 def _n(node: Call) -> int | float:
-    return node.args[2 if OPERATORS[node.op] == PAIR_ROLLING else 1].value  # type: ignore[union-attr]
+    return number(node.args[2 if OPERATORS[node.op] == PAIR_ROLLING else 1])
 
 
 @lru_cache(maxsize=16384)
@@ -37,16 +51,16 @@ def extension(node: Node) -> tuple[int, int]:
         lft, rgt = extension(node.args[0])
         return max(lft + n, lft), max(rgt - n, rgt)
     if kind in (ROLLING, QUANTILE, PAIR_ROLLING):
-        n = _n(node)
+        w = _n(node)
         feats = node.args[:2] if kind == PAIR_ROLLING else node.args[:1]
         exts = [extension(a) for a in feats]
         lft, rgt = max(e[0] for e in exts), max(e[1] for e in exts)
-        if n == 0:
+        if w == 0:
             return lft, rgt
-        if 0 < n < 1:
-            size = int(np.log(1e-6) / np.log(1 - n))
+        if 0 < w < 1:
+            size = int(np.log(1e-6) / np.log(1 - w))
             return max(lft + size - 1, lft), rgt
-        return max(lft + int(n) - 1, lft), rgt
+        return max(lft + int(w) - 1, lft), rgt
     return 0, 0
 
 
