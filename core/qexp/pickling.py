@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+from types import ModuleType
 from typing import Any, Iterable
 
 # Modules whose classes are trusted wholesale: data containers, not code runners.
@@ -46,6 +47,10 @@ class RestrictedUnpickler(pickle.Unpickler):
                 return _safe_getattr
             return super().find_class(module, name)
         root = module.split(".", 1)[0]
+        if "." in name and (root in SAFE_MODULE_PREFIXES or "__" in name):
+            # protocol 4 follows dotted names, so "_new_Index.__builtins__.get" would reach exec through a
+            # trusted module; data pickles never need a dotted name inside these libraries
+            raise pickle.UnpicklingError(f"restricted unpickler refused the dotted global '{module}.{name}'")
         if f"{module}.{name}" in self.allowed_names \
                 or any(module == p or module.startswith(p + ".") for p in self.allowed_prefixes):
             return super().find_class(module, name)
@@ -79,15 +84,26 @@ def parse_allow(allow: Iterable[Any]) -> tuple[set[str], tuple[str, ...]]:
 
 
 def _harmless(obj: Any, name: str) -> bool:
-    """A class that opens nothing, a reconstructor helper, or a plain value (``pyarrow.NA``)."""
+    """A class that opens nothing, a reconstructor helper, or a plain value (``pyarrow.NA``), defined in a
+    trusted library (not a module, nor something a trusted module merely imported from elsewhere)."""
+    if isinstance(obj, ModuleType):  # getattr on a module reaches anything it imported (ctypes.CDLL ...)
+        return False
+    if isinstance(obj, type) or callable(obj):
+        owner = getattr(obj, "__self__", None)  # a method bound to a class: judged by that class (ZoneInfo._unpickle)
+        source = owner if isinstance(owner, type) else obj
+        home = str(getattr(source, "__module__", None) or "").split(".", 1)[0]
+        if home not in SAFE_MODULE_PREFIXES:
+            return False
     if isinstance(obj, type):
         return not IO_CLASS.search(name)
     return bool(RECONSTRUCTOR.search(name)) or not callable(obj)
 
 
 def _safe_getattr(obj: Any, name: str) -> Any:
-    root = str(getattr(obj, "__module__", None) or getattr(type(obj), "__module__", ""))
-    if name.startswith("__") or root.split(".", 1)[0] not in SAFE_MODULE_PREFIXES + ("builtins",):
+    root = obj.__name__ if isinstance(obj, ModuleType) else \
+        str(getattr(obj, "__module__", None) or getattr(type(obj), "__module__", ""))
+    if name.startswith("__") or isinstance(obj, ModuleType) \
+            or root.split(".", 1)[0] not in SAFE_MODULE_PREFIXES + ("builtins",):
         raise pickle.UnpicklingError(f"restricted unpickler refused getattr({obj!r}, {name!r})")
     value = getattr(obj, name)
     if not _harmless(value, name):  # e.g. getattr(DataFrame, "to_pickle"), then called with a path

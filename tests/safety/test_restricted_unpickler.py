@@ -74,3 +74,22 @@ def test_library_functions_that_touch_files_are_refused(tmp_path):
         with pytest.raises(pickle.UnpicklingError, match="refused"):
             load(pickle.dumps(obj, protocol=4))
     assert not (tmp_path / "new.bin").exists() and not (tmp_path / "new.h5").exists()
+
+
+def _short(text: str) -> bytes:
+    raw = text.encode()
+    return b"\x8c" + bytes([len(raw)]) + raw
+
+
+def test_dotted_names_and_modules_cannot_reach_code(tmp_path):
+    marker = tmp_path / "ran"
+    # protocol 4 resolves dotted names: a trusted module's reconstructor prefix must not lead to exec
+    dotted = (b"\x80\x04" + _short("pandas.core.indexes.base") + _short("_new_Index.__builtins__.get") + b"\x93"
+              + b"(" + _short("exec") + b"tR" + b"(" + _short(f"open({str(marker)!r}, 'w')") + b"tR.")
+    # a module object found in a trusted package, then getattr on it (ctypes.CDLL loads any library)
+    module = (b"\x80\x02cbuiltins\ngetattr\n(cnumpy.ctypeslib\nctypes\n" + _short("CDLL") + b"tR("
+              + _short("libc.so.6") + b"tR.")
+    for payload in (dotted, module):
+        with pytest.raises(pickle.UnpicklingError, match="refused"):
+            load(payload)
+    assert not marker.exists()
