@@ -80,6 +80,25 @@ def test_a_cache_made_before_the_marker_is_adopted(tmp_path):
     pd.testing.assert_frame_equal(store.get_frame("f" * 40), _frame(3))
 
 
+def test_a_cache_of_an_earlier_release_is_adopted(tmp_path):
+    """Entries written before the key was stored in meta.json (format 2) are still qexp's: the folder is used,
+    not refused, and they can be evicted."""
+    import json
+
+    from qexp_data.cache import MARKER, DiskCacheStore
+    root = tmp_path / "release"
+    DiskCacheStore(root).put_frame("e" * 40, _frame(3))
+    (root / MARKER).unlink()
+    meta_path = root / ("e" * 40) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["key"]
+    meta_path.write_text(json.dumps(meta))
+    (root / ".locks").mkdir()
+    store = DiskCacheStore(root)
+    assert (root / MARKER).is_file()
+    assert store.clear() == 1 and not (root / ("e" * 40)).exists()
+
+
 def test_cache_clear_clears_only_the_store_named(tmp_path, monkeypatch):
     from qexp_data.cache import DiskCacheStore, cache_root
     monkeypatch.delenv("QEXP_CACHE_URI", raising=False)

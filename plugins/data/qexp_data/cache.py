@@ -172,8 +172,9 @@ class DiskCacheStore(CacheStore):
             meta = json.loads((folder / "meta.json").read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(meta, dict) or meta.get("key") != folder.name or not isinstance(meta.get("format"), int) \
-                or "shape" not in meta:
+        # entries of earlier qexp releases (format 2) carry no "key"; their key-named folder is enough
+        if not isinstance(meta, dict) or meta.get("key", folder.name) != folder.name \
+                or not isinstance(meta.get("format"), int) or "shape" not in meta:
             return None
         try:
             return int(meta["nbytes"])
