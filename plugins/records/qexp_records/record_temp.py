@@ -188,15 +188,38 @@ def _raw_label(dataset: Any) -> pd.DataFrame | None:
         return None
     params: dict[str, Any] = {"segments": "test", "col_set": "label", "data_key": "raw"}
     try:
-        return prepare(**params)
+        label = prepare(**params)
     except TypeError:
         # a dataset whose prepare() has no data_key: its only data is the raw data
         del params["data_key"]
-        return prepare(**params)
+        label = prepare(**params)
     except AttributeError as exc:
         # a handler built with drop_raw=True keeps no raw data
         logger.warning("SignalRecord: the dataset has no raw data (%s); label.pkl is not written", exc)
         return None
+    if label is None or isinstance(label, (pd.DataFrame, pd.Series)):
+        return label
+    return _segment_frame(dataset, label, params)
+
+
+def _segment_frame(dataset: Any, label: Any, params: dict[str, Any]) -> pd.DataFrame:
+    """The test label as rows of the segment, for a dataset whose ``prepare`` gives samples (a TSDatasetH's
+    TSDataSampler of windows): read from its handler over the segment's dates, as Qlib does by treating the
+    dataset as a plain DatasetH for this call (``class_casting``)."""
+    handler, segments = getattr(dataset, "handler", None), getattr(dataset, "segments", None)
+    if handler is None or not isinstance(segments, dict) or "test" not in segments:
+        raise QexpError(f"SignalRecord: {type(dataset).__name__}.prepare('test', col_set='label') returned a "
+                        f"{type(label).__name__}, not a DataFrame, and the dataset has no handler and 'test' "
+                        f"segment to read the label rows from")
+    start, end = segments["test"]
+    kwargs = {**(getattr(dataset, "fetch_kwargs", None) or {}), "col_set": "label"}
+    if "data_key" in params:
+        kwargs["data_key"] = params["data_key"]
+    frame = handler.fetch(slice(start, end), **kwargs)
+    if not isinstance(frame, (pd.DataFrame, pd.Series)):
+        raise QexpError(f"SignalRecord: the handler of {type(dataset).__name__} returned a "
+                        f"{type(frame).__name__} for the test label; expected a DataFrame")
+    return frame
 
 
 class SignalRecord(RecordTemp):
