@@ -198,7 +198,8 @@ def _check_classes(node: Any, path: str, notes: list[str] | None = None) -> list
 
 def _check_signature(cls: Any, kwargs: dict, path: str, notes: list[str]) -> list[str]:
     """The constructor takes ``kwargs`` (else a problem naming the key, with a near name); names a
-    ``**kwargs`` catch-all would swallow go to ``cls.check_kwargs`` (warnings, in ``notes``)."""
+    ``**kwargs`` catch-all would swallow go to ``cls.check_kwargs`` (warnings, in ``notes``), and a class
+    with a ``dry_run_warnings(kwargs) -> list[str]`` classmethod adds its own warnings (in ``notes``)."""
     try:
         params = inspect.signature(cls).parameters
     except (TypeError, ValueError):  # a builtin or C extension: nothing to check
@@ -222,6 +223,13 @@ def _check_signature(cls: Any, kwargs: dict, path: str, notes: list[str]) -> lis
                 notes += [f"{path}.kwargs: {name}: {m}" for m in check({k: kwargs[k] for k in unknown})]
             except Exception as exc:  # a checker that cannot run (library missing) must not stop the run
                 notes.append(f"{path}.kwargs: {name}: could not check {', '.join(map(repr, unknown))} ({exc})")
+    # a class may say what it would warn about when built (a pretrained model_path an earlier run writes)
+    dry = getattr(cls, "dry_run_warnings", None)
+    if callable(dry):
+        try:
+            notes += [f"{path}.kwargs: {m}" for m in dry(dict(kwargs))]
+        except Exception as exc:  # as above: a warning, never a stop
+            notes.append(f"{path}.kwargs: {name}: could not check the arguments ({exc})")
     # required arguments the config leaves out are not checked: handlers pass processors their fit times,
     # task_train passes records the recorder, model and dataset
     return problems
