@@ -1,5 +1,6 @@
 """Qlib's models that relate the stocks of one day and start from a pretrained base model: ``GATs`` (graph
-attention over the day's stocks) and ``HIST`` (shared information through concepts). They batch by day (all stocks of a date together) on the shared loop.
+attention over the day's stocks), ``HIST`` (shared information through concepts) and ``IGMTF`` (similar stocks
+of similar training days). They batch by day (all stocks of a date together) on the shared loop.
 
 ``model_path`` names the pretrained GRU/LSTM: Qlib's ``torch.save``-d ``state_dict`` file, a pickled qexp
 model, or ``run:<run id>`` (that qexp run's ``params.pkl``). A file that does not exist yet is a warning when
@@ -163,3 +164,64 @@ def _missing_concepts(key: str, path: Any) -> str:
     if path is None:
         return f"HIST: {key} is not set; it names {what}, a file you supply (nothing is downloaded)"
     return f"HIST: {key} {str(path)!r} does not exist; it names {what}, a file you supply (nothing is downloaded)"
+
+
+class IGMTF(_Pretrained):
+    """Qlib's ``IGMTF`` (``pytorch_igmtf``): each day's stocks look up similar stocks of the most similar
+    training days (see :mod:`.nets.igmtf`); a GRU/LSTM (``base_model``) base whose ``rnn`` starts from
+    ``model_path``; one batch per day.
+
+    Before each round the memory of the training days is encoded with the current weights (Qlib's
+    ``get_train_hidden``); ``predict`` encodes it again from the dataset's ``train`` segment with the fitted
+    weights, as Qlib does, so the dataset must still have that segment (the memory is not saved with the
+    model: it is the size of the training set).
+    """
+
+    METRICS = ("", "loss", "ic")
+
+    def __init__(self, d_feat: int = 6, hidden_size: int = 64, num_layers: int = 2, dropout: float = 0.0,
+                 n_epochs: int = 200, lr: float = 0.001, metric: str = "", early_stop: int = 20, loss: str = "mse",
+                 base_model: str = "GRU", model_path: Any = None, optimizer: str = "adam", GPU: Any = 0,
+                 seed: int | None = None, **kwargs: Any):
+        check_positive_int(self.name, hidden_size=hidden_size, num_layers=num_layers)
+        check_dropout(self.name, dropout)
+        self.hidden_size, self.num_layers, self.dropout = int(hidden_size), int(num_layers), float(dropout)
+        self._set_base(base_model, model_path)
+        self._init_loop(d_feat=d_feat, n_epochs=n_epochs, lr=lr, metric=metric, batch_size=1,
+                        early_stop=early_stop, loss=loss, optimizer=optimizer, GPU=GPU, seed=seed, kwargs=kwargs)
+        self._memory_source: Any = None  # the train segment, while predicting
+
+    def _new_net(self) -> Any:
+        from .nets.igmtf import IGMTFModel
+        assert self.d_feat is not None
+        return IGMTFModel(self.d_feat, self.hidden_size, self.num_layers, self.dropout, self.base_model)
+
+    def _begin_round(self, torch: Any, net: Any, data: dict, epoch: int) -> None:
+        train = data["train"]
+        net.set_memory(train.x, train.days)
+
+    def predict(self, dataset: Any, segment: Any = "test") -> Any:
+        from ._data import has_segment
+        from .torch_loop import day_spans
+        if not self.fitted:
+            return super().predict(dataset, segment)
+        if not has_segment(dataset, "train"):
+            raise ValueError(f"{self.name} predicts from the memory of its training days: the dataset needs its "
+                             f"'train' segment (the one it was fitted on)")
+        train = self._learn(self._load(dataset, "train", True), "train")
+        self._memory_source = (train.x, day_spans(train.index))
+        try:
+            return super().predict(dataset, segment)
+        finally:
+            self._memory_source = None
+
+    def _net_on(self, torch: Any, device: Any) -> Any:
+        net = super()._net_on(torch, device)
+        if self._memory_source is not None:
+            x, days = self._memory_source
+            net.set_memory(torch.from_numpy(x).to(device), days)
+        return net
+
+    def __setstate__(self, state: dict) -> None:
+        state["_memory_source"] = None
+        super().__setstate__(state)

@@ -19,6 +19,12 @@ are shaped (``layout``) and how it batches (``daily``); everything else is here,
   caller's RNG is untouched); ``GPU`` index / device choice; pickling with the weights as CPU numpy arrays,
   so a GPU-trained model loads anywhere.
 
+Models whose training differs (TCTS, ADARNN, ADD, IGMTF, TabNet's pretraining) stay on this loop through
+small hooks: ``_batches`` (which rows form a batch; ``drop_last``), ``_batch_loss`` (the loss of one batch,
+e.g. with auxiliary heads), ``_begin_round``/``_after_round`` (state around a round), ``_train_round`` (one
+round's passes), ``_target`` (the label scored when ``y`` holds several per row), ``_init_net`` and
+``metric_prefix`` (a pretraining phase run through the same ``_train``).
+
 This module imports torch only inside functions: registering the models needs no torch.
 """
 from __future__ import annotations
@@ -82,6 +88,8 @@ class TorchModel(Model):
     daily: ClassVar[bool] = False         # one batch per day (graph models), scored day by day
     score_train: ClassVar[bool] = True    # score all train rows after each round (Qlib's nets do)
     grad_clip: ClassVar[float | None] = 3.0
+    drop_last: ClassVar[bool] = False     # skip a round's last partial batch (BatchNorm nets, as Qlib's loops)
+    metric_prefix: str = ""               # prepended to the per-round metric names (a pretraining phase)
     cpu_eval_batch: ClassVar[int] = 1024  # rows per scoring pass on a CPU (activations stay in cache)
     gpu_eval_batch: ClassVar[int] = 16384
 
@@ -228,7 +236,7 @@ class TorchModel(Model):
     def _learn(self, seg: Segment, segment: str) -> Segment:
         """Learn data without NaN-label rows, and a clear error on NaN features."""
         assert seg.y is not None
-        keep = ~np.isnan(seg.y)
+        keep = ~np.isnan(seg.y).reshape(len(seg.y), -1).any(axis=1)  # y may hold several labels per row
         if not keep.all():
             seg = Segment(seg.x[keep], seg.y[keep], seg.index[keep], seg.kind,
                           None if seg.w is None else seg.w[keep])
@@ -308,11 +316,11 @@ class TorchModel(Model):
         net = net.to(device)
         params = [p for p in net.parameters() if p.requires_grad]
         opt = self._make_optimizer(torch, params, device)
-        data = {"train": _Tensors.make(torch, train, device, self.daily)}
+        data = {"train": self._device_data(torch, train, device)}
         if valid is not None:
-            data["valid"] = _Tensors.make(torch, valid, device, self.daily)
+            data["valid"] = self._device_data(torch, valid, device)
         gen = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
-        replicas = self._replicas(net, device, len(train.x))
+        replicas = None if self.daily else self._replicas(net, device, len(train.x))
         try:
             best_state, best_epoch, best_score = self._rounds(torch, device, net, opt, params, replicas, data, gen,
                                                               evals_result)
@@ -333,6 +341,13 @@ class TorchModel(Model):
             del data
             torch.cuda.empty_cache()
 
+    def _device_data(self, torch: Any, seg: Any, device: Any) -> Any:
+        """Hook: a segment as the rounds read it (``_train_round``, ``_evaluate``); by default all of it on
+        the device once. A model that streams batches from its dataset instead (TRA: windows gathered per
+        batch, a memory written back) returns its own reader here."""
+        days = self.daily or self.metric == "ic"  # the IC metric is a mean over days for every model
+        return _Tensors.make(torch, seg, device, days)
+
     def _n_rounds(self) -> int:
         return self.n_epochs
 
@@ -348,6 +363,7 @@ class TorchModel(Model):
         try:
             for epoch in progress:
                 t0 = time.perf_counter()
+                self._begin_round(torch, net, data, epoch)
                 running = self._train_round(torch, net, opt, params, tr, gen, epoch)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)  # only so that train_seconds measures the training pass
@@ -360,10 +376,11 @@ class TorchModel(Model):
                                            else (train_loss, train_score))
                 self._after_round(valid_loss)
                 self.epoch_seconds.append(time.perf_counter() - t0)
-                ts = int(time.time() * 1000)
-                points += [("train_loss", train_loss, ts, epoch), ("train_score", train_score, ts, epoch)]
+                ts, pre = int(time.time() * 1000), self.metric_prefix
+                points += [(pre + "train_loss", train_loss, ts, epoch), (pre + "train_score", train_score, ts, epoch)]
                 if va is not None:
-                    points += [("valid_loss", valid_loss, ts, epoch), ("valid_score", valid_score, ts, epoch)]
+                    points += [(pre + "valid_loss", valid_loss, ts, epoch), (pre + "valid_score", valid_score, ts,
+                                                                             epoch)]
                 evals_result["train"].append(train_score)
                 evals_result["valid"].append(valid_score)
                 progress.set_postfix(train=f"{train_loss:.5f}", valid=f"{valid_loss:.5f}" if va is not None else "-")
@@ -386,6 +403,10 @@ class TorchModel(Model):
     def _scores_train(self) -> bool:
         return self.score_train
 
+    def _begin_round(self, torch: Any, net: Any, data: dict[str, _Tensors], epoch: int) -> None:
+        """Hook: before each round's training pass, with the segments on the device (``data["train"]``,
+        ``data.get("valid")``): e.g. IGMTF's memory of the training days, ADARNN's training phase."""
+
     def _after_round(self, valid_loss: float) -> None:
         """Hook: after each round's scoring (e.g. a learning-rate scheduler)."""
 
@@ -399,7 +420,8 @@ class TorchModel(Model):
             return
         n = len(tr.y)
         perm = torch.randperm(n, generator=gen).to(tr.y.device)
-        for start in range(0, n, self.batch_size):
+        stop = n - n % self.batch_size if self.drop_last and n > self.batch_size else n
+        for start in range(0, stop, self.batch_size):
             yield perm[start:start + self.batch_size]
 
     def _train_round(self, torch: Any, net: Any, opt: Any, params: list, tr: _Tensors, gen: Any,
@@ -457,10 +479,16 @@ class TorchModel(Model):
     def _evaluate(self, torch: Any, net: Any, t: _Tensors, replicas: Any) -> tuple[float, float]:
         """(loss, score) over all rows of a segment; one host sync."""
         pred = self._predict_tensor(torch, net, t.x, t.days, replicas).to(t.y.device)
-        loss = self._loss_value(torch, pred, t.y)
+        y = self._target(t.y)
+        loss = self._loss_value(torch, pred, y)
         if self.metric == "ic":
-            return loss, daily_ic(torch, pred, t.y, t.days)
+            return loss, daily_ic(torch, pred, y, t.days)
         return loss, -loss
+
+    def _target(self, y: Any) -> Any:
+        """Hook: the label scores are measured against, from a segment's labels (a model that learns from
+        several labels per row, e.g. TCTS's tasks, picks its target here)."""
+        return y
 
     def _loss_value(self, torch: Any, pred: Any, y: Any) -> float:
         """The segment's loss from all its scores (the exact mean, not a mean of batch means)."""
