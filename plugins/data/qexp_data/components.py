@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import alpha, dataset, handler, loader, processor
+from . import alpha, dataset, handler, loader, mts_dataset, processor
 
 # (class, Qlib module paths it answers to)
 _COMPONENTS = [
@@ -17,6 +17,7 @@ _COMPONENTS = [
     (dataset.DatasetH, ("qlib.data.dataset",)),
     (dataset.TSDatasetH, ("qlib.data.dataset",)),
     (dataset.TSDataSampler, ("qlib.data.dataset",)),
+    (mts_dataset.MTSDatasetH, ("qlib.contrib.data.dataset",)),
     (handler.DataHandler, ("qlib.data.dataset.handler",)),
     (handler.DataHandlerLP, ("qlib.data.dataset.handler",)),
     (loader.QlibDataLoader, ("qlib.data.dataset.loader",)),
