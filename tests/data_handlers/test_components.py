@@ -4,12 +4,13 @@ from __future__ import annotations
 import pytest
 
 from qexp.config import init_instance_by_config
-from qexp_data import alpha, dataset, handler, loader, processor
+from qexp_data import alpha, dataset, handler, loader, mts_dataset, processor
 from qexp_data.components import register_components
 
 QLIB_PATHS = {
     "qlib.contrib.data.handler": ["Alpha158", "Alpha360", "Alpha158vwap", "Alpha360vwap"],
     "qlib.data.dataset": ["DatasetH", "TSDatasetH"],
+    "qlib.contrib.data.dataset": ["MTSDatasetH"],
     "qlib.data.dataset.handler": ["DataHandler", "DataHandlerLP"],
     "qlib.data.dataset.loader": ["QlibDataLoader", "StaticDataLoader"],
     "qlib.data.dataset.processor": ["DropnaLabel", "DropnaProcessor", "DropCol", "FilterCol", "ProcessInf", "Fillna",
@@ -26,7 +27,7 @@ def test_register_components_covers_qlib_paths():
             assert name in seen, name
             cls, paths = seen[name]
             assert path in paths and cls.__name__ == name
-    modules = (alpha, dataset, handler, loader, processor)
+    modules = (alpha, dataset, handler, loader, mts_dataset, processor)
     assert all(any(getattr(m, n, None) is c for m in modules) for n, (c, _) in seen.items())
 
 
