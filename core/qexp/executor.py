@@ -26,12 +26,11 @@ from urllib.parse import urlsplit
 
 from . import registry
 from .backends import create_manager
-from .exceptions import QexpError
+from .exceptions import ConfigError, QexpError
 from .plugins import load_plugins
 from .recorder import Recorder
-from .session import get_settings
-from .uri import local_path, mask_uri, resolve_uri, uri_scheme
-from .worker import FAILURE_TAG, folder_listing
+from .uri import local_path, mask_uri, uri_scheme
+from .worker import FAILURE_TAG, folder_listing, worker_settings
 
 DEFAULT_EXECUTOR = "local"
 logger = logging.getLogger("qexp.executor")
@@ -63,12 +62,19 @@ class Executor(ABC):
         again), ``key`` names it in logs and dashboards.
 
         Executors whose workers are other processes run the call under this session's ``qexp.init``
-        settings (see :func:`worker_settings`), unless ``fn.qexp_own_session`` is true (the call initialises
-        qexp itself, as a workflow run does from its config)."""
+        settings (see :func:`worker_settings`), or those ``fn.qexp_call_settings(*args, **kwargs)`` names (see
+        :func:`call_settings`); calls with other settings never run at once in one worker process."""
 
     def as_completed(self, futures: Iterable[cf.Future], timeout: float | None = None) -> Iterator[cf.Future]:
         """Yield ``futures`` as they finish (failed ones too: check ``future.exception()``)."""
         return cf.as_completed(list(futures), timeout=timeout)
+
+    def wait(self, futures: Iterable[cf.Future], timeout: float | None = None) -> tuple[set[cf.Future], set[cf.Future]]:
+        """Block until at least one of ``futures`` is done; return ``(done, not_done)`` (as
+        :func:`concurrent.futures.wait` with ``FIRST_COMPLETED``), so a driver that keeps submitting while
+        others run needs no new ``as_completed`` per result."""
+        done, not_done = cf.wait(list(futures), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        return done, not_done
 
     def cancel(self, futures: Iterable[cf.Future]) -> int:
         """Cancel the calls that have not started; return how many were cancelled."""
@@ -149,6 +155,32 @@ def get_executor(uri: str | Executor | None = None, **kwargs: Any) -> Executor:
     return executor
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def parse_resources(text: str, where: str) -> dict[str, float]:
+    """``"GPU:2,MEM:64"`` (or ``GPU=2``; a bare ``GPU`` is 1) -> ``{"GPU": 2.0, "MEM": 64.0}``; anything else is a
+    :class:`ConfigError` that names ``where`` (the executor URI) and the expected form."""
+    out: dict[str, float] = {}
+    for item in filter(None, (p.strip() for p in str(text).split(","))):
+        name, sep, amount = item.replace("=", ":", 1).partition(":")
+        name = name.strip()
+        try:
+            value = float(amount) if sep else 1.0
+        except ValueError:
+            value = float("nan")
+        if not name or not value >= 0 or value == float("inf"):
+            raise ConfigError(f"{where}: resource {item!r} must be NAME:AMOUNT with a number >= 0, e.g. GPU:2 "
+                              f"(several: resources=GPU:2,MEM:64)")
+        out[name] = value
+    return out
+
+
 # ---- helpers for executors whose workers are other processes ------------------------------------------
 def new_call_id(key: str | None, fn: Callable[..., Any]) -> str:
     """A unique id for one submitted call, readable in logs: ``<key or function name>-<8 hex>``."""
@@ -156,32 +188,14 @@ def new_call_id(key: str | None, fn: Callable[..., Any]) -> str:
     return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(base))[:60]}-{uuid.uuid4().hex[:8]}"
 
 
-def call_settings(fn: Callable[..., Any]) -> dict | None:
-    """The settings to ship with ``fn``: None when it initialises qexp itself (``fn.qexp_own_session``)."""
+def call_settings(fn: Callable[..., Any], args: tuple = (), kwargs: dict | None = None) -> dict | None:
+    """The settings to ship with the call ``fn(*args, **kwargs)``: ``fn.qexp_call_settings(*args, **kwargs)``
+    when ``fn`` says which ``qexp.init`` settings it runs under (a workflow run: its config's), else this
+    session's; None when ``fn.qexp_own_session`` (it initialises qexp itself, so a worker runs it alone)."""
+    own = getattr(fn, "qexp_call_settings", None)
+    if callable(own):
+        return worker_settings(own(*args, **(kwargs or {})))
     return None if getattr(fn, "qexp_own_session", False) else worker_settings()
-
-
-def worker_settings(settings: dict | None = None) -> dict:
-    """The ``qexp.init`` settings that travel with each call (default: this session's, see
-    :func:`qexp.get_settings`), with the store and a local ``provider_uri`` as absolute paths, so a worker in
-    another folder finds the same ones."""
-    settings = dict(get_settings() if settings is None else settings)
-    manager = settings.get("exp_manager")
-    if not settings.get("uri") and isinstance(manager, dict):  # Qlib's way of naming the store
-        settings["uri"] = (manager.get("kwargs") or {}).get("uri")
-    settings["uri"] = resolve_uri(settings.get("uri"))
-    provider = settings.get("provider_uri")
-    if isinstance(provider, (str, os.PathLike)):
-        settings["provider_uri"] = _absolute(provider)
-    elif isinstance(provider, dict):
-        settings["provider_uri"] = {k: _absolute(v) for k, v in provider.items()}
-    return settings
-
-
-def _absolute(uri: Any) -> Any:
-    if isinstance(uri, (str, os.PathLike)) and uri_scheme(uri) in ("", "file"):
-        return resolve_uri(uri)
-    return uri
 
 
 @contextmanager
@@ -220,8 +234,11 @@ def reach_spec(settings: dict | None, paths: Iterable[str] = ()) -> Iterator[dic
 
 
 def _token_folder(what: str, path: str, tokens: list[str]) -> dict:
-    os.makedirs(os.path.join(path, ".qexp"), exist_ok=True)
-    name = os.path.join(".qexp", f"reach-{uuid.uuid4().hex}")
+    # the token goes into the folder's .qexp/ (qexp's own corner of a store), or into the folder itself when
+    # it is such a .qexp/ already (the sweep's study folder): never a DIR/.qexp/.qexp/
+    sub = "" if os.path.basename(os.path.normpath(path)) == ".qexp" else ".qexp"
+    os.makedirs(os.path.join(path, sub), exist_ok=True)
+    name = os.path.join(sub, f"reach-{uuid.uuid4().hex}")
     with open(os.path.join(path, name), "w") as f:
         f.write(socket.gethostname())
     tokens.append(os.path.join(path, name))

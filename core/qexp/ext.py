@@ -84,8 +84,10 @@ from .executor import (
     default_executor_uri,
     get_executor,
     new_call_id,
+    parse_resources,
     reach_error,
     reach_spec,
+    usable_cores,
     worker_settings,
 )
 from .experiment import Experiment
@@ -94,7 +96,7 @@ from .fsatomic import atomic_write_bytes, atomic_writer, chmod_like_umask, make_
 from .hookspecs import ComponentRegister, SchemeRegister, hookimpl
 from .manager import SEARCH_COLUMNS, ExpManager, runs_frame
 from .model import BaseModel, Model, ModelFT
-from .paging import PageTokenError, offset_token, search_key, token_offset
+from .paging import MAX_OFFSET as MAX_PAGE_OFFSET, PageTokenError, offset_token, search_key, token_offset
 from .pickling import RestrictedUnpickler, dumps as pickle_dumps, loads as pickle_loads
 from .plugins import fire, get_plugin, load_plugins, register as register_plugin, unregister as unregister_plugin
 from .process import process_start_ticks
@@ -120,6 +122,9 @@ from .task.store import (
     default_tasks_uri,
     open_task_store,
     parse_query,
+    qexp_home,
+    sqlite_path,
+    sqlite_uri,
 )
 from .uri import (
     DEFAULT_URI,
@@ -156,7 +161,7 @@ __all__ = [
     "ExpManager", "Experiment", "Recorder", "Metric", "now_ms", "format_time", "validate_key", "clean_artifact_path",
     "copy_tree_or_file", "runs_frame", "SEARCH_COLUMNS", "ArtifactStore", "Clause", "Order", "parse_filter",
     "parse_order_by", "matches", "row_value", "like_to_regex", "RestrictedUnpickler", "pickle_dumps", "pickle_loads", "process_start_ticks",
-    "search_key", "offset_token", "token_offset", "PageTokenError",
+    "search_key", "offset_token", "token_offset", "PageTokenError", "MAX_PAGE_OFFSET",
     # URIs and the scheme registries
     "DEFAULT_URI", "default_uri", "resolve_uri", "uri_scheme", "file_uri_to_path", "path_to_file_uri", "local_path",
     "mask_uri",
@@ -174,10 +179,11 @@ __all__ = [
     # executors
     "Executor", "DeferredFuture", "get_executor", "default_executor_uri",
     "WorkerDied", "RunTracker", "new_call_id", "call_settings", "worker_settings", "reach_spec", "reach_error",
+    "usable_cores", "parse_resources",
     "CallSpec", "CallCancelled", "run_call", "probe_reach", "reuse_preparation", "preparation_cache",
     # task stores
     "TaskStore", "StoredTask", "NewTask", "Cond", "TaskStoreError", "parse_query", "canonical_json",
-    "default_tasks_uri", "open_task_store",
+    "default_tasks_uri", "open_task_store", "qexp_home", "sqlite_path", "sqlite_uri",
     # cache stores and runtime settings
     "CacheStore", "CacheLock", "CacheEntryError", "open_cache_store", "default_cache_uri", "default_max_bytes",
     "cache_base_dir", "encode_arrays", "decode_arrays", "pack_small", "unpack_small", "SMALL_MAGIC", "write_frame_dir", "read_frame_dir", "entry_size", "remove_dir",

@@ -67,7 +67,13 @@ def run_config(config: dict, path: str, experiment_name: str, uri: str | None) -
     return {"run_id": rec.id, "status": rec.status, "metrics": rec.list_metrics(), "store": R.get_uri()}
 
 
-run_config.qexp_own_session = True  # type: ignore[attr-defined]  # run_workflow calls qexp.init from the config
+def _run_config_settings(config: dict, path: str, experiment_name: str, uri: str | None) -> dict:
+    return init_settings(config, uri)
+
+
+# the worker applies the config's qexp.init settings around the call (its session gate), so two configs with
+# other stores or data never run at once in one worker process: the store and the provider are process-wide
+run_config.qexp_call_settings = _run_config_settings  # type: ignore[attr-defined]
 
 
 def load_configs(paths: list[str], overrides: list[str], experiment_name: str | None) -> list[ConfigRun]:
@@ -152,8 +158,9 @@ def _submit_and_wait(ex: Executor, runs: list[ConfigRun], uri: str | None, max_p
             in_flight[r.future] = r
         if not in_flight:
             continue
-        future = next(iter(ex.as_completed(list(in_flight))))
-        _settle(in_flight.pop(future), future)
+        done, _ = ex.wait(list(in_flight))
+        for future in done:
+            _settle(in_flight.pop(future), future)
         watcher.changed()
 
 

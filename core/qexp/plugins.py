@@ -40,6 +40,7 @@ pm.add_hookspecs(hookspecs)
 
 _lock = threading.RLock()
 _loaded = False
+_loading = False                        # True while the thread holding _lock loads the entry points
 _versions: dict[str, str] = {}          # plugin name -> distribution version
 _dists: dict[str, str] = {}             # plugin name -> distribution name
 _load_errors: dict[str, str] = {}       # plugin name -> error text
@@ -106,38 +107,50 @@ def unregister(name: str) -> None:
 
 
 def load_plugins() -> None:
-    """Load the ``qexp`` entry points once. A plugin that fails to import gives a warning naming it."""
-    global _loaded
+    """Load the ``qexp`` entry points once. A plugin that fails to import gives a warning naming it.
+
+    Another thread calling it meanwhile waits until every plugin is registered (``_loaded`` is set only
+    then); a call from a plugin being imported (the loading thread itself) returns at once."""
+    global _loaded, _loading
     if _loaded:
         return
     with _lock:
-        if _loaded:
+        if _loaded or _loading:
             return
-        _loaded = True
-        if os.environ.get("QEXP_TRACE_PLUGINS"):
-            pm.trace.root.setwriter(lambda s: sys.stderr.write(s))
-            pm.enable_tracing()
-        allowed = _allowed_names()
-        seen: set[str] = set()
-        entry_points = md.entry_points(group=ENTRY_POINT_GROUP)
-        if allowed:
-            _warn_unknown_names(allowed, {ep.name for ep in entry_points})
-        for ep in entry_points:
-            if ep.name in seen or (allowed is not None and ep.name not in allowed):
-                continue
-            seen.add(ep.name)
-            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
-                continue
-            try:
-                obj = ep.load()
-                version = ep.dist.version if ep.dist is not None else ""
-                if ep.dist is not None:
-                    _dists[ep.name] = ep.dist.metadata["Name"]
-                register(obj, name=ep.name, version=version)
-            except Exception as exc:  # a broken plugin must not take the others down
-                _record_load_error(ep.name, ep.value, exc)
-        _load_essential_plugins()
-        _load_core_components()
+        _loading = True
+        try:
+            _load_entry_points()
+        finally:
+            _loading = False
+            _loaded = True
+
+
+def _load_entry_points() -> None:
+    """The body of :func:`load_plugins`, run once under ``_lock``."""
+    if os.environ.get("QEXP_TRACE_PLUGINS"):
+        pm.trace.root.setwriter(lambda s: sys.stderr.write(s))
+        pm.enable_tracing()
+    allowed = _allowed_names()
+    seen: set[str] = set()
+    entry_points = md.entry_points(group=ENTRY_POINT_GROUP)
+    if allowed:
+        _warn_unknown_names(allowed, {ep.name for ep in entry_points})
+    for ep in entry_points:
+        if ep.name in seen or (allowed is not None and ep.name not in allowed):
+            continue
+        seen.add(ep.name)
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            obj = ep.load()
+            version = ep.dist.version if ep.dist is not None else ""
+            if ep.dist is not None:
+                _dists[ep.name] = ep.dist.metadata["Name"]
+            register(obj, name=ep.name, version=version)
+        except Exception as exc:  # a broken plugin must not take the others down
+            _record_load_error(ep.name, ep.value, exc)
+    _load_essential_plugins()
+    _load_core_components()
 
 
 def _warn_unknown_names(allowed: set[str], available: set[str]) -> None:

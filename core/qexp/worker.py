@@ -11,6 +11,7 @@ import hashlib
 import os
 import socket
 import threading
+from collections import deque
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from .hookspecs import hookimpl
 from .plugins import get_plugin, register
 from .recorder import Recorder
 from .session import get_settings, init
+from .uri import resolve_uri, uri_scheme
 
 FAILURE_TAG = "qexp.failure_reason"
 """The tag saying why a run ended FAILED without an exception of its own (its worker died, it was cancelled)."""
@@ -105,33 +107,93 @@ def _ensure_watcher() -> None:
 
 
 # ---- the session: the caller's qexp.init settings, applied once per process while they do not change ---------
+# The store, the data provider and the caches are process-wide, so calls that run at once in one worker (a Dask
+# worker with several threads) must share their settings: a call with other settings waits until the running
+# ones finish, and calls enter in arrival order (so a call with other settings is not starved by a stream of
+# calls that match the running ones). A call that initialises qexp itself (``settings`` None) runs alone.
 _gate = threading.Condition()
 _gate_settings: dict | None = None   # the shipped settings last applied
-_gate_applied: dict | None = None    # get_settings() right after applying them
-_gate_users = 0
+_gate_applied: dict | None = None    # get_settings() right after applying them, in comparable form
+_gate_users = 0                      # calls running under _gate_settings
+_gate_alone = False                  # a call that initialises qexp itself is running
+_gate_queue: deque[object] = deque()  # calls waiting to enter, first come first served
+
+
+def worker_settings(settings: dict | None = None) -> dict:
+    """The ``qexp.init`` settings that travel with each call (default: this session's, see
+    :func:`qexp.get_settings`), with the store and a local ``provider_uri`` as absolute paths, so a worker in
+    another folder finds the same ones."""
+    settings = dict(get_settings() if settings is None else settings)
+    manager = settings.get("exp_manager")
+    if not settings.get("uri") and isinstance(manager, dict):  # Qlib's way of naming the store
+        settings["uri"] = (manager.get("kwargs") or {}).get("uri")
+    settings["uri"] = resolve_uri(settings.get("uri"))
+    provider = settings.get("provider_uri")
+    if isinstance(provider, (str, os.PathLike)):
+        settings["provider_uri"] = _absolute(provider)
+    elif isinstance(provider, dict):
+        settings["provider_uri"] = {k: _absolute(v) for k, v in provider.items()}
+    return settings
+
+
+def _absolute(uri: Any) -> Any:
+    if isinstance(uri, (str, os.PathLike)) and uri_scheme(uri) in ("", "file"):
+        return resolve_uri(uri)
+    return uri
+
+
+def _comparable(settings: dict) -> dict:
+    try:
+        return worker_settings(settings)
+    except Exception:  # noqa: BLE001 - a value resolve_uri refuses: compare it as it is
+        return dict(settings)
+
+
+def _may_enter(settings: dict | None) -> bool:
+    if _gate_alone:
+        return False
+    if settings is None:
+        return _gate_users == 0
+    return _gate_users == 0 or _gate_settings == settings
 
 
 @contextmanager
 def session(settings: dict | None) -> Iterator[None]:
     """Run the block under ``qexp.init(**settings)``. The init happens only when the settings differ from
-    the ones applied last (or a call re-initialised qexp meanwhile), so a worker keeps its store, data
-    provider and caches between calls; calls with other settings wait until the running ones finish."""
-    global _gate_settings, _gate_applied, _gate_users
-    if settings is None:
-        yield
-        return
+    the ones applied last (or a call re-initialised qexp meanwhile with other settings), so a worker keeps its
+    store, data provider and caches between calls; calls with other settings wait until the running ones
+    finish. ``settings`` None: the call initialises qexp itself, so it runs with no other call beside it."""
+    global _gate_settings, _gate_applied, _gate_users, _gate_alone
+    ticket = object()
     with _gate:
-        while _gate_users and _gate_settings != settings:
-            _gate.wait()
-        if _gate_settings != settings or get_settings() != _gate_applied:
-            init(**copy.deepcopy(settings))
-            _gate_settings, _gate_applied = copy.deepcopy(settings), get_settings()
-        _gate_users += 1
+        _gate_queue.append(ticket)
+        try:
+            while _gate_queue[0] is not ticket or not _may_enter(settings):
+                _gate.wait()
+        finally:
+            _gate_queue.remove(ticket)
+            _gate.notify_all()
+        if settings is None:
+            _gate_alone = True
+            _gate_settings = _gate_applied = None  # whatever it sets up, the next call applies its own
+        else:
+            if _gate_settings != settings or _comparable(get_settings()) != _gate_applied:
+                try:
+                    init(**copy.deepcopy(settings))
+                except BaseException:
+                    _gate_settings = _gate_applied = None
+                    _gate.notify_all()
+                    raise
+                _gate_settings, _gate_applied = copy.deepcopy(settings), _comparable(get_settings())
+            _gate_users += 1
     try:
         yield
     finally:
         with _gate:
-            _gate_users -= 1
+            if settings is None:
+                _gate_alone = False
+            else:
+                _gate_users -= 1
             _gate.notify_all()
 
 

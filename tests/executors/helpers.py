@@ -45,9 +45,9 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def make_market(dst: Path) -> Path:
+def make_market(dst: Path, seed: int = 3) -> Path:
     from qexp_data.synth import SynthParams, write_synth
-    write_synth(dst, SynthParams(instruments=30, start="2016-01-01", end="2018-12-31", seed=3))
+    write_synth(dst, SynthParams(instruments=30, start="2016-01-01", end="2018-12-31", seed=seed))
     return dst
 
 
@@ -72,7 +72,7 @@ class DaskProcesses:
     """``dask scheduler`` and ``dask worker`` started as separate processes on 127.0.0.1."""
 
     def __init__(self, workdir: Path, n_workers: int = 2, env: dict[str, str] | None = None,
-                 worker_prefix: list[str] | None = None) -> None:
+                 worker_prefix: list[str] | None = None, nthreads: int = 1) -> None:
         self.port = free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.env = env or child_env()
@@ -84,7 +84,7 @@ class DaskProcesses:
              "--dashboard-address", "127.0.0.1:0"],
             cwd=workdir, env=self.env, stdout=subprocess.DEVNULL, stderr=open(logs / "scheduler.log", "w"))
         self.workers = [
-            subprocess.Popen([*(worker_prefix or []), str(BIN / "dask"), "worker", self.address, "--nthreads", "1",
+            subprocess.Popen([*(worker_prefix or []), str(BIN / "dask"), "worker", self.address, "--nthreads", str(nthreads),
                               "--no-dashboard", "--host", "127.0.0.1"],
                              cwd=workdir, env=self.env, stdout=subprocess.DEVNULL,
                              stderr=open(logs / f"worker{i}.log", "w"))

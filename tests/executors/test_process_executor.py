@@ -9,7 +9,7 @@ import pytest
 
 import qexp
 from qexp import R
-from qexp.ext import QexpError, UnknownSchemeError, WorkerDied, get_executor
+from qexp.ext import ConfigError, QexpError, UnknownSchemeError, WorkerDied, get_executor
 
 from . import calls
 
@@ -42,6 +42,27 @@ def test_bad_process_uris_say_what_is_wrong():
         get_executor("process://two")
     with pytest.raises(QexpError, match="unknown option.*workers"):
         get_executor("process://2?workers=3")
+    for bad in ("0", "-1", "x"):  # 0 was ignored silently and -1 retired a worker after every call
+        with pytest.raises(ConfigError, match=r"max_tasks_per_child must be a whole number >= 1.*" + bad):
+            get_executor(f"process://2?max_tasks_per_child={bad}")
+    with pytest.raises(ConfigError, match="max_tasks_per_child"):
+        get_executor("process://2", max_tasks_per_child=0)
+    with get_executor("process://2?max_tasks_per_child=3") as ex:
+        assert ex._mtpc == 3
+
+
+@pytest.mark.parametrize("uri", ["process://2?resources=GPU:x", "process://2?resources=GPU:-1",
+                                 "dask+local://1?resources=GPU:x", "dask+local://1?resources=:2"])
+def test_bad_resources_are_one_clear_error(uri):
+    pytest.importorskip("distributed")
+    with pytest.raises(ConfigError, match=r"resource .* must be NAME:AMOUNT with a number >= 0, e\.g\. GPU:2"):
+        get_executor(uri)
+
+
+def test_resources_parse_the_same_for_every_executor():
+    from qexp.ext import parse_resources
+    assert parse_resources("GPU:2, MEM=64,TPU", "x") == {"GPU": 2.0, "MEM": 64.0, "TPU": 1.0}
+    assert parse_resources("", "x") == {}
 
 
 def test_results_errors_and_the_remote_traceback(pool):

@@ -46,3 +46,13 @@ def test_servers_loopback_elsewhere_and_closed_ports(tmp_path):
         assert f"127.0.0.1:{port} does not answer" in probe_reach(spec)[0]
         spec["driver_host"] = "the-laptop"
         assert "names 127.0.0.1, which on" in probe_reach(spec)[0]
+
+
+def test_a_qexp_folder_gets_its_token_inside_not_in_a_nested_qexp(tmp_path):
+    """The sweep checks its study folder DIR/.qexp: the token goes there, never into DIR/.qexp/.qexp/."""
+    study = tmp_path / "store" / ".qexp"
+    with reach_spec({"uri": str(tmp_path / "store")}, paths=[study]) as spec:
+        folder = next(f for f in spec["folders"] if f["what"] == "the folder")
+        assert os.path.dirname(os.path.join(folder["path"], folder["token"])) == str(study)
+        assert probe_reach(spec) == []
+    assert not (study / ".qexp").exists()

@@ -57,11 +57,13 @@ class StoredTask:
 
 @dataclass(frozen=True)
 class NewTask:
-    """A task to insert: content hash (for de-duplication), pickled definition and canonical JSON."""
+    """A task to insert: content hash (for de-duplication), pickled definition, canonical JSON and the status
+    it starts in (waiting unless given)."""
 
     hash: str
     definition: bytes
     filter: str
+    status: str = STATUS_WAITING
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,8 @@ class TaskStore(ABC):
     @abstractmethod
     def insert(self, pool: str, tasks: list[NewTask]) -> list[tuple[str, bool]]:
         """Insert the tasks whose hash the pool does not hold, all in one transaction; return
-        ``(id, created)`` per task, in order (an existing task gives its id)."""
+        ``(id, created)`` per task, in order (an existing task gives its id). ``created`` is True only for the
+        rows this call inserted: of several drivers inserting the same task at once, one says True."""
 
     @abstractmethod
     def lookup(self, pool: str, hashes: list[str]) -> dict[str, str]:
@@ -187,8 +190,10 @@ class TaskStore(ABC):
         """Extend the leases ``owner`` holds on ``ids``; return how many it still holds."""
 
     @abstractmethod
-    def finish(self, pool: str, task_id: str, status: str, res: bytes | None, res_ref: str | None) -> bool:
-        """Store a result and a status, ending the lease."""
+    def finish(self, pool: str, task_id: str, status: str, res: bytes | None, res_ref: str | None,
+               owner: str | None = None) -> bool:
+        """Store a result and a status, ending the lease; with ``owner``, only while the task is running under
+        that owner's lease. Returns whether a task changed (False: the lease was lost, nothing written)."""
 
     @abstractmethod
     def set_status(self, pool: str, conds: list[Cond], status: str, owner: str | None = None) -> int:
@@ -233,6 +238,23 @@ def sqlite_uri(path: str) -> str:
     return "sqlite:///" + os.path.abspath(path)
 
 
+def sqlite_path(uri: str) -> str:
+    """The file of ``sqlite:///PATH`` (``sqlite:////abs/file`` or ``sqlite:///rel/file``, SQLAlchemy's form) or
+    of a bare path, absolute; a query (``?timeout=...``) is left out. Anything else is a :class:`QexpError`."""
+    if uri.startswith("sqlite:"):
+        rest = uri[len("sqlite:"):]
+        if not rest.startswith("///"):
+            raise TaskStoreError(f"SQLite URI {uri!r}: expected sqlite:///PATH (three slashes, then the path; "
+                                 f"four for an absolute one)")
+        path = rest[3:]
+    else:
+        path = uri
+    path = path.split("?", 1)[0]
+    if not path or path == ":memory:":
+        raise TaskStoreError(f"SQLite URI {uri!r}: needs a file path (workers in other processes must reach it)")
+    return os.path.abspath(os.path.expanduser(path))
+
+
 def default_tasks_uri(tracking_uri: str | None = None) -> str:
     """``$QEXP_TASKS_URI``; else, for a file tracking store DIR, ``DIR/.qexp/tasks.sqlite``; else a SQLite
     file in the user's qexp folder named by a hash of the tracking URI."""
@@ -266,14 +288,3 @@ def open_task_store(uri: str | None = None) -> TaskStore:
         store = registry.task_stores.create(uri)
         _stores[key] = store
     return store
-
-
-def mask_uri(uri: str) -> str:
-    """``uri`` without a password (``postgresql://u:***@host/db``)."""
-    head, sep, rest = uri.partition("://")
-    if not sep or "@" not in rest:
-        return uri
-    cred, at, host = rest.rpartition("@")
-    if ":" in cred:
-        cred = cred.split(":", 1)[0] + ":***"
-    return f"{head}://{cred}{at}{host}"

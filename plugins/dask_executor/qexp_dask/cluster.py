@@ -2,15 +2,9 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+from qexp.ext import usable_cores
 
 
 def start_local_cluster(n_workers: int | None, threads: int, resources: dict[str, float], **kwargs: Any) -> Any:

@@ -29,6 +29,7 @@ from qexp.ext import (
     call_settings,
     file_uri_to_path,
     new_call_id,
+    parse_resources,
     probe_reach,
     reach_error,
     reach_spec,
@@ -112,12 +113,11 @@ class DaskExecutor(Executor):
                 n = int(netloc) if netloc else None
                 threads = int(query.get("threads", 1))
             except ValueError:
-                raise ConfigError(f"{where}: the number of workers and threads must be integers, e.g. "
-                                  f"dask+local://2?threads=1") from None
-            resources = {}
-            for item in filter(None, query.get("resources", "").split(",")):
-                name, _, amount = item.partition(":")
-                resources[name] = float(amount or 1)
+                n = threads = 0
+            if (n is not None and n < 1) or threads < 1:
+                raise ConfigError(f"{where}: the number of workers and threads must be whole numbers >= 1, e.g. "
+                                  f"dask+local://2?threads=1")
+            resources = parse_resources(query.get("resources", ""), where)
             from .cluster import start_local_cluster
             self._cluster = start_local_cluster(n, threads, resources, **cluster_kwargs)
             self._local = True
@@ -172,7 +172,7 @@ class DaskExecutor(Executor):
                retries: int = 0, key: str | None = None, **kwargs: Any) -> cf.Future:
         if self._closed:
             raise RuntimeError(f"{self!r} is shut down; create another executor")
-        settings = call_settings(fn)
+        settings = call_settings(fn, args, kwargs)
         if settings is not None:
             self.check_reach(settings)
         need = {k: float(v) for k, v in (resources or {}).items() if v}

@@ -29,6 +29,16 @@ class LocalExecutor(Executor):
                 future.run()
             yield future
 
+    def wait(self, futures: Iterable[cf.Future], timeout: float | None = None) -> tuple[set[cf.Future], set[cf.Future]]:
+        futures = list(futures)
+        if not any(f.done() for f in futures):
+            deferred = [f for f in futures if isinstance(f, DeferredFuture)]
+            if not deferred:  # futures of another executor
+                return super().wait(futures, timeout)
+            deferred[0].run()  # the first call not yet run, in submission order
+        done = {f for f in futures if f.done()}
+        return done, set(futures) - done
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, reason: str | None = None) -> None:
         pending, self._pending = self._pending, []
         for future in pending:

@@ -25,7 +25,17 @@ from multiprocessing.connection import wait as wait_ready
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from qexp.ext import ConfigError, Executor, QexpError, RunTracker, WorkerDied, call_settings, new_call_id
+from qexp.ext import (
+    ConfigError,
+    Executor,
+    QexpError,
+    RunTracker,
+    WorkerDied,
+    call_settings,
+    new_call_id,
+    parse_resources,
+    usable_cores,
+)
 
 from . import _pool_worker
 from ._pool_worker import dumps
@@ -38,13 +48,6 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def parse_process_uri(uri: str) -> tuple[int, int | None, dict[str, float]]:
@@ -64,22 +67,20 @@ def parse_process_uri(uri: str) -> tuple[int, int | None, dict[str, float]]:
         raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; known: max_tasks_per_child, resources")
     mtpc = None
     if "max_tasks_per_child" in query:
-        try:
-            mtpc = int(query["max_tasks_per_child"])
-        except ValueError:
-            raise ConfigError(f"{where}: max_tasks_per_child must be an integer") from None
+        mtpc = check_max_tasks_per_child(query["max_tasks_per_child"], where)
     return n, mtpc, parse_resources(query.get("resources", ""), where)
 
 
-def parse_resources(text: str, where: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        name, _, amount = item.partition(":")
-        try:
-            out[name.strip()] = float(amount) if amount else 1.0
-        except ValueError:
-            raise ConfigError(f"{where}: resource {item!r} must be NAME:AMOUNT, e.g. GPU:2") from None
-    return out
+def check_max_tasks_per_child(value: Any, where: str) -> int:
+    """``max_tasks_per_child`` as a whole number >= 1 (a worker is replaced after that many calls)."""
+    try:
+        n = int(str(value))
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"{where}: max_tasks_per_child must be a whole number >= 1 (a worker is replaced after "
+                          f"that many calls), got {value!r}; leave it out to keep workers for the pool's life")
+    return n
 
 
 @dataclass(eq=False)
@@ -113,7 +114,9 @@ class ProcessExecutor(Executor):
                  max_tasks_per_child: int | None = None, resources: dict[str, float] | None = None) -> None:
         n, mtpc, res = parse_process_uri(uri)
         self._n = max_workers or n
-        self._mtpc = max_tasks_per_child or mtpc
+        if max_tasks_per_child is not None:
+            mtpc = check_max_tasks_per_child(max_tasks_per_child, f"executor {uri!r}")
+        self._mtpc = mtpc
         self._capacity = dict(resources or res)
         self.uri = f"process://{self._n}"
         self._ctx = mp.get_context("spawn")
@@ -148,7 +151,7 @@ class ProcessExecutor(Executor):
                 raise QexpError(f"{self.uri}: the call needs {name}={amount:g} but the pool has {name}={have:g}")
         payload = dumps((fn, args, kwargs))  # an unpicklable call fails here, in the caller
         call_id = new_call_id(key, fn)
-        call = _Call(call_id, key or call_id, payload, call_settings(fn), need, int(retries), cf.Future())
+        call = _Call(call_id, key or call_id, payload, call_settings(fn, args, kwargs), need, int(retries), cf.Future())
         with self._lock:
             self._queue.append(call)
             if self._thread is None:

@@ -42,8 +42,8 @@ from .study import (
     point_key,
     pruner,
     sampler,
-    sqlite_path,
     storage,
+    study_file,
     suggest,
 )
 from .trial import COMPLETE, FAIL, PRUNED, TAG_STATE, TAG_SWEEP, TAG_TRIAL, TrialSpec, run_trial
@@ -150,7 +150,7 @@ def run_sweep(config_path: str, space_path: str | None = None, *, trials: int | 
     ex = get_executor(executor)
     owned = not isinstance(executor, Executor)
     try:
-        folder = sqlite_path(study_uri)
+        folder = study_file(study_uri)
         # every worker must reach the store, the data and (to report steps for pruning) the study
         ex.check_reach(paths=[os.path.dirname(os.path.abspath(folder))] if folder and space.pruning else [])
         parallel = max(1, max_parallel or ex.max_workers)
@@ -330,25 +330,40 @@ def _loop(optuna: Any, ex: Executor, study: Any, result: SweepResult, parent: An
                                  result.study_uri, space.pruning, sign)
                 pending[ex.submit(run_trial, spec, key=f"trial-{trial.number}", retries=retries)] = (trial, values)
                 asked += 1
-            future = next(iter(ex.as_completed(list(pending))))
-            trial, values = pending.pop(future)
-            row = _tell(optuna, study, trial, values, future, space)
-            result.trials.append(row)
-            result.ran += 1
-            if row.value is not None:
-                parent.log_metrics(step=row.number, **{f"trial/{space.metric}": row.value})
-            echo(_line(row, study, space, len(done) + result.ran, len(done) + remaining))
-            if not metric_known and row.error == f"metric {space.metric!r} was not logged":
-                raise ConfigError(f"metric {space.metric!r}: trial {row.number} (run {row.run_id[:8]}) did not log it; "
-                                  f"check metric.name in the space against `qexp runs show {row.run_id[:8]}`")
+            finished, _ = ex.wait(list(pending))
+            for future in [f for f in pending if f in finished]:  # in submission order
+                row = _settle(optuna, study, result, parent, pending, future)
+                echo(_line(row, study, space, len(done) + result.ran, len(done) + remaining))
+                if not metric_known and row.error == f"metric {space.metric!r} was not logged":
+                    raise ConfigError(f"metric {space.metric!r}: trial {row.number} (run {row.run_id[:8]}) did not log "
+                                      f"it; check metric.name in the space against `qexp runs show {row.run_id[:8]}`")
     except BaseException:
-        for trial, _ in pending.values():  # cancelled with the executor: not counted, resume runs them again
+        # a trial that finished while the driver was stopping is kept (resume must not run it again); the
+        # others are cancelled with the executor: not counted, --resume runs new trials in their place
+        for future in list(pending):
+            try:
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    _settle(optuna, study, result, parent, pending, future)
+            except Exception:
+                pass
+        for trial, _ in pending.values():
             try:
                 trial.set_user_attr(A_INTERRUPTED, True)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             except Exception:
                 pass
         raise
+
+
+def _settle(optuna: Any, study: Any, result: SweepResult, parent: Any, pending: dict, future: Any) -> TrialRow:
+    """Tell the study the outcome of a finished trial's future and log it on the parent run."""
+    trial, values = pending.pop(future)
+    row = _tell(optuna, study, trial, values, future, result.space)
+    result.trials.append(row)
+    result.ran += 1
+    if row.value is not None:
+        parent.log_metrics(step=row.number, **{f"trial/{result.space.metric}": row.value})
+    return row
 
 
 def _tell(optuna: Any, study: Any, trial: Any, values: dict, future: Any, space: Space) -> TrialRow:

@@ -8,7 +8,7 @@ import logging
 import os
 from typing import Any
 
-from qexp.ext import local_path, require_extra
+from qexp.ext import local_path, qexp_home, require_extra, sqlite_path, uri_scheme
 
 from .space import Param, Pruning, Space
 
@@ -21,11 +21,6 @@ def optuna_module() -> Any:
     return optuna
 
 
-def qexp_home() -> str:
-    """The user's qexp folder: ``$QEXP_HOME``, else ``~/.qexp``."""
-    return os.environ.get("QEXP_HOME") or os.path.join(os.path.expanduser("~"), ".qexp")
-
-
 def default_study_uri(tracking_uri: str) -> str:
     """A file store DIR keeps its sweeps in ``DIR/.qexp/sweeps.sqlite``; any other store in a SQLite file
     under the user's qexp folder named by a hash of the tracking URI."""
@@ -36,16 +31,14 @@ def default_study_uri(tracking_uri: str) -> str:
     return "sqlite:///" + os.path.join(qexp_home(), "sweeps", f"{digest}.sqlite")
 
 
-def sqlite_path(study_uri: str) -> str | None:
-    """The file of a ``sqlite:///`` study URI, else None."""
-    if study_uri.startswith("sqlite:///"):
-        return study_uri[len("sqlite:///"):] or None
-    return None
+def study_file(study_uri: str) -> str | None:
+    """The file of a ``sqlite:///`` study URI (absolute), else None (a server)."""
+    return sqlite_path(study_uri) if uri_scheme(study_uri) == "sqlite" else None
 
 
 def storage(study_uri: str) -> Any:
     optuna = optuna_module()
-    path = sqlite_path(study_uri)
+    path = study_file(study_uri)
     if path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         # trials report from several processes: wait for SQLite's lock instead of failing at once
