@@ -60,3 +60,35 @@ class Sleepy:
 
     def predict(self, dataset, segment="test"):  # pragma: no cover - never reached
         raise NotImplementedError
+
+
+def stall_then_commit(pool, uri, flag_path, out_path):
+    """Fetch one task on a 1 s lease, say so, then (after the test has stopped and resumed this process past
+    its lease) try to commit; write what happened."""
+    from qexp.task import TaskManager
+    from qexp.task.manage import LeaseLost
+    tm = TaskManager(pool, uri=uri, lease_s=1.0)
+    task = tm.fetch_task()
+    with open(flag_path, "w") as f:
+        f.write(str(task["_id"]))
+    time.sleep(0.5)  # the test stops this process here
+    try:
+        tm.commit_task_res(task, "A-result")
+        outcome = "committed"
+    except LeaseLost as exc:
+        outcome = f"lost: {exc}"
+    with open(out_path, "w") as f:
+        f.write(outcome)
+
+
+def insert_same_tasks(pool, uri, n, start_at, out_path):
+    """Insert tasks 0..n-1 at ``start_at`` (time.time()); write how many this process created."""
+    from qexp.task import TaskManager
+    tm = TaskManager(pool, uri=uri)
+    news = [tm._new_task({"n": i}) for i in range(n)]
+    tm.store.insert(pool, news[:1])  # connected and the table made before the race starts
+    while time.time() < start_at:
+        time.sleep(0.001)
+    created = tm.store.insert(pool, news)
+    with open(out_path, "w") as f:
+        f.write(str(sum(1 for _, is_new in created if is_new)))

@@ -29,6 +29,7 @@ from ..exceptions import QexpError
 from ..pickling import RestrictedUnpickler
 from ..progress import bar
 from ..recorder import Recorder
+from ..uri import mask_uri
 from .store import (
     STATUS_DONE,
     STATUS_PART_DONE,
@@ -41,7 +42,6 @@ from .store import (
     canonical_json,
     content_hash,
     default_tasks_uri,
-    mask_uri,
     open_task_store,
     parse_query,
 )
@@ -70,6 +70,10 @@ def _loads(data: bytes, what: str) -> Any:
     except pickle.UnpicklingError as exc:
         raise QexpError(f"the task's {what} could not be read safely: {exc}. Task definitions and results "
                         f"hold plain data (dicts, lists, numbers, dates, pandas objects) and qexp classes") from None
+
+
+class LeaseLost(TaskStoreError):
+    """A result came from a worker whose lease on the task had ended: it was not stored."""
 
 
 @dataclass(frozen=True)
@@ -197,12 +201,13 @@ class TaskManager:
         return open_task_store(uri or default_tasks_uri()).pools()
 
     # ---- encoding ------------------------------------------------------------------------------
-    def _new_task(self, task_def: Any) -> NewTask:
+    def _new_task(self, task_def: Any, status: str = STATUS_WAITING) -> NewTask:
         try:
             definition = pickle.dumps(task_def, protocol=4)
         except Exception as exc:
             raise QexpError(f"task definition cannot be pickled: {type(exc).__name__}: {exc}") from None
-        return NewTask(hash=content_hash(task_def), definition=definition, filter=canonical_json(task_def))
+        return NewTask(hash=content_hash(task_def), definition=definition, filter=canonical_json(task_def),
+                       status=status)
 
     @staticmethod
     def _encode_res(res: Any) -> tuple[bytes | None, str | None]:
@@ -232,12 +237,14 @@ class TaskManager:
                            new_task.get("status", STATUS_WAITING), res, ref)
 
     def insert_task(self, task: dict) -> InsertResult:
-        """Insert a document (``def`` and optionally ``status``); an equal task already there keeps its id."""
-        created = self.store.insert(self.task_pool, [self._new_task(task["def"])])
-        tid = created[0][0]
-        if task.get("status", STATUS_WAITING) != STATUS_WAITING and created[0][1]:
-            self.store.set_status(self.task_pool, parse_query({"_id": tid}), task["status"])
-        return InsertResult(tid)
+        """Insert a document (``def`` and optionally ``status``); an equal task already there keeps its id and
+        is left as it is (it may be another worker's running task)."""
+        status = task.get("status") or STATUS_WAITING
+        if status not in (STATUS_WAITING, STATUS_PART_DONE, STATUS_DONE):
+            raise QexpError(f"insert_task: status {status!r} cannot be inserted; use {STATUS_WAITING!r}, "
+                            f"{STATUS_PART_DONE!r} or {STATUS_DONE!r} (a task becomes running by fetch_task)")
+        created = self.store.insert(self.task_pool, [self._new_task(task["def"], status)])
+        return InsertResult(created[0][0])
 
     def insert_task_def(self, task_def: dict) -> InsertResult:
         """Insert a task definition as waiting (an equal task already in the pool keeps its id)."""
@@ -316,10 +323,22 @@ class TaskManager:
 
     # ---- changing tasks ------------------------------------------------------------------------
     def commit_task_res(self, task: dict, res: Any, status: str | None = STATUS_DONE) -> None:
-        """Store ``res`` as the task's result and set ``status`` (done by default)."""
+        """Store ``res`` as the result of a task this manager fetched and set ``status`` (done by default).
+
+        Raises :class:`LeaseLost` (and writes nothing) when the task's lease is no longer this process's: it
+        expired while the process stalled and the task went back to the queue or to another worker, whose
+        result must not be overwritten."""
         blob, ref = self._encode_res(res)
-        self.store.finish(self.task_pool, str(task["_id"]), status or STATUS_DONE, blob, ref)
-        _heartbeat.release(self, str(task["_id"]))
+        tid = str(task["_id"])
+        try:
+            changed = self.store.finish(self.task_pool, tid, status or STATUS_DONE, blob, ref, owner=self.owner)
+        finally:
+            _heartbeat.release(self, tid)
+        if not changed:
+            raise LeaseLost(f"lease lost, result dropped: task {tid} of pool {self.task_pool!r} in "
+                            f"{mask_uri(self.uri)} is no longer leased to this worker (its lease of "
+                            f"{self.lease_s:g} s ran out, so it went back to the queue or to another worker, "
+                            f"or it was reset or removed)")
 
     def return_task(self, task: dict, status: str | None = STATUS_WAITING) -> None:
         """Put a task this process fetched back in ``status`` (waiting by default)."""
@@ -408,9 +427,12 @@ def run_task(task_func: Callable, task_pool: str | TaskManager, query: dict | No
             logger.info("running task %s of pool %r", task["_id"], tm.task_pool)
             param = task["def"] if before_status == STATUS_WAITING else task["res"]
             res = func(param, **kwargs)
-            tm.commit_task_res(task, res, status=after_status)
+            try:
+                tm.commit_task_res(task, res, status=after_status)
+            except LeaseLost as exc:  # the task is someone else's now: go on with the next one
+                logger.warning("%s", exc)
             ever_run = True
     return ever_run
 
 
-__all__ = ["TaskManager", "run_task", "InsertResult", "TaskStoreError"]
+__all__ = ["TaskManager", "run_task", "InsertResult", "TaskStoreError", "LeaseLost"]

@@ -49,10 +49,6 @@ class PostgresTaskStore(SQLTaskStore):
     lock_clause = "FOR UPDATE SKIP LOCKED"
     filter_select = "filter::text"
 
-    def __init__(self, uri: str):
-        super().__init__(uri)
-        self._exists: bool | None = None
-
     def _psycopg2(self) -> Any:
         return require_extra("psycopg2", "postgres", "the postgresql:// task store")
 
@@ -78,12 +74,9 @@ class PostgresTaskStore(SQLTaskStore):
         return True
 
     def _table_exists(self, conn: Any) -> bool:
-        if self._exists:
-            return True
         cur = conn.cursor()
         cur.execute("SELECT to_regclass('qexp_tasks') IS NOT NULL")
-        self._exists = bool(cur.fetchone()[0])
-        return self._exists
+        return bool(cur.fetchone()[0])
 
     def _create_schema(self, conn: Any) -> None:
         cur = conn.cursor()
@@ -95,7 +88,6 @@ class PostgresTaskStore(SQLTaskStore):
             cur.execute("ROLLBACK")
             raise
         cur.execute("COMMIT")
-        self._exists = True
 
     def now_sql(self) -> str:
         return "extract(epoch from clock_timestamp())::double precision"
@@ -110,16 +102,20 @@ class PostgresTaskStore(SQLTaskStore):
     def blob(self, data: bytes | None) -> Any:
         return None if data is None else self._psycopg2().Binary(data)
 
-    def _insert_many(self, conn: Any, sql: str, rows: list[tuple]) -> None:
+    def _insert_many(self, conn: Any, sql: str, rows: list[tuple]) -> set[str]:
         if not rows:
-            return
+            return set()
         self._psycopg2()
         import psycopg2.extras as extras
         head, _, tail = sql.partition(" VALUES ")
         values, _, conflict = tail.partition(") ON CONFLICT")
         template = values.strip() + ")"
         cur = conn.cursor()
-        extras.execute_values(cur, f"{head} VALUES %s ON CONFLICT{conflict}", rows, template=template, page_size=500)
+        # another driver may insert the same tasks at once (READ COMMITTED: our lookup did not see its rows, and
+        # ON CONFLICT skips them after it commits): only the hashes RETURNING gives back were created here
+        got = extras.execute_values(cur, f"{head} VALUES %s ON CONFLICT{conflict} RETURNING hash", rows,
+                                    template=template, page_size=500, fetch=True)
+        return {r[0] for r in got}
 
     def begin_write(self, conn: Any) -> None:
         conn.cursor().execute("BEGIN")
@@ -130,10 +126,12 @@ class PostgresTaskStore(SQLTaskStore):
         cur.execute(f"{reclaim}; {take}", [*reclaim_params, *take_params])
         return cur.fetchone()
 
-    def _execute(self, conn: Any, sql: str, params: list | tuple = ()) -> Any:
-        cur = conn.cursor()
-        try:
-            cur.execute(sql, params)
-        except self._psycopg2().OperationalError as exc:
-            raise TaskStoreError(f"task store {mask_uri(self.uri)}: {str(exc).strip().splitlines()[0]}") from None
-        return cur
+    def lost_errors(self) -> tuple[type[BaseException], ...]:
+        psycopg2 = self._psycopg2()
+        return (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+    def db_errors(self) -> tuple[type[BaseException], ...]:
+        return (self._psycopg2().Error,)
+
+    def _is_closed(self, conn: Any) -> bool:
+        return bool(conn.closed)

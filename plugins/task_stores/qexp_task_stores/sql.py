@@ -13,15 +13,16 @@ import os
 import threading
 import time
 from abc import abstractmethod
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
-from qexp.ext import Cond, NewTask, StoredTask, TaskStore, TaskStoreError
+from qexp.ext import Cond, NewTask, StoredTask, TaskStore, TaskStoreError, mask_uri
 
 logger = logging.getLogger("qexp.tasks")
 
 COLUMNS = ("id, def, filter, status, prev_status, res, res_ref, priority, attempts, lease_owner, lease_until, "
            "created, updated")
 CHUNK = 500
+T = TypeVar("T")
 
 
 class SQLTaskStore(TaskStore):
@@ -69,11 +70,25 @@ class SQLTaskStore(TaskStore):
         conn.execute("BEGIN")
 
     # ---- connections -----------------------------------------------------------------------------
+    def lost_errors(self) -> tuple[type[BaseException], ...]:
+        """Errors after which the connection is dropped and the statement run once more on a new one (a
+        server that restarted or ended our session); none for an embedded database."""
+        return ()
+
+    def db_errors(self) -> tuple[type[BaseException], ...]:
+        """The driver's errors, reported as :class:`TaskStoreError` naming the store."""
+        return ()
+
+    def _is_closed(self, conn: Any) -> bool:
+        return False
+
     def _conn(self, create: bool = False) -> Any | None:
         """This thread's connection; None when the store does not exist and ``create`` is False."""
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # never share a connection across a fork
             local.conn, local.pid = None, os.getpid()
+        if local.conn is not None and self._is_closed(local.conn):
+            local.conn = None
         if local.conn is None:
             if not create and not self.exists():
                 return None
@@ -83,6 +98,40 @@ class SQLTaskStore(TaskStore):
                 self._create_schema(local.conn)
             self._schema_ready = True
         return local.conn
+
+    def _drop_conn(self) -> None:
+        conn, self._local.conn = getattr(self._local, "conn", None), None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - it is gone already
+                pass
+
+    def _use(self, body: Callable[[Any], T], default: T, create: bool = False) -> T:
+        """``body(conn)`` on this thread's connection. Without ``create``, a store or table that does not exist
+        gives ``default`` (reading never creates). A lost connection is reopened and ``body`` run once more;
+        the driver's errors become :class:`TaskStoreError` naming the store (password masked)."""
+        for attempt in (1, 2):
+            try:
+                conn = self._conn(create)
+                if conn is None:
+                    return default
+                if not create and not self._schema_ready:
+                    if not self._table_exists(conn):
+                        return default
+                    self._schema_ready = True  # it exists: no need to ask again
+                return body(conn)
+            except self.lost_errors() as exc:
+                self._drop_conn()
+                self._schema_ready = False
+                if attempt == 2:
+                    raise TaskStoreError(f"task store {mask_uri(self.uri)}: the connection was lost and a new one "
+                                         f"failed too: {_first_line(exc)}") from None
+                logger.warning("task store %s: the connection was lost (%s); reconnecting", mask_uri(self.uri),
+                               _first_line(exc))
+            except self.db_errors() as exc:
+                raise TaskStoreError(f"task store {mask_uri(self.uri)}: {_first_line(exc)}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -168,25 +217,25 @@ class SQLTaskStore(TaskStore):
 
     # ---- the contract ----------------------------------------------------------------------------
     def pools(self) -> list[str]:
-        conn = self._conn()
-        if conn is None or not self._table_exists(conn):
-            return []
-        return [r[0] for r in self._execute(conn, "SELECT DISTINCT pool FROM qexp_tasks ORDER BY pool").fetchall()]
+        return self._use(lambda conn: [r[0] for r in self._execute(
+            conn, "SELECT DISTINCT pool FROM qexp_tasks ORDER BY pool").fetchall()], [])
 
     def insert(self, pool: str, tasks: list[NewTask]) -> list[tuple[str, bool]]:
         if not tasks:
             return []
-        conn = self._conn(create=True)
+        return self._use(lambda conn: self._insert(conn, pool, tasks), [], create=True)
+
+    def _insert(self, conn: Any, pool: str, tasks: list[NewTask]) -> list[tuple[str, bool]]:
         ph = self.ph
-        before: dict[str, str] = {}
         with self._transaction(conn):
             hashes = list(dict.fromkeys(t.hash for t in tasks))
             before = self._lookup(conn, pool, hashes)
             new = {t.hash: t for t in tasks if t.hash not in before}
             sql = (f"INSERT INTO qexp_tasks (pool, hash, def, filter, status, attempts, created, updated) "
-                   f"VALUES ({ph}, {ph}, {ph}, {self.json_param()}, 'waiting', 0, {self.now_sql()}, "
+                   f"VALUES ({ph}, {ph}, {ph}, {self.json_param()}, {ph}, 0, {self.now_sql()}, "
                    f"{self.now_sql()}) ON CONFLICT (pool, hash) DO NOTHING")
-            self._insert_many(conn, sql, [(pool, t.hash, self.blob(t.definition), t.filter) for t in new.values()])
+            inserted = self._insert_many(conn, sql, [(pool, t.hash, self.blob(t.definition), t.filter, t.status)
+                                                     for t in new.values()])
             after = self._lookup(conn, pool, hashes)
         missing = [h for h in hashes if h not in after]
         if missing:  # pragma: no cover - only if a concurrent remove() ran inside our transaction
@@ -194,19 +243,19 @@ class SQLTaskStore(TaskStore):
         seen: set[str] = set()
         out = []
         for t in tasks:
-            out.append((after[t.hash], t.hash not in before and t.hash not in seen))
+            out.append((after[t.hash], t.hash in inserted and t.hash not in seen))
             seen.add(t.hash)
         return out
 
-    def _insert_many(self, conn: Any, sql: str, rows: list[tuple]) -> None:
+    def _insert_many(self, conn: Any, sql: str, rows: list[tuple]) -> set[str]:
+        """Insert ``rows`` (pool, hash, ...); return the hashes this statement inserted. Here the write lock is
+        held from the lookup on, so every row not there before is ours."""
         cur = conn.cursor()
         cur.executemany(sql, rows)
+        return {r[1] for r in rows}
 
     def lookup(self, pool: str, hashes: list[str]) -> dict[str, str]:
-        conn = self._conn()
-        if conn is None or not self._table_exists(conn):
-            return {}
-        return self._lookup(conn, pool, hashes)
+        return self._use(lambda conn: self._lookup(conn, pool, hashes), {})
 
     def _lookup(self, conn: Any, pool: str, hashes: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -219,9 +268,10 @@ class SQLTaskStore(TaskStore):
         return out
 
     def fetch(self, pool: str, conds: list[Cond], status: str, owner: str, lease_s: float) -> StoredTask | None:
-        conn = self._conn()
-        if conn is None:
-            return None
+        return self._use(lambda conn: self._fetch(conn, pool, conds, status, owner, lease_s), None)
+
+    def _fetch(self, conn: Any, pool: str, conds: list[Cond], status: str, owner: str,
+               lease_s: float) -> StoredTask | None:
         ph, now = self.ph, self.now_sql()
         conds = [c for c in conds if c.field != "status"]  # the fetched status decides, as in Qlib
         where, params = self.where(pool, conds)
@@ -253,84 +303,73 @@ class SQLTaskStore(TaskStore):
         """Run the reclaim and the take atomically; the taken row or None."""
 
     def renew(self, ids: list[str], owner: str, lease_s: float) -> int:
-        conn = self._conn()
         ints = [i for i in (_int_id(x) for x in ids) if i is not None]
-        if conn is None or not ints:
+        if not ints:
             return 0
         ph, now = self.ph, self.now_sql()
         marks = ", ".join([ph] * len(ints))
-        cur = self._execute(conn, f"UPDATE qexp_tasks SET lease_until = {now} + {ph} WHERE id IN ({marks}) "
-                                  f"AND lease_owner = {ph} AND status = 'running'", [float(lease_s), *ints, owner])
-        return cur.rowcount
+        sql = (f"UPDATE qexp_tasks SET lease_until = {now} + {ph} WHERE id IN ({marks}) AND lease_owner = {ph} "
+               f"AND status = 'running'")
+        return self._use(lambda conn: self._execute(conn, sql, [float(lease_s), *ints, owner]).rowcount, 0)
 
-    def finish(self, pool: str, task_id: str, status: str, res: bytes | None, res_ref: str | None) -> bool:
-        conn = self._conn()
+    def finish(self, pool: str, task_id: str, status: str, res: bytes | None, res_ref: str | None,
+               owner: str | None = None) -> bool:
         tid = _int_id(task_id)
-        if conn is None or tid is None:
+        if tid is None:
             return False
         ph, now = self.ph, self.now_sql()
-        cur = self._execute(conn, f"UPDATE qexp_tasks SET status = {ph}, res = {ph}, res_ref = {ph}, "
-                                  f"prev_status = NULL, lease_owner = NULL, lease_until = NULL, updated = {now} "
-                                  f"WHERE pool = {ph} AND id = {ph}", [status, self.blob(res), res_ref, pool, tid])
-        return cur.rowcount > 0
+        where, params = f"pool = {ph} AND id = {ph}", [pool, tid]
+        if owner is not None:  # only while the lease is ours: a worker that lost it must not overwrite
+            where += f" AND lease_owner = {ph} AND status = 'running'"
+            params.append(owner)
+        sql = (f"UPDATE qexp_tasks SET status = {ph}, res = {ph}, res_ref = {ph}, prev_status = NULL, "
+               f"lease_owner = NULL, lease_until = NULL, updated = {now} WHERE {where}")
+        return self._use(lambda conn: self._execute(conn, sql, [status, self.blob(res), res_ref, *params]).rowcount
+                         > 0, False)
 
     def set_status(self, pool: str, conds: list[Cond], status: str, owner: str | None = None) -> int:
-        conn = self._conn()
-        if conn is None or not self._table_exists(conn):
-            return 0
         ph, now = self.ph, self.now_sql()
         where, params = self.where(pool, conds)
         if owner is not None:
             where += f" AND lease_owner = {ph} AND status = 'running'"
             params.append(owner)
-        cur = self._execute(conn, f"UPDATE qexp_tasks SET status = {ph}, prev_status = NULL, lease_owner = NULL, "
-                                  f"lease_until = NULL, updated = {now} WHERE {where}", [status, *params])
-        return cur.rowcount
+        sql = (f"UPDATE qexp_tasks SET status = {ph}, prev_status = NULL, lease_owner = NULL, lease_until = NULL, "
+               f"updated = {now} WHERE {where}")
+        return self._use(lambda conn: self._execute(conn, sql, [status, *params]).rowcount, 0)
 
     def find(self, pool: str, conds: list[Cond]) -> list[StoredTask]:
-        conn = self._conn()
-        if conn is None or not self._table_exists(conn):
-            return []
         where, params = self.where(pool, conds)
         cols = self.returning().replace("status, prev_status", f"{self.effective_status()}, prev_status", 1)
-        cur = self._execute(conn, f"SELECT {cols} FROM qexp_tasks WHERE {where} ORDER BY id", params)
-        return [self._row(pool, r) for r in cur.fetchall()]
+        sql = f"SELECT {cols} FROM qexp_tasks WHERE {where} ORDER BY id"
+        return self._use(lambda conn: [self._row(pool, r) for r in self._execute(conn, sql, params).fetchall()], [])
 
     def count(self, pool: str, conds: list[Cond]) -> dict[str, int]:
-        conn = self._conn()
-        if conn is None or not self._table_exists(conn):
-            return {}
         where, params = self.where(pool, conds)
         eff = self.effective_status()
-        cur = self._execute(conn, f"SELECT {eff}, COUNT(*) FROM qexp_tasks WHERE {where} GROUP BY {eff}", params)
-        return {status: int(n) for status, n in cur.fetchall()}
+        sql = f"SELECT {eff}, COUNT(*) FROM qexp_tasks WHERE {where} GROUP BY {eff}"
+        return self._use(lambda conn: {status: int(n) for status, n in self._execute(conn, sql, params).fetchall()},
+                         {})
 
     def delete(self, pool: str, conds: list[Cond]) -> int:
-        conn = self._conn()
-        if conn is None or not self._table_exists(conn):
-            return 0
         where, params = self.where(pool, conds)
-        return self._execute(conn, f"DELETE FROM qexp_tasks WHERE {where}", params).rowcount
+        return self._use(lambda conn: self._execute(conn, f"DELETE FROM qexp_tasks WHERE {where}", params).rowcount,
+                         0)
 
     def set_priority(self, pool: str, conds: list[Cond], priority: int | None) -> int:
-        conn = self._conn()
-        if conn is None or not self._table_exists(conn):
-            return 0
         where, params = self.where(pool, conds)
-        return self._execute(conn, f"UPDATE qexp_tasks SET priority = {self.ph} WHERE {where}",
-                             [priority, *params]).rowcount
+        sql = f"UPDATE qexp_tasks SET priority = {self.ph} WHERE {where}"
+        return self._use(lambda conn: self._execute(conn, sql, [priority, *params]).rowcount, 0)
 
     def replace(self, pool: str, task_id: str, task: NewTask, status: str, res: bytes | None,
                 res_ref: str | None) -> None:
-        conn = self._conn(create=True)
         ph, now = self.ph, self.now_sql()
-        cur = self._execute(conn, f"UPDATE qexp_tasks SET hash = {ph}, def = {ph}, filter = {self.json_param()}, "
-                                  f"status = {ph}, res = {ph}, res_ref = {ph}, prev_status = NULL, lease_owner = NULL, "
-                                  f"lease_until = NULL, updated = {now} WHERE pool = {ph} AND id = {ph}",
-                            [task.hash, self.blob(task.definition), task.filter, status, self.blob(res), res_ref,
-                             pool, _int_id(task_id)])
-        if cur.rowcount == 0:
-            raise TaskStoreError(f"pool {pool!r} of {self.uri} has no task with _id {task_id!r}")
+        sql = (f"UPDATE qexp_tasks SET hash = {ph}, def = {ph}, filter = {self.json_param()}, status = {ph}, "
+               f"res = {ph}, res_ref = {ph}, prev_status = NULL, lease_owner = NULL, lease_until = NULL, "
+               f"updated = {now} WHERE pool = {ph} AND id = {ph}")
+        params = [task.hash, self.blob(task.definition), task.filter, status, self.blob(res), res_ref, pool,
+                  _int_id(task_id)]
+        if self._use(lambda conn: self._execute(conn, sql, params).rowcount, 0, create=True) == 0:
+            raise TaskStoreError(f"pool {pool!r} of {mask_uri(self.uri)} has no task with _id {task_id!r}")
 
 
 class _Tx:
@@ -344,8 +383,18 @@ class _Tx:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        cur = self.conn.cursor()
-        cur.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc_type is None:
+            self.conn.cursor().execute("COMMIT")
+            return
+        try:
+            self.conn.cursor().execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - a lost connection rolled back already; the first error counts
+            pass
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _int_id(value: Any) -> int | None:

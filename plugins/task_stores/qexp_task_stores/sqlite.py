@@ -9,7 +9,7 @@ import os
 import sqlite3
 from typing import Any
 
-from qexp.ext import TaskStoreError
+from qexp.ext import TaskStoreError, sqlite_path
 
 from .sql import SQLTaskStore
 
@@ -38,23 +38,6 @@ CREATE INDEX IF NOT EXISTS qexp_tasks_fetch ON qexp_tasks (pool, status, priorit
 """
 
 
-def sqlite_path(uri: str) -> str:
-    """The file of ``sqlite:///PATH`` (``sqlite:////abs/file`` or ``sqlite:///rel/file``) or a bare path."""
-    if uri.startswith("sqlite://"):
-        rest = uri[len("sqlite://"):]
-        if not rest.startswith("/"):
-            raise TaskStoreError(f"task store URI {uri!r}: expected sqlite:///PATH (three slashes, then the "
-                                 f"path; four for an absolute one)")
-        path = rest[1:]
-    else:
-        path = uri
-    path = path.split("?", 1)[0]
-    if not path or path == ":memory:":
-        raise TaskStoreError(f"task store URI {uri!r}: a SQLite task store needs a file path (workers in "
-                             f"other processes must reach it)")
-    return os.path.abspath(os.path.expanduser(path))
-
-
 class SQLiteTaskStore(SQLTaskStore):
     """Task pools in the SQLite file of ``sqlite:///PATH``."""
 
@@ -76,6 +59,9 @@ class SQLiteTaskStore(SQLTaskStore):
         except sqlite3.Error as exc:
             raise TaskStoreError(f"cannot open the task store {self.uri}: {exc}") from None
         return conn
+
+    def db_errors(self) -> tuple[type[BaseException], ...]:
+        return (sqlite3.Error,)
 
     def _table_exists(self, conn: Any) -> bool:
         row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'qexp_tasks'").fetchone()
