@@ -23,7 +23,8 @@ Models whose training differs (TCTS, ADARNN, ADD, IGMTF, TabNet's pretraining) s
 small hooks: ``_batches`` (which rows form a batch; ``drop_last``), ``_batch_loss`` (the loss of one batch,
 e.g. with auxiliary heads), ``_begin_round``/``_after_round`` (state around a round), ``_train_round`` (one
 round's passes), ``_target`` (the label scored when ``y`` holds several per row), ``_init_net`` and
-``metric_prefix`` (a pretraining phase run through the same ``_train``).
+``metric_prefix`` (a pretraining phase run through the same ``_train``), ``_device_data`` (what the rounds
+read instead of whole-segment tensors: TRA streams its MTSDatasetH's batches and memory).
 
 This module imports torch only inside functions: registering the models needs no torch.
 """

@@ -9,7 +9,8 @@ _M = "qlib.contrib.model."
 
 
 def register_torch_models(register: Callable[..., Any]) -> None:
-    from . import graph_models as gm, torch_models as tm
+    from . import aux_models as am, graph_models as gm, torch_models as tm
+    from .tabnet import TabnetModel
 
     # (class, name, Qlib module paths); a name registered twice resolves by module path, and the bare name
     # answers the last registration (the DatasetH variant)
@@ -30,6 +31,13 @@ def register_torch_models(register: Callable[..., Any]) -> None:
         (gm.GATsTS, "GATs", (_M + "pytorch_gats_ts",)),
         (gm.GATs, "GATs", (_M + "pytorch_gats",)),
         (gm.HIST, "HIST", (_M + "pytorch_hist",)),
+        (gm.IGMTF, "IGMTF", (_M + "pytorch_igmtf",)),
+        (am.ADARNN, "ADARNN", (_M + "pytorch_adarnn",)),
+        (am.ADD, "ADD", (_M + "pytorch_add",)),
+        (am.TCTS, "TCTS", (_M + "pytorch_tcts",)),
+        (TabnetModel, "TabnetModel", (_M + "pytorch_tabnet",)),
     ]
     for cls, name, paths in table:
         register(cls, name=name, module_paths=paths)
+    from .tra import TRAModel  # Temporal Routing Adaptor, on an MTSDatasetH
+    register(TRAModel, name="TRAModel", module_paths=(_M + "pytorch_tra",))
