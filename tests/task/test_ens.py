@@ -75,3 +75,23 @@ def test_collectors():
     assert MergeCollector({"A": c}, merge_func=lambda ck, k: f"{ck}_{k}")() == {"A_pred": 3}
     with pytest.raises(NotImplementedError):
         Collector.process_collect({"a": 1}, [42])
+
+
+@pytest.mark.parametrize("uri_kind", ["file", "sqlite"])
+def test_recorder_collector_keeps_the_latest_of_repeated_keys(tmp_path, caplog, uri_kind):
+    import logging
+
+    import qexp
+    from qexp import R
+    from qexp.task import RecorderCollector
+    uri = str(tmp_path / "runs") if uri_kind == "file" else f"sqlite:///{tmp_path / 'mlflow.db'}"
+    if uri_kind == "sqlite":
+        pytest.importorskip("mlflow")
+    qexp.init(uri=uri)
+    for name in ("oldest", "middle", "newest"):
+        with R.start(experiment_name="dup", recorder_name=name):
+            R.save_objects(**{"pred.pkl": pd.Series([1.0], name=name)})
+    with caplog.at_level(logging.WARNING, logger="qexp.tasks"):
+        out = RecorderCollector("dup", rec_key_func=lambda r: "same key")()
+    assert out["pred"]["same key"].name == "newest"
+    assert "the latest run's pred" in caplog.text

@@ -93,7 +93,8 @@ class RecorderCollector(Collector):
     ``experiment``: an Experiment, its name, or a callable returning recorders. ``rec_key_func`` names each
     run (its id by default); the artifact key ``"__raw"`` gives the recorder itself. Only runs whose status is
     in ``status`` (FINISHED by default; None for all) and that pass ``rec_filter_func`` are collected;
-    ``list_kwargs`` go to ``list_recorders`` (e.g. ``filter_string``). A repeated run key keeps the last run.
+    ``list_kwargs`` go to ``list_recorders`` (e.g. ``filter_string``). A repeated run key keeps the run that
+    started last, as in Qlib.
     """
 
     ART_KEY_RAW = "__raw"
@@ -130,6 +131,9 @@ class RecorderCollector(Collector):
         flt = self.rec_filter_func if rec_filter_func is None else rec_filter_func
         recs = [r for r in self._recorders()
                 if (self.status is None or r.status in self.status) and (flt is None or flt(r))]
+        # oldest first, so that a repeated run key ends with the latest run's artifact (Qlib keeps the latest);
+        # experiments list their runs latest first, and a stable sort keeps a caller's order on equal times
+        recs.sort(key=_start_key)
         stat: dict[str, int] = defaultdict(int)
         for r in recs:
             stat[r.status] += 1
@@ -150,14 +154,19 @@ class RecorderCollector(Collector):
                         raise
                 bucket = out.setdefault(key, {})
                 if rec_key in bucket:
-                    logger.warning("run key %r is repeated; the later run's %s replaces the earlier one (check "
-                                   "rec_key_func)", rec_key, key)
+                    logger.warning("run key %r is repeated; the latest run's %s (run %s) is kept (check "
+                                   "rec_key_func)", rec_key, key, rec.id)
                 bucket[rec_key] = artifact
         return out
 
     def get_exp_name(self) -> str:
         """The experiment's name."""
         return self.experiment.name  # type: ignore[union-attr]
+
+
+def _start_key(rec: Recorder) -> int:
+    start = getattr(rec, "_start_ms", None)
+    return int(start) if start is not None else 0
 
 
 def _rec_id(rec: Recorder) -> str:
