@@ -88,6 +88,25 @@ def test_starts_from_a_qlib_state_dict_file(tmp_path) -> None:
     assert "rnn.weight_hh_l1" in model.base_keys and "fc_out.bias" in model.base_keys
 
 
+def test_a_pickled_qexp_model_file_loads_and_a_hostile_pickle_is_refused(tmp_path) -> None:
+    import os
+    import pickle
+    base = tm.LSTM(d_feat=2, hidden_size=8, num_layers=2, n_epochs=1, **CPU).fit(_ds())
+    (tmp_path / "base.pkl").write_bytes(pickle.dumps(base))
+    model = GATs(d_feat=2, hidden_size=8, base_model="LSTM", model_path=str(tmp_path / "base.pkl"), n_epochs=1,
+                 **CPU).fit(_ds())
+    assert set(model.base_keys) == set(base.net.state_dict())
+
+    class Hostile:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'ran'}",)
+
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps(Hostile()))
+    with pytest.raises(ValueError, match="neither a torch state_dict nor a pickled qexp model"):
+        GATs(d_feat=2, hidden_size=8, model_path=str(tmp_path / "evil.pkl"), n_epochs=1, **CPU).fit(_ds())
+    assert not (tmp_path / "ran").exists()
+
+
 def test_missing_file_warns_when_built_and_fails_at_fit(tmp_path) -> None:
     path = str(tmp_path / "benchmarks" / "LSTM" / "model_lstm_csi300.pkl")
     with pytest.warns(UserWarning, match="does not exist.*fit will fail until it exists"):

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from qexp.ext import R
+from qexp.ext import R, RestrictedUnpickler
 
 RUN_PREFIX = "run:"
 
@@ -42,9 +42,15 @@ def load_base_state(model: str, model_path: str) -> dict[str, np.ndarray]:
     import torch
     try:
         obj = torch.load(full, map_location="cpu", weights_only=True)
-    except Exception:  # not a plain state_dict: a pickled model
-        with open(full, "rb") as f:
-            obj = pickle.load(f)  # noqa: S301 - the user's own model file, as Qlib loads it
+    except Exception:  # not a plain state_dict: a pickled qexp model
+        # restricted as every pickle a config names: qexp's models and data containers load, code does not
+        try:
+            with open(full, "rb") as f:
+                obj = RestrictedUnpickler(f, allow=["qexp_models.*"]).load()
+        except pickle.UnpicklingError as exc:
+            raise ValueError(f"{model}: model_path {path!r} is neither a torch state_dict nor a pickled qexp model "
+                             f"({exc}); save the base model with torch.save(net.state_dict(), path) or use "
+                             f"model_path: run:<run id>") from None
     return _weights_of(model, obj, path)
 
 
