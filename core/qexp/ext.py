@@ -112,6 +112,21 @@ from .runtime import (
 )
 from .search import Clause, Order, like_to_regex, matches, parse_filter, parse_order_by, row_value
 from .session import get_settings, init
+from .tags import (
+    FAILURE_TAG,
+    PARENT_TAG,
+    ROLLING_IC_METRIC,
+    ROLLING_TAG,
+    ROLLING_WINDOW_RUN_PARAM,
+    ROLLING_WINDOW_TAG,
+    ROLLING_WINDOW_TEST_PARAM,
+    RUN_NAME_TAG,
+    SWEEP_GOAL_TAG,
+    SWEEP_METRIC_TAG,
+    SWEEP_TAG,
+    TRIAL_STATE_TAG,
+    TRIAL_TAG,
+)
 from .task.store import (
     Cond,
     NewTask,
@@ -126,6 +141,7 @@ from .task.store import (
     sqlite_path,
     sqlite_uri,
 )
+from .trainer import _exe_task as exe_task
 from .uri import (
     DEFAULT_URI,
     default_uri,
@@ -136,7 +152,16 @@ from .uri import (
     resolve_uri,
     uri_scheme,
 )
-from .worker import CallCancelled, CallSpec, preparation_cache, probe_reach, reuse_preparation, run_call
+from .worker import (
+    CallCancelled,
+    CallSpec,
+    live_step_metrics,
+    live_step_metrics_wanted,
+    preparation_cache,
+    probe_reach,
+    reuse_preparation,
+    run_call,
+)
 from .workflow import Workflow, apply_sys, check_config, check_data, init_settings, load_workflow, run_workflow
 
 
@@ -162,6 +187,10 @@ __all__ = [
     "copy_tree_or_file", "runs_frame", "SEARCH_COLUMNS", "ArtifactStore", "Clause", "Order", "parse_filter",
     "parse_order_by", "matches", "row_value", "like_to_regex", "RestrictedUnpickler", "pickle_dumps", "pickle_loads", "process_start_ticks",
     "search_key", "offset_token", "token_offset", "PageTokenError", "MAX_PAGE_OFFSET",
+    # tag, param and metric names qexp writes on runs
+    "RUN_NAME_TAG", "PARENT_TAG", "FAILURE_TAG", "SWEEP_TAG", "SWEEP_METRIC_TAG", "SWEEP_GOAL_TAG", "TRIAL_TAG",
+    "TRIAL_STATE_TAG", "ROLLING_TAG", "ROLLING_WINDOW_TAG", "ROLLING_WINDOW_TEST_PARAM", "ROLLING_WINDOW_RUN_PARAM",
+    "ROLLING_IC_METRIC",
     # URIs and the scheme registries
     "DEFAULT_URI", "default_uri", "resolve_uri", "uri_scheme", "file_uri_to_path", "path_to_file_uri", "local_path",
     "mask_uri",
@@ -181,6 +210,7 @@ __all__ = [
     "WorkerDied", "RunTracker", "new_call_id", "call_settings", "worker_settings", "reach_spec", "reach_error",
     "usable_cores", "parse_resources",
     "CallSpec", "CallCancelled", "run_call", "probe_reach", "reuse_preparation", "preparation_cache",
+    "live_step_metrics", "live_step_metrics_wanted", "exe_task",
     # task stores
     "TaskStore", "StoredTask", "NewTask", "Cond", "TaskStoreError", "parse_query", "canonical_json",
     "default_tasks_uri", "open_task_store", "qexp_home", "sqlite_path", "sqlite_uri",

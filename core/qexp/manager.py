@@ -9,7 +9,7 @@ import pandas as pd
 
 from .exceptions import AmbiguousRunIdError, ExpAlreadyExistError, ExpNotFoundError, RecorderNotFoundError
 from .experiment import Experiment
-from .paging import offset_token, search_key, token_offset
+from .paging import PageTokenError, offset_token, search_key, token_offset
 from .recorder import Recorder
 from .search import Clause, parse_filter, parse_order_by
 
@@ -104,10 +104,15 @@ class ExpManager:
         return [str(r["run_id"]) for r in self._search_runs(None, [clause], [], limit)]
 
     def search_rows(self, experiment_ids: Iterable[str] | str | None = None, filter_string: str = "",
-                    order_by: list[str] | str | None = None, max_results: int | None = None) -> list[dict]:
+                    order_by: list[str] | str | None = None, max_results: int | None = None,
+                    page_token: str | None = None) -> RowsPage:
         """The runs :meth:`search_records` finds, as dicts (``run_id, experiment_id, status, artifact_uri,
         start_time, end_time, run_name`` and ``metrics``/``params``/``tags`` dicts). Unlike the DataFrame,
-        a metric logged as NaN is present (``nan``) while one never logged is absent."""
+        a metric logged as NaN is present (``nan``) while one never logged is absent.
+
+        Paging as :meth:`search_records`: the returned list's ``next_page_token`` continues the search and
+        ``page_offset`` is the position of its first row in the whole result (None when the backend cannot
+        tell)."""
         if isinstance(experiment_ids, str):
             experiment_ids = [experiment_ids]
         if isinstance(order_by, str):
@@ -115,13 +120,22 @@ class ExpManager:
         clauses = parse_filter(filter_string or "")
         orders = parse_order_by(order_by or [])
         ids = None if experiment_ids is None else [str(e) for e in experiment_ids]
+        token = None
         try:
-            rows = self._search_runs(ids, clauses, orders, max_results)
+            if max_results is None and page_token is None:
+                rows = self._search_runs(ids, clauses, orders, None)
+            else:
+                rows, token = self._search_runs_page(ids, clauses, orders, max_results, page_token)
+            offset = self._page_offset(ids, clauses, orders, page_token)
         except NotImplementedError:  # a backend answering only search_records: rows from its DataFrame
-            df = self.search_records(ids, filter_string=filter_string, order_by=order_by, max_results=max_results)
-            rows = frame_rows(df)
-        return [{**r, "metrics": dict(r.get("metrics") or {}), "params": dict(r.get("params") or {}),
-                 "tags": dict(r.get("tags") or {})} for r in rows]
+            df = self.search_records(ids, filter_string=filter_string, order_by=order_by, max_results=max_results,
+                                     page_token=page_token)
+            rows, token = frame_rows(df), df.attrs.get("next_page_token")
+            offset = df.attrs.get("page_offset")
+        page = RowsPage({**r, "metrics": dict(r.get("metrics") or {}), "params": dict(r.get("params") or {}),
+                         "tags": dict(r.get("tags") or {})} for r in rows)
+        page.next_page_token, page.page_offset = token, offset
+        return page
 
     def search_records(self, experiment_ids: Iterable[str] | str | None = None, filter_string: str = "",
                        order_by: list[str] | str | None = None, max_results: int | None = None,
@@ -131,7 +145,8 @@ class ExpManager:
 
         ``experiment_ids=None`` searches every experiment. Paging: with ``max_results``, the frame's
         ``attrs["next_page_token"]`` continues the search (None after the last page); pass it back as
-        ``page_token`` with the same experiments, filter and order.
+        ``page_token`` with the same experiments, filter and order. ``attrs["page_offset"]`` is the position
+        of the page's first row in the whole result (0 without a token; None when the backend cannot tell).
         """
         if isinstance(experiment_ids, str):
             experiment_ids = [experiment_ids]
@@ -146,7 +161,13 @@ class ExpManager:
             rows, token = self._search_runs_page(ids, clauses, orders, max_results, page_token)
         df = runs_frame(rows)
         df.attrs["next_page_token"] = token
+        df.attrs["page_offset"] = self._page_offset(ids, clauses, orders, page_token)
         return df
+
+    def list_deleted_experiments(self) -> list[Experiment] | None:
+        """Experiments deleted but still kept by the store (MLflow soft-deletes them), or None when the
+        backend keeps nothing of a deleted experiment (the file store removes its folder)."""
+        return self._list_deleted_experiments()
 
     def run_stats(self, experiment_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
         """Per experiment id: ``counts`` by status, ``total`` and ``last_activity`` (latest start or end, ms),
@@ -188,6 +209,20 @@ class ExpManager:
         more = len(rows) > max_results
         return rows[:max_results], offset_token(offset + max_results, key) if more else None
 
+    def _page_offset(self, experiment_ids: list[str] | None, clauses: list, orders: list,
+                     page_token: str | None) -> int | None:
+        """The position in the whole result of the first row of the page ``page_token`` stands for (0 without
+        a token), for row numbers; None when it cannot be told (a backend's own tokens: such backends
+        override this). Called after the search accepted the token."""
+        try:
+            return token_offset(page_token, search_key(experiment_ids, clauses, orders))
+        except PageTokenError:
+            return None
+
+    def _list_deleted_experiments(self) -> list[Experiment] | None:
+        """Deleted experiments the store keeps; None: this backend keeps none."""
+        return None
+
     def _run_stats(self, experiment_ids: list[str] | None) -> dict[str, dict[str, Any]]:
         """Counts by status and last activity per experiment; this default reads every run once."""
         out: dict[str, dict[str, Any]] = {}
@@ -199,6 +234,14 @@ class ExpManager:
             if times:
                 s["last_activity"] = max(times + ([s["last_activity"]] if s["last_activity"] else []))
         return out
+
+
+class RowsPage(list):
+    """The rows of one :meth:`ExpManager.search_rows` call: a list, plus ``next_page_token`` (None after the
+    last page) and ``page_offset`` (the position of its first row in the whole result)."""
+
+    next_page_token: str | None = None
+    page_offset: int | None = 0
 
 
 def frame_rows(df: pd.DataFrame) -> list[dict]:

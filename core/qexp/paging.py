@@ -13,6 +13,9 @@ from typing import Any, Iterable
 
 from .exceptions import FilterSyntaxError
 
+MAX_OFFSET = 2 ** 63
+"""Offsets of page tokens are below this (SQL's 64-bit integers); a token beyond is refused."""
+
 
 class PageTokenError(FilterSyntaxError):
     """A ``page_token`` that does not continue this search."""
@@ -40,7 +43,10 @@ def token_offset(token: str | None, key: str) -> int:
     except (ValueError, KeyError, TypeError):
         raise PageTokenError(f"page_token {token[:40]!r} is not a page token of this store; start from the "
                              f"first page (no page_token)") from None
-    if owner != key or offset < 0:
+    if not 0 <= offset < MAX_OFFSET:  # a forged offset: SQLite's OFFSET overflows, MLflow refuses it
+        raise PageTokenError(f"page_token {token[:40]!r} is not a page token of this store (offset out of range); "
+                             f"start from the first page (no page_token)")
+    if owner != key:
         raise PageTokenError("page_token belongs to another search (its experiments, filter or order differ); "
                              "pass the same search again, or start from the first page (no page_token)")
     return offset

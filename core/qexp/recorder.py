@@ -64,10 +64,15 @@ def metric_value(key: str, v: Any) -> float:
 
 
 def clean_artifact_path(path: str | None, what: str = "artifact path") -> str | None:
-    """Normalise a relative artifact path; reject absolute paths and '..' that would escape the run."""
+    """Normalise a relative artifact path; reject absolute paths, '..' that would escape the run, and control
+    characters (a NUL makes every file API fail; no store can hold one)."""
     if path is None or path == "" or path == ".":
         return None
     path = os.fspath(path).replace("\\", "/")
+    bad = next((c for c in path if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise ArtifactPathError(f"{what} {path!r} contains the control character {bad!r}; use printable "
+                                f"characters only")
     if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
         raise ArtifactPathError(f"{what} {path!r} is absolute; give a path relative to the run's artifact "
                                 f"root, e.g. 'plots/ic.png'")
@@ -348,6 +353,27 @@ class Recorder:
         self.flush()
         pts = self._metric_history(key)
         return pd.DataFrame(pts, columns=["key", "value", "timestamp", "step"])[["step", "value", "timestamp"]]
+
+    def metric_history_since(self, key: str, cursor: Any = None) -> tuple[pd.DataFrame, Any]:
+        """The points of ``key`` logged since ``cursor`` (None: from the start), and the cursor to pass next
+        time: ``(frame, new_cursor)``, the frame shaped as :meth:`get_metric_history`'s. For following a live
+        run: each call costs the new points, not the whole history, where the backend can do that.
+
+        The cursor is opaque (keep it, never build one). ``frame.attrs["restart"]`` is True when the frame is
+        the whole history instead of an increment (the first call, or a history the backend could not
+        continue, e.g. rewritten): the caller then replaces what it holds. This default reads the whole
+        history and skips the points the cursor counted (right for histories kept in log order)."""
+        whole = self.get_metric_history(key)
+        seen = cursor if isinstance(cursor, int) and not isinstance(cursor, bool) and 0 <= cursor <= len(whole) \
+            else None
+        out = whole if seen is None else whole.iloc[seen:].reset_index(drop=True)
+        out.attrs["restart"] = seen is None
+        return out, len(whole)
+
+    def last_heartbeat_ms(self) -> int | None:
+        """When the run's process last showed it was alive (ms since the epoch): a heartbeat, a write; None
+        when the backend cannot tell. Meaningful while the run is RUNNING."""
+        return None
 
     def get_artifact_uri(self) -> str:
         self._require_id()

@@ -175,6 +175,48 @@ class BackendConformance:
         assert R.get_recorder(recorder_id=rec.id, experiment_name="hist").list_metrics()["m"] == 2999.0
 
 
+    def test_metric_history_since(self, store):
+        """Following a run: metric_history_since returns the whole history first (restart), then only what was
+        logged after the cursor (or, where a backend cannot continue, the whole history again, marked restart);
+        non-finite values round-trip; a reader in another session follows the same way."""
+        def follow(rec, key, cursor, held):
+            part, cursor = rec.metric_history_since(key, cursor)
+            assert list(part.columns) == ["step", "value", "timestamp"]
+            held = part if part.attrs.get("restart") else pd.concat([held, part], ignore_index=True)
+            return held, cursor
+
+        with R.start(experiment_name="since"):
+            rec = R.get_recorder()
+            for s in range(3):
+                R.log_metrics(step=s, loss=1.0 / (s + 1), other=float(s))
+            held, cur = rec.metric_history_since("loss")
+            assert held.attrs["restart"] and list(held["step"]) == [0, 1, 2]
+            same, cur = rec.metric_history_since("loss", cur)
+            assert not same.attrs["restart"] and same.empty  # nothing new
+            for s, v in ((3, 0.25), (4, math.nan), (5, math.inf), (6, -math.inf), (7, 0.125)):
+                R.log_metrics(step=s, loss=v)
+            rec.flush()
+            reader = R.exp_manager.get_recorder_by_id(rec.id)
+            seen, rcur = follow(reader, "loss", None, None)
+            held, cur = follow(rec, "loss", cur, held)
+            for frame in (held, seen):
+                assert list(frame["step"]) == list(range(8))
+                v = frame["value"].tolist()
+                assert v[:4] == [1.0, 0.5, 1.0 / 3, 0.25] and math.isnan(v[4]) and v[5:] == [math.inf, -math.inf, 0.125]
+            R.log_metrics(step=8, loss=0.0625)
+            rec.flush()
+            seen, rcur = follow(reader, "loss", rcur, seen)
+            assert list(seen["step"]) == list(range(9)) and seen["value"].iloc[-1] == 0.0625
+            fresh, _ = rec.metric_history_since("loss", "not a cursor of this backend")
+            assert fresh.attrs["restart"] and len(fresh) == 9  # a cursor it cannot use: everything again
+            none, _ = rec.metric_history_since("never-logged")
+            assert none.empty
+            heartbeat = rec.last_heartbeat_ms()
+            if heartbeat is not None:  # a backend that records liveness: between the start and now
+                start_ms = int(R.search_records([rec.experiment_id])["start_time"].iloc[0].value // 1_000_000)
+                assert start_ms - 2000 <= heartbeat <= int(pd.Timestamp.now("UTC").value // 1_000_000) + 2000
+
+
     def test_bad_metric_values(self, store):
         with R.start(experiment_name="badm"):
             with pytest.raises(QexpError, match="number"):
@@ -267,11 +309,13 @@ class BackendConformance:
         f = tmp_path / "x.txt"
         f.write_text("x")
         with R.start(experiment_name="badart"):
-            for bad in ("../escape", "a/../../b", "/abs/path"):
+            for bad in ("../escape", "a/../../b", "/abs/path", "nul\x00byte.txt", "line\nbreak", "tab\tin/it"):
                 with pytest.raises(ArtifactPathError):
                     R.log_artifact(str(f), artifact_path=bad)
                 with pytest.raises(ArtifactPathError):
                     R.get_recorder().read_artifact(bad)
+                with pytest.raises(ArtifactPathError):
+                    R.get_recorder().list_artifacts(bad)
             with pytest.raises(ArtifactPathError):
                 bad_name: dict[str, Any] = {"../x.pkl": 1}
                 R.save_objects(**bad_name)
@@ -633,6 +677,36 @@ class BackendConformance:
         with pytest.raises(FilterSyntaxError, match="page_token"):
             R.search_records([exp_id], max_results=2, page_token="not-a-token")
         assert R.search_records([exp_id], max_results=10).attrs["next_page_token"] is None
+
+
+    def test_search_corrupt_page_token(self, searchable):
+        """A token damaged or forged behind its prefix (an offset past 2**63, a negative one, garbage) is a
+        FilterSyntaxError naming page_token, never a backend's internal error; a good one reports its offset."""
+        import base64
+        import json
+        exp_id, _ = searchable
+        token = R.search_records([exp_id], max_results=2).attrs["next_page_token"]
+        assert token
+        forged = []
+        try:  # qexp's own offset tokens
+            inner = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        except ValueError:
+            inner = None
+        if isinstance(inner, dict) and "o" in inner:
+            for o in (10 ** 23, 2 ** 63, -1, "x"):
+                forged.append(base64.urlsafe_b64encode(json.dumps({**inner, "o": o}).encode()).decode().rstrip("="))
+        prefix = token.rpartition(":")[0] + ":" if ":" in token else ""
+        for o in (10 ** 23, -1):  # a backend's native token: the same prefix, another offset inside
+            forged.append(prefix + base64.b64encode(json.dumps({"offset": o}).encode()).decode())
+        forged += [prefix + "%%not-base64%%", token[:-2] + "!!"]
+        for bad in forged:
+            with pytest.raises(FilterSyntaxError, match="page_token"):
+                R.search_records([exp_id], max_results=2, page_token=bad)
+        second = R.search_records([exp_id], max_results=2, page_token=token)
+        assert len(second) == 2 and second.attrs["page_offset"] in (2, None)
+        rows = R.exp_manager.search_rows([exp_id], max_results=2, page_token=token)
+        assert [r["run_id"] for r in rows] == list(second["run_id"])
+        assert rows.next_page_token == second.attrs["next_page_token"] and rows.page_offset in (2, None)
 
 
     def test_run_stats(self, searchable):

@@ -5,19 +5,22 @@ import json
 import math
 import os
 import threading
+import time
 import uuid
 import warnings
 from typing import Any
 
+import pandas as pd
 from filelock import FileLock
 
 from qexp.ext import ArtifactStore, Metric, QexpError, Recorder, create_by_scheme, now_ms
 
+from .flusher import FLUSHER
 from .fsutil import append_lines, atomic_write_json, read_json, replay
 from .liveness import HEARTBEAT, owner_alive, owner_info
-from .store import HEARTBEAT_FILE, META, PARAMS, TAGS, FileStore, index_info, iter_metric_lines, latest_metrics
+from .store import HEARTBEAT_FILE, META, METRICS, PARAMS, TAGS, FileStore, index_info, iter_metric_lines, latest_metrics
 
-FLUSH_POINTS = 20_000  # buffered metric points before a write; the heartbeat thread flushes the rest
+FLUSH_POINTS = 20_000  # buffered metric points before a write; the flush thread writes the rest within 1 s
 
 
 class FileRecorder(Recorder):
@@ -31,6 +34,7 @@ class FileRecorder(Recorder):
         self._buffer: list[Metric] = []
         self._buf_lock = threading.Lock()
         self._buf_pid = os.getpid()
+        self._pending_since: float | None = None  # when the oldest buffered point was logged (monotonic)
         self._latest: dict[str, tuple[float, int, int]] | None = None
         self._params: dict[str, str] | None = None
         self._initial_tags: dict[str, str] = {}
@@ -126,6 +130,7 @@ class FileRecorder(Recorder):
 
     def _end_run(self, status: str) -> None:
         HEARTBEAT.discard(self)
+        FLUSHER.discard(self)
         now = now_ms()
         if self._preset_times is not None:
             end, self._preset_times = self._preset_times[1], None
@@ -208,11 +213,23 @@ class FileRecorder(Recorder):
 
     # ---- metrics -----------------------------------------------------------------------------
     def _log_metrics(self, metrics: list[Metric]) -> None:
+        if self._buf_pid != os.getpid():  # forked: the lock may have been held by a parent thread
+            self._buf_lock, self._buf_pid = threading.Lock(), os.getpid()
         with self._buf_lock:
             self._buffer.extend(metrics)
             full = len(self._buffer) >= FLUSH_POINTS
+            first = self._pending_since is None
+            if first:
+                self._pending_since = time.monotonic()
         if full:
             self.flush()
+        elif first:
+            FLUSHER.add(self)  # written within QEXP_METRIC_FLUSH_INTERVAL even if nothing else is logged
+
+    def pending_age(self) -> float:
+        """Seconds the oldest buffered point has waited (0 when none)."""
+        since = self._pending_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def flush(self) -> None:
         if self._buf_pid != os.getpid():  # forked: the lock may have been held by a parent thread
@@ -220,7 +237,7 @@ class FileRecorder(Recorder):
         with self._buf_lock:
             if not self._buffer or self.id is None:
                 return
-            batch, self._buffer = self._buffer, []
+            batch, self._buffer, self._pending_since = self._buffer, [], None
             if self._latest is None:
                 self._latest = latest_metrics(self._path("metrics.jsonl"))
             dumps = json.dumps
@@ -256,6 +273,38 @@ class FileRecorder(Recorder):
     def metric_keys(self) -> list[str]:
         self.flush()
         return sorted({k for k, *_ in iter_metric_lines(self._path("metrics.jsonl"))})
+
+    def metric_history_since(self, key: str, cursor: Any = None) -> tuple[pd.DataFrame, Any]:
+        """New points of ``key`` since ``cursor``: only the bytes appended to ``metrics.jsonl`` since the last
+        read of this run in this process are parsed (every metric at once, kept in memory per store)."""
+        self.flush()
+        log = self.store.metric_logs.get(self._path(METRICS))
+        with log.lock:
+            log.update()
+            n = log.count(key)
+            ok = isinstance(cursor, tuple) and len(cursor) == 2 and cursor[0] == log.ident \
+                and isinstance(cursor[1], int) and 0 <= cursor[1] <= n
+            steps, values, stamps = log.arrays(key, cursor[1] if ok else 0)
+            ident = log.ident
+        out = pd.DataFrame({"step": steps, "value": values, "timestamp": stamps})
+        out.attrs["restart"] = not ok
+        return out, (ident, n)
+
+    def last_heartbeat_ms(self) -> int | None:
+        """The latest of the heartbeat file (touched by the owner's heartbeat thread) and the metrics log
+        (written within a second of a point being logged); the run's start when neither exists yet."""
+        times = []
+        for name in (HEARTBEAT_FILE, METRICS):
+            try:
+                times.append(os.path.getmtime(self._path(name)))
+            except OSError:
+                pass
+        if not times:
+            try:
+                times.append(os.path.getmtime(self._path(META)))
+            except OSError:
+                return None
+        return int(max(times) * 1000)
 
     # ---- artifacts ----------------------------------------------------------------------------
     # The ArtifactStore contract is put/get_bytes/list/download; a store may also offer put_bytes, open,

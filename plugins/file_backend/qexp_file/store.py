@@ -22,6 +22,7 @@ from filelock import FileLock
 from qexp.ext import QexpError, create_by_scheme, file_uri_to_path, local_path, path_to_file_uri
 
 from .fsutil import atomic_write_bytes, atomic_write_json, iter_json_lines, read_json, replay
+from .history import MetricsLogs
 from .index import RunIndex
 
 STORE_FORMAT = 1
@@ -68,6 +69,7 @@ class FileStore:
                 if not os.path.exists(fmt_path):
                     atomic_write_json(fmt_path, {"format": STORE_FORMAT, "created": int(time.time() * 1000)})
         self.index = RunIndex(os.path.join(self.system_dir, "index.sqlite"), self._index_all_runs)
+        self.metric_logs = MetricsLogs()  # parsed metric histories of runs read incrementally
 
     @property
     def lock(self) -> FileLock:

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from qexp.ext import (
+    MAX_PAGE_OFFSET,
     Clause,
     ExpAlreadyExistError,
     Experiment,
@@ -29,7 +30,7 @@ from qexp.ext import (
     search_key,
 )
 
-from . import runs, search
+from . import runs, search, sql
 from .client import error_code, is_not_found, retry
 from .experiment import MlflowExperiment
 from .recorder import MlflowRecorder
@@ -171,6 +172,7 @@ class MlflowExpManager(ExpManager):
             rows, token = self._search_runs_page(ids, clauses, orders, max_results, page_token, run_view_type=view)
         df = runs_frame(rows)
         df.attrs["next_page_token"] = token
+        df.attrs["page_offset"] = self._page_offset(ids, clauses, orders, page_token)
         return df
 
     def _search_runs(self, experiment_ids: list[str] | None, clauses: list[Clause], orders: list[Order],
@@ -185,13 +187,10 @@ class MlflowExpManager(ExpManager):
         filter_string, local = search.split_clauses(clauses)
         mlflow_orders = search.orders_to_mlflow(orders)
         native = not local and mlflow_orders is not None and max_results is not None and max_results <= search.PAGE_MAX
-        key = search_key(experiment_ids, clauses, orders)
-        prefix = f"mlflow:{key}:"
+        prefix = _token_prefix(experiment_ids, clauses, orders)
         if not native or (page_token and not page_token.startswith("mlflow:")):
             return super()._search_runs_page(experiment_ids, clauses, orders, max_results, page_token)
-        if page_token and not page_token.startswith(prefix):
-            raise PageTokenError("page_token belongs to another search (its experiments, filter or order "
-                                 "differ); pass the same search again, or start from the first page")
+        offset, native_token = _split_token(page_token, prefix)
         self.flush_all()
         ids = [str(e.experiment_id) for e in self.store.active_experiments()] if experiment_ids is None \
             else experiment_ids
@@ -199,12 +198,82 @@ class MlflowExpManager(ExpManager):
             return [], None
         if any(x.entity == "attributes" and x.key in ("status", "end_time") for x in [*clauses, *orders]):
             runs.reap_dead(self.store, ids)
-        page = retry(self.client.search_runs, ids, filter_string=filter_string, run_view_type=run_view_type,
-                     max_results=max_results, order_by=mlflow_orders or None,
-                     page_token=page_token[len(prefix):] if page_token else None)
+        try:
+            page = retry(self.client.search_runs, ids, filter_string=filter_string, run_view_type=run_view_type,
+                         max_results=max_results, order_by=mlflow_orders or None, page_token=native_token)
+        except Exception as exc:
+            if native_token and error_code(exc) == "INVALID_PARAMETER_VALUE":  # MLflow refused its own token
+                raise PageTokenError(f"page_token is not a page token of this store ({exc}); start from the "
+                                     f"first page (no page_token)") from None
+            raise
         rows = [search.run_to_row(runs.reaped(self.store, r)) for r in page]
         token = page.token.decode() if isinstance(page.token, bytes) else page.token  # bytes from SQL stores
-        return rows, prefix + token if token and len(rows) == max_results else None
+        if not token or len(rows) != max_results:
+            return rows, None
+        return rows, f"{prefix}{offset + len(rows)}:{token}"
+
+    def _run_stats(self, experiment_ids: list[str] | None) -> dict[str, dict[str, Any]]:
+        """One GROUP BY on a database store (runs of dead processes marked FAILED first); through a server,
+        the default (reads every run)."""
+        engine = sql.engine_of(self.client)
+        if engine is None:
+            return super()._run_stats(experiment_ids)
+        self.flush_all()
+        ids = [str(e.experiment_id) for e in self.store.active_experiments()] if experiment_ids is None \
+            else experiment_ids
+        if ids:
+            runs.reap_dead(self.store, ids)
+        return retry(sql.run_stats, engine, experiment_ids)
+
+    def _page_offset(self, experiment_ids: list[str] | None, clauses: list, orders: list,
+                     page_token: str | None) -> int | None:
+        if page_token and page_token.startswith("mlflow:"):
+            try:
+                return _split_token(page_token, _token_prefix(experiment_ids, clauses, orders))[0]
+            except PageTokenError:
+                return None
+        return super()._page_offset(experiment_ids, clauses, orders, page_token)
+
+    def _list_deleted_experiments(self) -> list[Experiment]:
+        """MLflow keeps deleted experiments (qexp renamed them ``<name>-deleted-<id>``)."""
+        return [MlflowExperiment(e.experiment_id, e.name, self) for e in self.store.experiments(view_type=2)]
+
+
+def _token_prefix(experiment_ids: list[str] | None, clauses: list, orders: list) -> str:
+    return f"mlflow:{search_key(experiment_ids, clauses, orders)}:"
+
+
+def _split_token(page_token: str | None, prefix: str) -> tuple[int, str | None]:
+    """``(offset, MLflow's own token)`` of a qexp page token ``mlflow:<search key>:<offset>:<MLflow token>``;
+    :class:`PageTokenError` for a token of another search or a damaged one."""
+    if not page_token:
+        return 0, None
+    if not page_token.startswith(prefix):
+        raise PageTokenError("page_token belongs to another search (its experiments, filter or order "
+                             "differ); pass the same search again, or start from the first page")
+    offset, _, native = page_token[len(prefix):].partition(":")
+    inner = _native_offset(native)
+    if not offset.isdigit() or not native or not 0 <= int(offset) < MAX_PAGE_OFFSET or inner not in (None, int(offset)):
+        raise PageTokenError(f"page_token {page_token[:40]!r} is not a page token of this store; start from the "
+                             f"first page (no page_token)")
+    return int(offset), native
+
+
+def _native_offset(native: str) -> int | None:
+    """The offset inside MLflow's own token (base64 JSON ``{"offset": n}`` in its SQL, file and REST stores);
+    -1 when it is out of range (a forged one: SQLite fails on it with an internal error); None when the token
+    has another form."""
+    import base64
+    import binascii
+    import json
+    try:
+        data = json.loads(base64.b64decode(native + "=" * (-len(native) % 4), validate=True))
+    except (ValueError, binascii.Error):
+        return None
+    offset = data.get("offset") if isinstance(data, dict) else None
+    if not isinstance(offset, int) or isinstance(offset, bool):
+        return None
+    return offset if 0 <= offset < MAX_PAGE_OFFSET else -1
 
 
 def _id_key(exp_id: str) -> tuple[int, Any]:

@@ -64,10 +64,14 @@ class MlflowStore:
     # ---- experiments --------------------------------------------------------------------------
     def active_experiments(self) -> list[Any]:
         """Every active MLflow experiment, page by page."""
+        return self.experiments(view_type=1)
+
+    def experiments(self, view_type: int = 1) -> list[Any]:
+        """MLflow experiments of a view type (1 active, 2 deleted, 3 all), page by page."""
         out: list[Any] = []
         token = None
         while True:
-            page = retry(self.client.search_experiments, view_type=1, max_results=1000, page_token=token)
+            page = retry(self.client.search_experiments, view_type=view_type, max_results=1000, page_token=token)
             out.extend(page)
             token = page.token
             if not token:

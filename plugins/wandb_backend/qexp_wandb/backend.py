@@ -91,6 +91,14 @@ class WandbExpManager(ExpManager):
     def _run_stats(self, experiment_ids: list[str] | None) -> dict[str, dict[str, Any]]:
         return self.local._run_stats(experiment_ids)
 
+    def _page_offset(self, experiment_ids: list[str] | None, clauses: list, orders: list,
+                     page_token: str | None) -> int | None:
+        return self.local._page_offset(experiment_ids, clauses, orders, page_token)
+
+    def _list_deleted_experiments(self) -> list[Experiment] | None:
+        gone = self.local._list_deleted_experiments()
+        return None if gone is None else [self._wrap(e) for e in gone]
+
 
 class WandbExperiment(Experiment):
     """An experiment of the local store whose recorders come out linked to the W&B mirror."""
