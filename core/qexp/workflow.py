@@ -207,7 +207,8 @@ def _check_signature(cls: Any, kwargs: dict, path: str, notes: list[str]) -> lis
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     named = [n for n, p in params.items() if p.kind in kinds]
     catch_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    name = getattr(cls, "__name__", str(cls))
+    # a class registered under Qlib's name but defined under another (TCNTS for pytorch_tcn_ts.TCN) says so
+    name = getattr(cls, "qlib_name", None) or getattr(cls, "__name__", str(cls))
     unknown = [k for k in kwargs if k not in named]
     problems = []
     if unknown and not catch_all:

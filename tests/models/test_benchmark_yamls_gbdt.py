@@ -77,6 +77,7 @@ def test_dry_run_on_the_tiny_market(config, tiny_market, tmp_path) -> None:
         args += ["--set", s]
     r = _run(str(config), "--dry-run", *args)
     assert r.exit_code == 0, r.output
+    assert "unknown argument" not in r.output and "warning: task.model" not in r.output, r.output
 
 
 @pytest.mark.slow

@@ -336,3 +336,26 @@ def test_dry_run_hears_of_ignored_arguments() -> None:
     assert tm.GRU.check_kwargs({"n_jobs": 20, "rnn_type": "GRU"}) == ["ignoring unknown argument 'rnn_type'"]
     with pytest.warns(UserWarning, match="GRU: ignoring unknown argument.*rnn_type"):
         tm.GRU(rnn_type="GRU", n_jobs=20)
+
+
+@pytest.mark.parametrize("cls, qlib_name", [(tm.TCNTS, "TCN"), (tm.TransformerModelTS, "TransformerModel"),
+                                            (tm.LocalformerModelTS, "LocalformerModel")])
+def test_ts_subclasses_take_every_argument_of_their_base_and_say_qlib_s_name(cls, qlib_name) -> None:
+    # the _ts subclasses name only the defaults they change and pass the rest on through **kwargs
+    base_args = {"d_feat": 6, "batch_size": 64, "early_stop": 3, "metric": "", "loss": "mse", "optimizer": "adam",
+                 "GPU": -1, "seed": 0, "n_epochs": 1, "lr": 1e-3, "n_jobs": 4}
+    assert cls.check_kwargs(base_args) == []
+    assert cls.check_kwargs({"rnn_type": "GRU"}) == ["ignoring unknown argument 'rnn_type'"]
+    assert cls.qlib_name == qlib_name and cls().name == qlib_name
+    with pytest.warns(UserWarning, match=f"^{qlib_name}: ignoring unknown argument"):
+        cls(rnn_type="GRU")
+
+
+def test_dry_run_of_a_ts_model_warns_of_nothing_but_unknown_names(tmp_path) -> None:
+    from qexp.workflow import check_config
+    config = {"task": {"model": {"class": "TCN", "module_path": "qlib.contrib.model.pytorch_tcn_ts",
+                                 "kwargs": {"d_feat": 20, "batch_size": 2000, "early_stop": 20, "GPU": 0,
+                                            "metric": "loss", "optimizer": "adam", "typo_arg": 1}},
+                       "dataset": {"class": "DatasetH", "module_path": "qlib.data.dataset", "kwargs": {}}}}
+    _, notes = check_config(config)
+    assert notes == ["task.model.kwargs: TCN: ignoring unknown argument 'typo_arg'"], notes

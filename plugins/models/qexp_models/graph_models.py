@@ -38,7 +38,7 @@ class _Pretrained(TorchModel):
     def dry_run_warnings(cls, kwargs: dict) -> list[str]:
         """What ``qexp run --dry-run`` should warn about in these constructor arguments."""
         path = kwargs.get("model_path")
-        return [describe_missing(cls.__name__, str(path))] if missing_path(path) else []
+        return [describe_missing(cls.qlib_name, str(path))] if missing_path(path) else []
 
     def _init_net(self, torch: Any, net: Any) -> None:
         if self.model_path is None:
@@ -72,6 +72,8 @@ class GATs(_Pretrained):
 
 class GATsTS(GATs):
     """``pytorch_gats_ts.GATs``: Qlib's defaults there (d_feat 20)."""
+
+    qlib_name = "GATs"
 
     def __init__(self, d_feat: int = 20, **kwargs: Any):
         super().__init__(d_feat=d_feat, **kwargs)

@@ -72,6 +72,15 @@ def check_positive_int(model: str, **values: Any) -> None:
             raise ValueError(f"{model}: {name} must be a positive integer, got {value!r}")
 
 
+def _named_params(fn: Any) -> set[str]:
+    import inspect
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    try:
+        return {n for n, p in inspect.signature(fn).parameters.items() if p.kind in kinds and n != "self"}
+    except (TypeError, ValueError):
+        return set()
+
+
 def check_dropout(model: str, dropout: Any) -> None:
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"{model}: dropout must be in [0, 1), got {dropout!r}")
@@ -136,12 +145,26 @@ class TorchModel(Model):
     @classmethod
     def check_kwargs(cls, kwargs: dict[str, Any]) -> list[str]:
         """For ``qexp run --dry-run``: the constructor arguments this model ignores (Qlib's ``n_jobs`` is
-        expected and silent)."""
-        return [f"ignoring unknown argument {k!r}" for k in kwargs if k not in QLIB_IGNORED]
+        expected and silent). A subclass that names only the defaults it changes (``TCNTS``) passes the rest
+        on through ``**kwargs``: every ``__init__`` up the class hierarchy counts."""
+        known = set(QLIB_IGNORED)
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is not None and klass is not object:
+                known.update(_named_params(init))
+        return [f"ignoring unknown argument {k!r}" for k in kwargs if k not in known]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "qlib_name" not in cls.__dict__:
+            cls.qlib_name = cls.__name__
+
+    # Qlib's class name, in messages: a subclass with Qlib's ``_ts`` defaults (``TCNTS``) sets ``"TCN"``
+    qlib_name: ClassVar[str] = "TorchModel"
 
     @property
     def name(self) -> str:
-        return type(self).__name__
+        return type(self).qlib_name
 
     def _new_net(self) -> Any:
         """A fresh network (torch module) whose forward maps a batch of inputs to ``[B]`` scores."""

@@ -82,6 +82,8 @@ class TransformerModel(TorchModel):
 class TransformerModelTS(TransformerModel):
     """``pytorch_transformer_ts.TransformerModel``: Qlib's defaults there (batch_size 8192)."""
 
+    qlib_name = "TransformerModel"
+
     def __init__(self, d_feat: int = 20, d_model: int = 64, batch_size: int = 8192, **kwargs: Any):
         super().__init__(d_feat=d_feat, d_model=d_model, batch_size=batch_size, **kwargs)
 
@@ -95,6 +97,8 @@ class LocalformerModel(TransformerModel):
 
 class LocalformerModelTS(LocalformerModel):
     """``pytorch_localformer_ts.LocalformerModel``: Qlib's defaults there (batch_size 8192)."""
+
+    qlib_name = "LocalformerModel"
 
     def __init__(self, d_feat: int = 20, d_model: int = 64, batch_size: int = 8192, **kwargs: Any):
         super().__init__(d_feat=d_feat, d_model=d_model, batch_size=batch_size, **kwargs)
@@ -123,6 +127,8 @@ class TCN(TorchModel):
 
 class TCNTS(TCN):
     """``pytorch_tcn_ts.TCN``: Qlib's defaults there (2 layers, no dropout, lr 1e-3)."""
+
+    qlib_name = "TCN"
 
     def __init__(self, d_feat: int = 6, n_chans: int = 128, kernel_size: int = 5, num_layers: int = 2,
                  dropout: float = 0.0, n_epochs: int = 200, lr: float = 0.001, **kwargs: Any):
