@@ -98,7 +98,7 @@ def test_round_trip_in_a_new_process_predicts_identically(fit, ds158, tmp_path, 
 # ---- XGBoost ------------------------------------------------------------------------------------------
 def test_xgb_early_stopping_keeps_the_best_iteration(xgb_fit, ds158) -> None:
     model, _, evals, _ = xgb_fit
-    valid = evals["valid"]["rmse"]
+    valid = evals["valid"]
     best = model.best_iteration
     assert 1 <= best < ROUNDS - STOP
     assert len(valid) == best + 1 + STOP and int(np.argmin(valid)) == best
@@ -119,7 +119,7 @@ def test_xgb_same_predictions_as_xgboost_train(xgb_fit, ds158) -> None:
 
 def test_xgb_per_iteration_metrics_are_in_the_recorder(xgb_fit) -> None:
     _, rec, evals, _ = xgb_fit
-    for key, values in (("rmse.train", evals["train"]["rmse"]), ("rmse.valid", evals["valid"]["rmse"])):
+    for key, values in (("rmse.train", evals["train"]), ("rmse.valid", evals["valid"])):
         hist = rec.get_metric_history(key)
         assert hist["step"].tolist() == list(range(len(values)))
         np.testing.assert_allclose(hist["value"].to_numpy(), values)
@@ -139,7 +139,7 @@ def test_xgb_n_estimators_is_dropped_and_loss_maps_to_objective() -> None:
 # ---- CatBoost -----------------------------------------------------------------------------------------
 def test_catboost_early_stopping_keeps_the_best_iteration(cb_fit) -> None:
     model, _, evals, _ = cb_fit
-    valid = evals["valid"]["RMSE"]
+    valid = evals["valid"]
     best = model.model.get_best_iteration()
     assert 1 <= best < ROUNDS - STOP
     assert len(valid) == best + 1 + STOP and int(np.argmin(valid)) == best
@@ -158,7 +158,7 @@ def test_catboost_same_predictions_as_catboost(cb_fit, ds158) -> None:
 
 def test_catboost_per_iteration_metrics_are_in_the_recorder(cb_fit) -> None:
     _, rec, evals, _ = cb_fit
-    for key, values in (("RMSE.train", evals["train"]["RMSE"]), ("RMSE.valid", evals["valid"]["RMSE"])):
+    for key, values in (("RMSE.train", evals["train"]), ("RMSE.valid", evals["valid"])):
         hist = rec.get_metric_history(key)
         assert hist["step"].tolist() == list(range(len(values)))
         np.testing.assert_allclose(hist["value"].to_numpy(), values)
@@ -261,7 +261,9 @@ def test_de_feature_selection_keeps_the_informative_features() -> None:
     (lambda: DEnsembleModel(base_model="mlp"), "unknown base_model 'mlp'"),
     (lambda: DEnsembleModel(bins_fs=3), "sample_ratios has 5 values but bins_fs is 3"),
     (lambda: DEnsembleModel(num_models=2, sub_weights=[1, 2, 3]), "sub_weights has 3 values but num_models is 2"),
-    (lambda: DEnsembleModel(num_models=0), "num_models must be an integer >= 1"),
+    (lambda: DEnsembleModel(num_models=0), "num_models must be a positive integer, got 0"),
+    (lambda: XGBModel(num_boost_round=2.5), "XGBModel: num_boost_round must be a positive integer, got 2.5"),
+    (lambda: CatBoostModel(early_stopping_rounds=True), "early_stopping_rounds must be a positive integer"),
     (lambda: DEnsembleModel(decay=-1), "decay must be a positive number"),
 ])
 def test_bad_arguments(make, match) -> None:
@@ -276,6 +278,48 @@ def test_xgb_unknown_objective_is_one_clear_line() -> None:
             XGBModel(objective="reg:nosuch", nthread=1).fit(FrameDataset(random_frame(), FRAME_SEGMENTS),
                                                              num_boost_round=3, verbose_eval=0)
     assert "\n" not in str(info.value)
+
+
+def _inf_frame():
+    frame = random_frame()
+    frame.iloc[[3, 7], 1] = np.inf
+    return frame
+
+
+def test_xgb_inf_features_are_one_clear_line_naming_the_fixes() -> None:
+    with pytest.raises(ValueError) as info:
+        XGBModel(nthread=1).fit(FrameDataset(_inf_frame(), FRAME_SEGMENTS), num_boost_round=3, verbose_eval=0)
+    msg = str(info.value)
+    assert "\n" not in msg and "XGBoostError" not in msg and "Stack trace" not in msg, msg
+    assert msg.startswith("XGBModel: the 'train' features hold 2 inf value(s)"), msg
+    assert "ProcessInf" in msg and "missing: .inf" in msg and "model kwargs in the config" not in msg
+
+
+def test_xgb_missing_inf_reads_inf_as_missing() -> None:
+    ds = FrameDataset(_inf_frame(), FRAME_SEGMENTS)
+    model = XGBModel(nthread=1, missing=np.inf).fit(ds, num_boost_round=3, verbose_eval=0)
+    assert "missing" not in model._params  # a DMatrix setting, not one of xgboost.train's parameters
+    assert np.isfinite(model.predict(ds).to_numpy()).all()
+
+
+def test_library_errors_about_data_do_not_blame_the_kwargs() -> None:
+    from qexp_models.gbdt_common import rejected
+    data = rejected("XGBModel", "xgboost", Exception("[10:11:12] /src/data.cc:9: Check failed: valid: Label "
+                                                     "contains NaN, infinity or a value too large.\nStack trace:\n"
+                                                     "  [bt] (0) libxgboost.so"))
+    assert str(data) == ("XGBModel: xgboost refused the data: Label contains NaN, infinity or a value too large. "
+                         "(check the dataset's features and labels)")
+    params = rejected("XGBModel", "xgboost", Exception("Invalid Parameter format for max_depth expect int"))
+    assert "rejected the parameters" in str(params) and "model kwargs" in str(params)
+
+
+def test_evals_result_has_qlib_s_shape(xgb_fit, cb_fit) -> None:
+    # Qlib's XGBModel/CatBoostModel replace each set's {metric: values} by the first metric's values
+    for _, _, evals, _ in (xgb_fit, cb_fit):
+        assert set(evals) == {"train", "valid"}
+        assert all(isinstance(v, list) and v and all(isinstance(x, float) for x in v) for v in evals.values())
+        assert len(evals["train"]) == len(evals["valid"])
+    assert evals["valid"] == cb_fit[0].model.get_evals_result()["validation"]["RMSE"]
 
 
 def test_catboost_bad_parameter_is_a_clear_error() -> None:

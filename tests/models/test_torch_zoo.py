@@ -359,3 +359,25 @@ def test_dry_run_of_a_ts_model_warns_of_nothing_but_unknown_names(tmp_path) -> N
                        "dataset": {"class": "DatasetH", "module_path": "qlib.data.dataset", "kwargs": {}}}}
     _, notes = check_config(config)
     assert notes == ["task.model.kwargs: TCN: ignoring unknown argument 'typo_arg'"], notes
+
+
+@pytest.mark.parametrize("make", [
+    lambda: tm.DNNModelPytorch(pt_model_kwargs={"input_dim": 12, "layers": (8,)}, max_steps=40, eval_steps=20,
+                               batch_size=64, **CPU),
+    lambda: tm.GeneralPTNN(pt_model_uri="qlib.contrib.model.pytorch_nn.Net",
+                           pt_model_kwargs={"input_dim": 12, "layers": (8,)}, n_epochs=2, batch_size=64, **CPU),
+], ids=["DNNModelPytorch", "GeneralPTNN"])
+def test_mlp_and_general_nn_evals_result_holds_the_losses_as_qlib_s(make, runs) -> None:
+    # Qlib's pytorch_nn / pytorch_general_nn append the (positive) losses; its GRU & co. append minus the loss
+    evals: dict = {}
+    with R.start(experiment_name="evals"):
+        make().fit(_frame_ds(), evals_result=evals)
+        rec = R.get_recorder()
+    assert len(evals["valid"]) == 2 and all(v > 0 for v in evals["train"] + evals["valid"])
+    np.testing.assert_allclose(rec.get_metric_history("valid_loss")["value"], evals["valid"])
+
+
+def test_gru_evals_result_holds_minus_the_loss_as_qlib_s() -> None:
+    evals: dict = {}
+    tm.GRU(d_feat=2, hidden_size=8, n_epochs=2, **CPU).fit(_frame_ds(), evals_result=evals)
+    assert len(evals["valid"]) == 2 and all(v < 0 for v in evals["train"] + evals["valid"])

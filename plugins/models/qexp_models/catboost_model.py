@@ -13,7 +13,6 @@ CatBoost has on GPUs only) trains on a CPU as ``Bernoulli`` at the same ``subsam
 from __future__ import annotations
 
 import functools
-import time
 import warnings
 from typing import Any
 
@@ -21,9 +20,10 @@ import pandas as pd
 
 from qexp.ext import Model, require_extra
 
+from ._checks import check_positive_int
 from ._data import infer_features, not_fitted
 from ._log import log_points
-from .gbdt_common import check_positive_int, learn_segments, metric_points, rejected
+from .gbdt_common import iteration_times, learn_segments, metric_points, qlib_evals_shape, rejected
 
 LOSSES = ("RMSE", "Logloss")
 _SET_NAMES = {"learn": "train", "validation": "valid"}
@@ -49,20 +49,20 @@ class CatBoostModel(Model):
         if loss not in LOSSES:
             raise ValueError(f"CatBoostModel: unknown loss {loss!r}; use one of {', '.join(map(repr, LOSSES))}")
         self.loss = loss
-        self.num_boost_round = check_positive_int(num_boost_round, "num_boost_round", "CatBoostModel")
-        self.early_stopping_rounds = check_positive_int(early_stopping_rounds, "early_stopping_rounds",
-                                                        "CatBoostModel")
+        check_positive_int("CatBoostModel", num_boost_round=num_boost_round,
+                           early_stopping_rounds=early_stopping_rounds)
+        self.num_boost_round, self.early_stopping_rounds = int(num_boost_round), int(early_stopping_rounds)
         self._params: dict[str, Any] = {"loss_function": loss, **kwargs}
         self.model: Any = None  # catboost.CatBoost once fitted
         self.feature_names: list[str] = []
 
-    def fit(self, dataset: Any, num_boost_round: int | None = None,  # type: ignore[override]
+    def fit(self, dataset: Any, num_boost_round: int | None = None,
             early_stopping_rounds: int | None = None, verbose_eval: int = 20, evals_result: dict | None = None,
             reweighter: Any = None, **kwargs: Any) -> CatBoostModel:
         """Train on ``train``, early-stopping on ``valid`` when the dataset has one.
 
-        ``evals_result`` (a dict) receives the per-iteration metrics, ``{"train": {"RMSE": [...]}, "valid":
-        {...}}``; ``kwargs`` go to ``CatBoost.fit``.
+        ``evals_result`` (a dict) receives the first metric's value per iteration, ``{"train": [...], "valid":
+        [...]}`` (the shape Qlib's fit builds); ``kwargs`` go to ``CatBoost.fit``.
         """
         cb = _catboost()
         num_boost_round = self.num_boost_round if num_boost_round is None else num_boost_round
@@ -90,7 +90,7 @@ class CatBoostModel(Model):
         times: list[int] = []
         callbacks = list(kwargs.pop("callbacks", None) or [])
         if params["task_type"] == "CPU":  # CatBoost takes Python callbacks on the CPU only
-            callbacks.append(_Timestamps(times))
+            callbacks.append(iteration_times("catboost", times))
         try:
             model = cb.CatBoost(params)
             model.fit(train, eval_set=valid, use_best_model=valid is not None, callbacks=callbacks or None, **kwargs)
@@ -98,9 +98,10 @@ class CatBoostModel(Model):
             raise rejected("CatBoostModel", "catboost", exc) from None
         self.model = model
         result = {_SET_NAMES.get(k, k): dict(v) for k, v in model.get_evals_result().items()}
+        log_points(metric_points(result, times))
         if evals_result is not None:
             evals_result.update(result)
-        log_points(metric_points(result, times))
+            qlib_evals_shape(evals_result)
         return self
 
     def predict(self, dataset: Any, segment: str | slice = "test") -> pd.Series:
@@ -127,17 +128,6 @@ def _gpu_count() -> int:
     looks on a machine without a driver)."""
     from catboost.utils import get_gpu_device_count
     return int(get_gpu_device_count())
-
-
-class _Timestamps:
-    """A CatBoost callback recording the wall-clock time of each iteration (for the metric timestamps)."""
-
-    def __init__(self, out: list[int]):
-        self.out = out
-
-    def after_iteration(self, info: Any) -> bool:
-        self.out.append(int(time.time() * 1000))
-        return True  # go on training
 
 
 def _check_binary(y: Any, segment: str) -> None:

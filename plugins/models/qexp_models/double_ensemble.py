@@ -33,10 +33,10 @@ import pandas as pd
 
 from qexp.ext import Model, require_extra
 
+from ._checks import check_positive_int
 from ._data import infer_features, not_fitted
 from ._log import log_points
-from .gbdt_common import check_positive_int, learn_segments, metric_points
-from .lgb import _timestamps
+from .gbdt_common import iteration_times, learn_segments, metric_points
 
 logger = logging.getLogger("qexp.models")
 
@@ -82,13 +82,13 @@ class DEnsembleModel(Model):
                              f"feature selection measure)")
         self.base_model = base_model
         self.loss = loss
-        self.num_models = check_positive_int(num_models, "num_models", name)
+        check_positive_int(name, num_models=num_models, bins_sr=bins_sr, bins_fs=bins_fs, epochs=epochs)
+        self.num_models = int(num_models)
         self.enable_sr = bool(enable_sr)
         self.enable_fs = bool(enable_fs)
         self.alpha1 = float(alpha1)
         self.alpha2 = float(alpha2)
-        self.bins_sr = check_positive_int(bins_sr, "bins_sr", name)
-        self.bins_fs = check_positive_int(bins_fs, "bins_fs", name)
+        self.bins_sr, self.bins_fs = int(bins_sr), int(bins_fs)
         if decay is not None and (not isinstance(decay, (int, float)) or decay <= 0):
             raise ValueError(f"{name}: decay must be a positive number (or None for no decay), got {decay!r}")
         self.decay = decay
@@ -106,9 +106,10 @@ class DEnsembleModel(Model):
         if sum(weights) <= 0 or min(weights) < 0:
             raise ValueError(f"{name}: sub_weights must be >= 0 with a positive sum, got {weights}")
         self.sub_weights = weights
-        self.epochs = check_positive_int(epochs, "epochs", name)
-        self.early_stopping_rounds = (None if not early_stopping_rounds else
-                                      check_positive_int(early_stopping_rounds, "early_stopping_rounds", name))
+        self.epochs = int(epochs)
+        if early_stopping_rounds:
+            check_positive_int(name, early_stopping_rounds=early_stopping_rounds)
+        self.early_stopping_rounds = int(early_stopping_rounds) if early_stopping_rounds else None
         self.params: dict[str, Any] = {"objective": loss, **kwargs}
         self.params.setdefault("verbosity", -1)
         self.ensemble: list[Any] = []          # lightgbm Boosters
@@ -166,7 +167,8 @@ class DEnsembleModel(Model):
             set_names.append("valid")
         evals: dict = {}
         times: list[int] = []
-        callbacks = [lgb.log_evaluation(period=verbose_eval), lgb.record_evaluation(evals), _timestamps(times)]
+        callbacks = [lgb.log_evaluation(period=verbose_eval), lgb.record_evaluation(evals),
+                     iteration_times("lightgbm", times)]
         if self.early_stopping_rounds and len(sets) > 1:
             callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=verbose_eval > 0))
         booster = lgb.train(self.params, dtrain, num_boost_round=self.epochs, valid_sets=sets,

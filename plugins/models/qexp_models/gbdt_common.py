@@ -1,7 +1,9 @@
 """What the XGBoost, CatBoost and DoubleEnsemble models share: the learn matrices of train/valid, the
-per-iteration metric points for the recorder, and one error type for parameters a library rejects."""
+per-iteration metric points and their timestamps for the recorder, Qlib's evals_result shape, and one clear
+line for what a library refuses."""
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from typing import Any, NamedTuple
@@ -57,14 +59,60 @@ def metric_points(evals_result: dict, times: list[int], suffix: str = "") -> lis
     return points
 
 
-def check_positive_int(value: Any, name: str, model: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{model}: {name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+def qlib_evals_shape(evals_result: dict) -> None:
+    """In place, as Qlib's XGBModel/CatBoostModel leave it: ``evals_result["train"/"valid"]`` = the list of
+    the first metric (``{"train": [...], "valid": [...]}``) instead of the library's ``{metric: [...]}``."""
+    for key in ("train", "valid"):
+        metrics = evals_result.get(key)
+        if isinstance(metrics, dict) and metrics:
+            evals_result[key] = list(next(iter(metrics.values())))
+
+
+def iteration_times(library: str, out: list[int]) -> Any:
+    """A training callback of ``library`` (``"lightgbm"``, ``"xgboost"``, ``"catboost"``) that appends the
+    wall-clock time (ms) at the end of each iteration to ``out``: the timestamps of the metric points."""
+    def stamp() -> None:
+        out.append(int(time.time() * 1000))
+
+    if library == "lightgbm":
+        def callback(env: Any) -> None:
+            stamp()
+        callback.order = 25  # type: ignore[attr-defined]  # after record_evaluation (20), before early stopping (30)
+        return callback
+    if library == "xgboost":
+        import xgboost
+
+        class XGBTimes(xgboost.callback.TrainingCallback):
+            def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+                stamp()
+                return False  # go on training
+        return XGBTimes()
+    if library == "catboost":
+        class CatBoostTimes:
+            def after_iteration(self, info: Any) -> bool:
+                stamp()
+                return True  # go on training
+        return CatBoostTimes()
+    raise ValueError(f"iteration_times: unknown library {library!r}")
+
+
+# words of a library's error about the data it was given (not about its parameters)
+_DATA_WORDS = ("inf", "infinity", "nan", "input data", "label", "too large")
+
+
+def is_data_problem(message: str) -> bool:
+    """Whether a library's error message is about the data (``inf``, NaN labels, shapes), not parameters."""
+    words = set(re.findall(r"[a-z]+", message.lower()))
+    return any((w in words) if " " not in w else (w in message.lower()) for w in _DATA_WORDS)
 
 
 def rejected(model: str, library: str, exc: BaseException) -> ValueError:
-    """A library's parameter error as one clear line (its messages span many lines of C++ context)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    """A library's error as one clear line (its messages span many lines of C++ context): a data problem
+    says so and names the fix, anything else points at the model kwargs."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith("[bt]")]
+    lines = [ln for ln in lines if ln.lower() != "stack trace:"]
     msg = next((ln for ln in lines if "unknown" in ln.lower() or "invalid" in ln.lower()), lines[0] if lines else "")
+    msg = re.sub(r"^\[[\d:]+\]\s+\S+:\d+:\s*(Check failed: \w+:\s*)?", "", msg)  # xgboost's [time] file:line:
+    if is_data_problem(msg):
+        return ValueError(f"{model}: {library} refused the data: {msg} (check the dataset's features and labels)")
     return ValueError(f"{model}: {library} rejected the parameters: {msg} (check the model kwargs in the config)")

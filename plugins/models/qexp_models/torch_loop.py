@@ -41,6 +41,7 @@ import pandas as pd
 from qexp.ext import Model, bar
 
 from . import _lazy
+from ._checks import check_positive_int
 from ._data import DK_I, DK_L, check_frame, has_segment, label_vector, not_fitted, require_segment
 from ._log import log_points
 
@@ -64,12 +65,6 @@ class Segment(NamedTuple):
 def check_choice(model: str, name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"{model}: unknown {name} {value!r}; use one of {', '.join(map(repr, allowed))}")
-
-
-def check_positive_int(model: str, **values: Any) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
-            raise ValueError(f"{model}: {name} must be a positive integer, got {value!r}")
 
 
 def _named_params(fn: Any) -> set[str]:
@@ -100,6 +95,7 @@ class TorchModel(Model):
     grad_clip: ClassVar[float | None] = 3.0
     drop_last: ClassVar[bool] = False     # skip a round's last partial batch (BatchNorm nets, as Qlib's loops)
     metric_prefix: str = ""               # prepended to the per-round metric names (a pretraining phase)
+    evals_loss: ClassVar[bool] = False    # evals_result gets each round's loss, not its score (as Qlib's model)
     cpu_eval_batch: ClassVar[int] = 1024  # rows per scoring pass on a CPU (activations stay in cache)
     gpu_eval_batch: ClassVar[int] = 16384
 
@@ -405,8 +401,12 @@ class TorchModel(Model):
                 if va is not None:
                     points += [(pre + "valid_loss", valid_loss, ts, epoch), (pre + "valid_score", valid_score, ts,
                                                                              epoch)]
-                evals_result["train"].append(train_score)
-                evals_result["valid"].append(valid_score)
+                if self.evals_loss:  # Qlib's MLP and GeneralPTNN record the (positive) losses
+                    evals_result["train"].append(train_loss)
+                    evals_result["valid"].append(valid_loss)
+                else:
+                    evals_result["train"].append(train_score)
+                    evals_result["valid"].append(valid_score)
                 progress.set_postfix(train=f"{train_loss:.5f}", valid=f"{valid_loss:.5f}" if va is not None else "-")
                 logger.info("%s epoch %d: train loss %.6f, valid loss %.6f (%.1fs)", self.name, epoch, train_loss,
                             valid_loss, self.epoch_seconds[-1])

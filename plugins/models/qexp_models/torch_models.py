@@ -180,9 +180,10 @@ class GeneralPTNN(_NetByURI):
     """Qlib's ``GeneralPTNN`` (``pytorch_general_nn``): any network (``pt_model_uri``/``pt_model_kwargs``) on
     a ``DatasetH`` (rows ``[B, F]``) or a ``TSDatasetH`` (windows ``[B, T, F]``); Adam with
     ``weight_decay``, the learning rate halved when the valid loss stalls for 5 epochs (Qlib's
-    ReduceLROnPlateau), early stopping on the valid loss."""
+    ReduceLROnPlateau), early stopping on the valid loss. ``evals_result`` gets the losses, as Qlib's."""
 
     layout = "native"
+    evals_loss = True
 
     def __init__(self, n_epochs: int = 200, lr: float = 0.001, metric: str = "", batch_size: int = 2000,
                  early_stop: int = 20, loss: str = "mse", weight_decay: float = 0.0, optimizer: str = "adam",
@@ -222,10 +223,12 @@ class DNNModelPytorch(_NetByURI):
     ``eval_steps`` steps the valid loss is computed, the best weights kept, the learning rate scheduled
     (``scheduler="default"``: halved after 10 evaluations without improvement, down to 1e-5; ``None``: none;
     a callable ``scheduler(optimizer=...)``: yours), and training stops after ``early_stop_rounds``
-    evaluations without a better valid loss. One "epoch" of the loop's logs = ``eval_steps`` steps.
+    evaluations without a better valid loss. One "epoch" of the loop's logs = ``eval_steps`` steps;
+    ``evals_result`` gets the train and valid losses of each, as Qlib's.
     """
 
     layout = "flat"
+    evals_loss = True
     grad_clip = None
     LOSSES = ("mse", "binary")
 

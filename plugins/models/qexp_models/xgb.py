@@ -14,16 +14,17 @@ iteration. Differences from Qlib, on purpose:
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from qexp.ext import ModelFT, require_extra
 
+from ._checks import check_positive_int
 from ._data import infer_features, not_fitted
 from ._log import log_points
-from .gbdt_common import check_positive_int, learn_segments, metric_points, rejected
+from .gbdt_common import iteration_times, learn_segments, metric_points, qlib_evals_shape, rejected
 
 logger = logging.getLogger("qexp.models")
 
@@ -45,9 +46,11 @@ class XGBModel(ModelFT):
     """
 
     def __init__(self, num_boost_round: int = 1000, early_stopping_rounds: int = 50, **kwargs: Any):
-        self.num_boost_round = check_positive_int(num_boost_round, "num_boost_round", "XGBModel")
-        self.early_stopping_rounds = check_positive_int(early_stopping_rounds, "early_stopping_rounds", "XGBModel")
+        check_positive_int("XGBModel", num_boost_round=num_boost_round, early_stopping_rounds=early_stopping_rounds)
+        self.num_boost_round, self.early_stopping_rounds = int(num_boost_round), int(early_stopping_rounds)
         params = dict(kwargs)
+        # the DMatrix's value for "missing" (xgboost.train ignores it): .inf reads inf features as missing
+        self.missing: float | None = params.pop("missing", None)
         loss = params.pop("loss", None)
         if loss is not None:
             if loss not in LOSS_OBJECTIVES:
@@ -64,26 +67,26 @@ class XGBModel(ModelFT):
         self.best_iteration: int | None = None
         self.feature_names: list[str] = []
 
-    def fit(self, dataset: Any, num_boost_round: int | None = None,  # type: ignore[override]
+    def fit(self, dataset: Any, num_boost_round: int | None = None,
             early_stopping_rounds: int | None = None, verbose_eval: int = 20, evals_result: dict | None = None,
             reweighter: Any = None, **kwargs: Any) -> XGBModel:
         """Train on ``train``, early-stopping on ``valid`` when the dataset has one.
 
-        ``evals_result`` (a dict) receives xgboost's per-iteration metrics, ``{"train": {"rmse": [...]},
-        "valid": {...}}``; ``kwargs`` go to ``xgboost.train``.
+        ``evals_result`` (a dict) receives the first eval metric's value per iteration, ``{"train": [...],
+        "valid": [...]}``, as Qlib's; ``kwargs`` go to ``xgboost.train``.
         """
         xgb = _xgboost()
         num_boost_round = self.num_boost_round if num_boost_round is None else num_boost_round
         early_stopping_rounds = self.early_stopping_rounds if early_stopping_rounds is None else early_stopping_rounds
         seg = learn_segments(dataset, "XGBModel", reweighter, num_boost_round)
         self.feature_names = seg.feature_names
-        dtrain = xgb.DMatrix(seg.x_train, label=seg.y_train, weight=seg.w_train)
+        dtrain = self._dmatrix(xgb, seg.x_train, "train", label=seg.y_train, weight=seg.w_train)
         evals = [(dtrain, "train")]
         if seg.x_valid is not None:
-            evals.append((xgb.DMatrix(seg.x_valid, label=seg.y_valid, weight=seg.w_valid), "valid"))
+            evals.append((self._dmatrix(xgb, seg.x_valid, "valid", label=seg.y_valid, weight=seg.w_valid), "valid"))
         evals_result = {} if evals_result is None else evals_result
         times: list[int] = []
-        callbacks = list(kwargs.pop("callbacks", None) or []) + [_timestamps(xgb, times)]
+        callbacks = list(kwargs.pop("callbacks", None) or []) + [iteration_times("xgboost", times)]
         try:
             booster = xgb.train(self._params, dtrain, num_boost_round=num_boost_round, evals=evals,
                                 early_stopping_rounds=early_stopping_rounds if len(evals) > 1 else None,
@@ -97,7 +100,22 @@ class XGBModel(ModelFT):
         self.best_iteration = best
         self.model = booster
         log_points(metric_points(evals_result, times))
+        qlib_evals_shape(evals_result)
         return self
+
+    def _dmatrix(self, xgb: Any, x: np.ndarray, segment: Any, **kwargs: Any) -> Any:
+        """``x`` as a DMatrix; inf features (which xgboost refuses unless ``missing`` is inf) are one clear
+        line naming the fixes."""
+        missing = getattr(self, "missing", None)  # absent from models pickled before it existed
+        try:
+            return xgb.DMatrix(x, missing=np.nan if missing is None else missing, **kwargs)
+        except xgb.core.XGBoostError as exc:
+            if "inf" in str(exc):
+                n = int(np.isinf(x).sum())
+                raise ValueError(f"XGBModel: the '{segment}' features hold {n} inf value(s), which xgboost refuses; "
+                                 f"replace them in the handler (infer_processors: ProcessInf, as Qlib's configs "
+                                 f"do) or set missing: .inf in the model kwargs to read inf as missing") from None
+            raise rejected("XGBModel", "xgboost", exc) from None
 
     def predict(self, dataset: Any, segment: str | slice = "test") -> pd.Series:
         """Scores of ``segment``'s infer rows."""
@@ -108,7 +126,7 @@ class XGBModel(ModelFT):
         if self.feature_names and x.shape[1] != len(self.feature_names):
             raise ValueError(f"XGBModel was fitted on {len(self.feature_names)} features but '{segment}' has "
                              f"{x.shape[1]}; predict with the dataset it was fitted on")
-        return pd.Series(self.model.predict(xgb.DMatrix(x.to_numpy())), index=x.index)
+        return pd.Series(self.model.predict(self._dmatrix(xgb, x.to_numpy(), segment)), index=x.index)
 
     def finetune(self, dataset: Any, num_boost_round: int = 10, verbose_eval: int = 20,
                  reweighter: Any = None) -> XGBModel:
@@ -117,7 +135,7 @@ class XGBModel(ModelFT):
             raise not_fitted("XGBModel")
         xgb = _xgboost()
         seg = learn_segments(dataset, "XGBModel", reweighter)
-        dtrain = xgb.DMatrix(seg.x_train, label=seg.y_train, weight=seg.w_train)
+        dtrain = self._dmatrix(xgb, seg.x_train, "train", label=seg.y_train, weight=seg.w_train)
         self.model = xgb.train(self._params, dtrain, num_boost_round=num_boost_round, evals=[(dtrain, "train")],
                                verbose_eval=verbose_eval if verbose_eval else False, xgb_model=self.model)
         return self
@@ -130,11 +148,3 @@ class XGBModel(ModelFT):
         names = {f"f{i}": n for i, n in enumerate(self.feature_names)}
         return pd.Series({names.get(k, k): v for k, v in score.items()}, dtype=float).sort_values(ascending=False)
 
-
-def _timestamps(xgb: Any, out: list[int]) -> Any:
-    """An xgboost callback recording the wall-clock time of each iteration (for the metric timestamps)."""
-    class Timestamps(xgb.callback.TrainingCallback):
-        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-            out.append(int(time.time() * 1000))
-            return False
-    return Timestamps()
