@@ -99,9 +99,15 @@ class TRAModel(TorchModel):
             check_positive_int(name, max_steps_per_epoch=max_steps_per_epoch)
         if smooth_steps is not None:
             check_positive_int(name, smooth_steps=smooth_steps)
+        numbers = {}
         for key, value in (("lr", lr), ("lamb", lamb), ("rho", rho), ("alpha", alpha)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            try:  # YAML reads 1e-3 (no dot) as a string; Qlib's configs write it so
+                numbers[key] = float(value) if not isinstance(value, bool) else -1.0
+            except (TypeError, ValueError):
+                numbers[key] = -1.0
+            if not numbers[key] >= 0:
                 raise ValueError(f"{name}: {key} must be a number >= 0, got {value!r}")
+        lr, lamb, rho, alpha = numbers["lr"], numbers["lamb"], numbers["rho"], numbers["alpha"]
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"{name}: alpha must be in [0, 1] (the weight of the current losses against the "
                              f"historical ones in the transport), got {alpha!r}")
@@ -127,6 +133,15 @@ class TRAModel(TorchModel):
         self._reset_fit_state()
 
     # ---- arguments -----------------------------------------------------------------------------------
+    @classmethod
+    def dry_run_warnings(cls, kwargs: dict) -> list[str]:
+        """For ``qexp run --dry-run``: an ``init_state`` file that does not exist (yet)."""
+        from .pretrained import missing_path
+        path = kwargs.get("init_state")
+        if path and missing_path(path):
+            return [f"TRAModel: init_state {str(path)!r} does not exist yet; fit will fail until it does"]
+        return []
+
     def _check_model_config(self, config: Any, model_type: str) -> dict:
         if config is None:
             config = {}
