@@ -381,3 +381,49 @@ def test_gru_evals_result_holds_minus_the_loss_as_qlib_s() -> None:
     evals: dict = {}
     tm.GRU(d_feat=2, hidden_size=8, n_epochs=2, **CPU).fit(_frame_ds(), evals_result=evals)
     assert len(evals["valid"]) == 2 and all(v < 0 for v in evals["train"] + evals["valid"])
+
+
+# ---- Qlib's saved networks ------------------------------------------------------------------------------
+class _QlibTCNBlock(torch.nn.Module):
+    """A TCN block as Qlib 0.9.7 builds it: torch's old weight_norm hooks on conv1/conv2, which Qlib also puts
+    in ``net``, so its state_dict holds ``conv1.weight_g``/``weight_v`` and ``net.0.weight_g``/``weight_v``."""
+
+    def __init__(self, n_in: int, n_out: int, k: int, dilation: int):
+        super().__init__()
+        from torch.nn.utils import weight_norm  # the API Qlib uses (deprecated in torch 2.1)
+        pad = (k - 1) * dilation
+        self.pad = pad
+        self.conv1 = weight_norm(torch.nn.Conv1d(n_in, n_out, k, padding=pad, dilation=dilation))
+        self.conv2 = weight_norm(torch.nn.Conv1d(n_out, n_out, k, padding=pad, dilation=dilation))
+        self.net = torch.nn.Sequential(self.conv1, torch.nn.Identity(), torch.nn.ReLU(), torch.nn.Identity(),
+                                       self.conv2)
+        self.downsample = torch.nn.Conv1d(n_in, n_out, 1) if n_in != n_out else None
+
+    def forward(self, x):
+        out = torch.relu(self.conv1(x)[:, :, :-self.pad])
+        out = torch.relu(self.conv2(out)[:, :, :-self.pad])
+        return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+def test_qlib_s_tcn_state_dict_loads_and_predicts_the_same() -> None:
+    from qexp_models.nets.tcn import TCNModel
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        blocks = [_QlibTCNBlock(6, 8, 3, 1), _QlibTCNBlock(8, 8, 3, 2)]
+    qlib = torch.nn.Module()
+    qlib.tcn = torch.nn.Module()
+    qlib.tcn.network = torch.nn.Sequential(*blocks)
+    qlib.linear = torch.nn.Linear(8, 1)
+    state = qlib.state_dict()
+    assert {"tcn.network.0.conv1.weight_g", "tcn.network.0.net.0.weight_v", "tcn.network.1.net.4.weight_g"} <= set(state)
+    ours = TCNModel(6, 1, [8, 8], kernel_size=3, dropout=0.0).eval()
+    ours.load_state_dict(state)  # strict: every key of Qlib's file is used, none of ours is missing
+    x = torch.randn(5, 360)
+    with torch.no_grad():
+        expected = qlib.linear(qlib.tcn.network(x.reshape(5, 6, 60))[:, :, -1])[:, 0]
+        np.testing.assert_array_equal(ours(x).numpy(), expected.numpy())
+    again = TCNModel(6, 1, [8, 8], kernel_size=3, dropout=0.0).eval()
+    again.load_state_dict(ours.state_dict())  # our own files still load
+    with torch.no_grad():
+        np.testing.assert_array_equal(again(x).numpy(), ours(x).numpy())

@@ -1,6 +1,10 @@
 """Qlib's TCN network (``TCNModel``, after Bai et al. 2018): dilated causal convolutions with weight
 normalisation in residual blocks, and a linear head on the last step. ``forward`` takes ``[B, T, d_feat]``
-or Qlib's flat ``[B, d_feat * T]`` (d_feat blocks of T lags, i.e. already channels-first)."""
+or Qlib's flat ``[B, d_feat * T]`` (d_feat blocks of T lags, i.e. already channels-first).
+
+Weight normalisation uses torch's parametrizations (``net.0.parametrizations.weight.original0/1``); Qlib's
+networks use the older hook API, whose ``state_dict`` holds ``conv1.weight_g``/``weight_v`` (twice: also as
+``net.0.weight_g``/``weight_v``). A block renames those keys when it loads, so Qlib's saved files load."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -35,10 +39,29 @@ class TemporalBlock(nn.Module):
         if self.downsample is not None:
             self.downsample.weight.data.normal_(0, 0.01)
         self.relu = nn.ReLU()
+        self.register_load_state_dict_pre_hook(_qlib_weight_norm_keys)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         res = x if self.downsample is None else self.downsample(x)
         return self.relu(self.net(x) + res)
+
+
+# Qlib's block: conv1/conv2 are net.0/net.4; weight_g/weight_v are the parametrization's original0/original1
+_QLIB_CONVS = {"conv1.": "net.0.", "conv2.": "net.4.", "net.0.": "net.0.", "net.4.": "net.4."}
+_QLIB_PARTS = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1",
+               "bias": "bias"}
+
+
+def _qlib_weight_norm_keys(module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+    """Rename a Qlib block's keys (old weight_norm API) to this block's, in place, before it loads."""
+    if not any(k.startswith(prefix) and k.endswith(("weight_g", "weight_v")) for k in state_dict):
+        return
+    for old_conv, new_conv in _QLIB_CONVS.items():
+        for old_part, new_part in _QLIB_PARTS.items():
+            old = prefix + old_conv + old_part
+            if old in state_dict:
+                value = state_dict.pop(old)
+                state_dict.setdefault(prefix + new_conv + new_part, value)
 
 
 class TemporalConvNet(nn.Module):
