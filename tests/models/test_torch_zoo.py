@@ -137,7 +137,9 @@ def test_other_nets_fit_and_predict_on_alpha360(ds360, cls, kwargs) -> None:
     pytest.param(tm.LocalformerModel, {"d_feat": 20, "d_model": 8, "num_layers": 1}, marks=pytest.mark.slow),
     (tm.TCN, {"d_feat": 20, "n_chans": 8, "num_layers": 2, "kernel_size": 3}),
     (tm.GeneralPTNN, {"pt_model_kwargs": {"d_feat": 20, "hidden_size": 8, "num_layers": 1}}),
-], ids=["GRU", "LSTM", "Transformer", "Localformer", "TCN", "GeneralPTNN"])
+    (tm.GeneralPTNN, {"pt_model_uri": "qlib.contrib.model.pytorch_alstm_ts.ALSTMModel",
+                      "pt_model_kwargs": {"d_feat": 20, "hidden_size": 8, "num_layers": 1}}),
+], ids=["GRU", "LSTM", "Transformer", "Localformer", "TCN", "GeneralPTNN", "GeneralPTNN-ALSTM"])
 def test_ts_variants_predict_every_test_window(ts158, cls, kwargs) -> None:
     model = cls(**kwargs, n_epochs=1, batch_size=1024, **CPU).fit(ts158)
     assert model.input_kind == "TSDatasetH"
@@ -283,6 +285,41 @@ def test_ts_defaults_differ_where_qlib_s_do() -> None:
 def test_pt_model_uri_resolves(uri, cls_name) -> None:
     from qexp_models.nets import resolve_network
     assert resolve_network(uri).__name__ == cls_name
+
+
+# Qlib's networks with Qlib's pt_model_kwargs (KRNN/Sandwich take a device); flat rows: 12 columns = 2 x 6 steps
+QLIB_NETS = {
+    "pytorch_alstm.ALSTMModel": {"d_feat": 2, "hidden_size": 8, "num_layers": 1, "dropout": 0.0, "rnn_type": "GRU"},
+    "pytorch_alstm_ts.ALSTMModel": {"d_feat": 2, "hidden_size": 8, "num_layers": 1, "rnn_type": "LSTM"},
+    "pytorch_sfm.SFM_Model": {"d_feat": 2, "output_dim": 4, "freq_dim": 3, "hidden_size": 8, "dropout_W": 0.0,
+                              "dropout_U": 0.0, "device": "cpu"},
+    "pytorch_krnn.KRNNModel": {"fea_dim": 2, "cnn_dim": 4, "cnn_kernel_size": 3, "rnn_dim": 4, "rnn_dups": 2,
+                               "rnn_layers": 1, "dropout": 0.0, "device": "cpu"},
+    "pytorch_sandwich.SandwichModel": {"fea_dim": 2, "cnn_dim_1": 4, "cnn_dim_2": 4, "cnn_kernel_size": 3,
+                                       "rnn_dim_1": 4, "rnn_dim_2": 4, "rnn_dups": 2, "rnn_layers": 1,
+                                       "dropout": 0.0, "device": "cpu"},
+}
+
+
+@pytest.mark.parametrize("uri", list(QLIB_NETS))
+def test_general_nn_runs_qlib_s_other_networks(uri) -> None:
+    ds = _frame_ds()
+    model = tm.GeneralPTNN(pt_model_uri=f"qlib.contrib.model.{uri}", pt_model_kwargs=QLIB_NETS[uri], n_epochs=1,
+                           batch_size=64, **CPU).fit(ds)
+    pred = model.predict(ds)
+    assert len(pred) == len(ds.prepare("test")) and np.isfinite(pred.to_numpy()).all()
+    # flat rows are read as time-ordered steps, the same as the [B, T, F] windows
+    net = model.net.eval()
+    flat = torch.randn(3, 12)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(flat).numpy(), net(flat.view(3, 2, 6).permute(0, 2, 1)).numpy(), rtol=1e-6)
+
+
+def test_krnn_network_with_a_feature_count_that_does_not_divide_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="pt_model_kwargs.fea_dim=5 does not divide the 12 feature columns"):
+        tm.GeneralPTNN(pt_model_uri="qlib.contrib.model.pytorch_krnn.KRNNModel",
+                       pt_model_kwargs={**QLIB_NETS["pytorch_krnn.KRNNModel"], "fea_dim": 5}, n_epochs=1,
+                       **CPU).fit(_frame_ds())
 
 
 # ---- bad input ------------------------------------------------------------------------------------------

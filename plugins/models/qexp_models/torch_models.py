@@ -162,7 +162,7 @@ class _NetByURI(TorchModel):
 
     def _check_input(self, seg: Any) -> None:
         super()._check_input(seg)
-        for key in ("input_dim", "d_feat", "num_input"):
+        for key in ("input_dim", "d_feat", "num_input", "fea_dim"):
             want = self.pt_model_kwargs.get(key)
             if want is None:
                 continue

@@ -20,6 +20,11 @@ QLIB_NETWORKS: dict[str, tuple[str, str]] = {
     "qlib.contrib.model.pytorch_tcn_ts.TCNModel": ("tcn", "TCNModel"),
     "qlib.contrib.model.pytorch_gats.GATModel": ("gats", "GATModel"),
     "qlib.contrib.model.pytorch_gats_ts.GATModel": ("gats", "GATModel"),
+    "qlib.contrib.model.pytorch_alstm.ALSTMModel": ("alstm", "ALSTMModel"),
+    "qlib.contrib.model.pytorch_alstm_ts.ALSTMModel": ("alstm", "ALSTMModel"),
+    "qlib.contrib.model.pytorch_sfm.SFM_Model": ("sfm", "SFM_Model"),
+    "qlib.contrib.model.pytorch_krnn.KRNNModel": ("krnn", "KRNNModel"),
+    "qlib.contrib.model.pytorch_sandwich.SandwichModel": ("krnn", "SandwichModel"),
 }
 
 

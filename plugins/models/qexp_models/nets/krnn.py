@@ -1,14 +1,18 @@
 """Qlib's KRNN and Sandwich networks: a 1-D convolution over the steps, then K parallel GRUs whose outputs are
 averaged (the "K-RNN"); Sandwich stacks two such encoders. A linear head reads the last step.
 
-Input ``[B, T, fea_dim]`` (the loop's steps layout; Alpha360 -> ``[B, 60, 6]``, oldest step first). Qlib's
-own forward views flat Alpha360 rows as ``[B, 60, 6]`` *without* the transpose its other models apply, so
-each of its "steps" mixes lags of one price; here every net sees the same, time-ordered steps.
+Input ``[B, T, fea_dim]`` (the loop's steps layout; Alpha360 -> ``[B, 60, 6]``, oldest step first) or flat
+rows ``[B, fea_dim * T]`` (GeneralPTNN on a DatasetH), read as the other nets read them. Qlib's own forward
+views flat Alpha360 rows as ``[B, 60, 6]`` *without* the transpose its other models apply, so each of its
+"steps" mixes lags of one price; here every net sees the same, time-ordered steps. ``device`` is accepted for
+Qlib's signature (``pt_model_kwargs`` written for Qlib) and unused: the model moves the network.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from .rnn import as_steps
 
 
 class CNNEncoderBase(nn.Module):
@@ -50,21 +54,23 @@ class KRNNModel(nn.Module):
     """``forward(x: [B, T, fea_dim]) -> [B]``."""
 
     def __init__(self, fea_dim: int, cnn_dim: int, cnn_kernel_size: int, rnn_dim: int, rnn_dups: int,
-                 rnn_layers: int, dropout: float):
+                 rnn_layers: int, dropout: float, device: object = None):
         super().__init__()
+        self.fea_dim = fea_dim
         self.encoder = CNNKRNNEncoder(fea_dim, cnn_dim, cnn_kernel_size, rnn_dim, rnn_dups, rnn_layers, dropout)
         self.out_fc = nn.Linear(rnn_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out_fc(self.encoder(x)[:, -1, :])[..., 0]
+        return self.out_fc(self.encoder(as_steps(x, self.fea_dim))[:, -1, :])[..., 0]
 
 
 class SandwichModel(nn.Module):
     """Two CNN-KRNN encoders in a row (``forward(x: [B, T, fea_dim]) -> [B]``)."""
 
     def __init__(self, fea_dim: int, cnn_dim_1: int, cnn_dim_2: int, cnn_kernel_size: int, rnn_dim_1: int,
-                 rnn_dim_2: int, rnn_dups: int, rnn_layers: int, dropout: float):
+                 rnn_dim_2: int, rnn_dups: int, rnn_layers: int, dropout: float, device: object = None):
         super().__init__()
+        self.fea_dim = fea_dim
         self.first_encoder = CNNKRNNEncoder(fea_dim, cnn_dim_1, cnn_kernel_size, rnn_dim_1, rnn_dups, rnn_layers,
                                             dropout)
         self.second_encoder = CNNKRNNEncoder(rnn_dim_1, cnn_dim_2, cnn_kernel_size, rnn_dim_2, rnn_dups, rnn_layers,
@@ -72,4 +78,4 @@ class SandwichModel(nn.Module):
         self.out_fc = nn.Linear(rnn_dim_2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out_fc(self.second_encoder(self.first_encoder(x))[:, -1, :])[..., 0]
+        return self.out_fc(self.second_encoder(self.first_encoder(as_steps(x, self.fea_dim)))[:, -1, :])[..., 0]
