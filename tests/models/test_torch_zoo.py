@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -464,3 +465,82 @@ def test_qlib_s_tcn_state_dict_loads_and_predicts_the_same() -> None:
     again.load_state_dict(ours.state_dict())  # our own files still load
     with torch.no_grad():
         np.testing.assert_array_equal(again(x).numpy(), ours(x).numpy())
+
+
+# ---- every registered network: save/load in a new process ----------------------------------------------
+def _round_trip_models(concepts: tuple[str, str]) -> dict:
+    from qexp_models.graph_models import HIST, GATs, GATsTS
+    s2c, index = concepts
+    small = {"n_epochs": 2, "batch_size": 64, **CPU}
+    daily = {"n_epochs": 2, **CPU}
+    return {  # tiny sizes; 12 feature columns = 2 per step x 6 steps
+        "GRU": tm.GRU(d_feat=2, hidden_size=4, num_layers=1, **small),
+        "LSTM": tm.LSTM(d_feat=2, hidden_size=4, num_layers=1, **small),
+        "TransformerModel": tm.TransformerModel(d_feat=2, d_model=4, num_layers=1, **small),
+        "TransformerModelTS": tm.TransformerModelTS(d_feat=2, d_model=4, num_layers=1, **small),
+        "LocalformerModel": tm.LocalformerModel(d_feat=2, d_model=4, num_layers=1, **small),
+        "LocalformerModelTS": tm.LocalformerModelTS(d_feat=2, d_model=4, num_layers=1, **small),
+        "TCN": tm.TCN(d_feat=2, n_chans=4, num_layers=2, kernel_size=3, **small),
+        "TCNTS": tm.TCNTS(d_feat=2, n_chans=4, kernel_size=3, **small),
+        "DNNModelPytorch": tm.DNNModelPytorch(pt_model_kwargs={"input_dim": 12, "layers": (8,)}, max_steps=20,
+                                              eval_steps=10, batch_size=64, **CPU),
+        "GeneralPTNN": tm.GeneralPTNN(pt_model_uri="qlib.contrib.model.pytorch_gru_ts.GRUModel",
+                                      pt_model_kwargs={"d_feat": 2, "hidden_size": 4, "num_layers": 1}, **small),
+        "KRNN": tm.KRNN(fea_dim=2, cnn_dim=4, rnn_dim=4, rnn_dups=2, rnn_layers=1, **small),
+        "Sandwich": tm.Sandwich(fea_dim=2, cnn_dim_1=4, cnn_dim_2=4, rnn_dim_1=4, rnn_dim_2=4, rnn_dups=2,
+                                rnn_layers=1, **small),
+        "SFM": tm.SFM(d_feat=2, hidden_size=4, freq_dim=3, output_dim=2, **small),
+        "GATs": GATs(d_feat=2, hidden_size=4, num_layers=1, **daily),
+        "GATsTS": GATsTS(d_feat=2, hidden_size=4, num_layers=1, **daily),
+        "HIST": HIST(d_feat=2, hidden_size=4, num_layers=1, stock2concept=s2c, stock_index=index, **daily),
+    }
+
+
+# registered models whose round trip is tested with their own data elsewhere
+ROUND_TRIP_ELSEWHERE = {"ADARNN", "ADD", "TCTS", "IGMTF", "TabnetModel",  # test_torch_zoo_more.py
+                        "TRAModel"}                                        # test_tra.py (an MTSDatasetH)
+
+
+def test_round_trip_covers_every_registered_torch_model() -> None:
+    from qexp_models.torch_registry import register_torch_models
+    registered: set[str] = set()
+    register_torch_models(lambda cls, **kw: registered.add(cls.__name__))
+    tested = set(_round_trip_models(("s2c.npy", "index.npy")))
+    assert registered - ROUND_TRIP_ELSEWHERE == tested
+
+
+def test_every_torch_model_round_trips_in_a_new_process(tmp_path, runs) -> None:
+    ds = FrameDataset(random_frame(n_days=60, n_inst=8, n_feat=12), FRAME_SEGMENTS)
+    s2c, index = tmp_path / "s2c.npy", tmp_path / "index.npy"
+    np.save(s2c, (np.random.default_rng(0).random((8, 4)) < 0.4).astype(np.float32))
+    np.save(index, {f"S{i}": i for i in range(8)})
+    models = _round_trip_models((str(s2c), str(index)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no valid early stop on 2 rounds etc.
+        with R.start(experiment_name="round-trip"):
+            preds = {name: m.fit(ds).predict(ds) for name, m in models.items()}
+            R.save_objects(**{f"{name}.pkl": m for name, m in models.items()})
+            rid = R.get_recorder().id
+    s2c.unlink()  # HIST's concept matrix travels inside the fitted model
+    index.unlink()
+    ds_file, out = tmp_path / "ds.pkl", tmp_path / "preds.pkl"
+    ds_file.write_bytes(pickle.dumps(ds))
+    script = (
+        "import pickle, sys\n"
+        "import qexp\n"
+        "from qexp import R\n"
+        "qexp.init(uri=sys.argv[1])\n"
+        "rec = R.get_recorder(recorder_id=sys.argv[2])\n"
+        "ds = pickle.loads(open(sys.argv[3], 'rb').read())\n"
+        "preds = {n: rec.load_object(n + '.pkl').predict(ds) for n in sys.argv[5].split(',')}\n"
+        "pickle.dump(preds, open(sys.argv[4], 'wb'))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", script, str(runs), rid, str(ds_file), str(out), ",".join(models)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = pickle.loads(out.read_bytes())
+    for name, pred in preds.items():
+        assert np.isfinite(pred.to_numpy()).all(), name
+        pd.testing.assert_series_equal(loaded[name], pred, obj=name)
