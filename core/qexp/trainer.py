@@ -31,8 +31,11 @@ def _log_task_info(task_config: dict) -> None:
     R.set_tags(**{"hostname": socket.gethostname()})
 
 
-def _exe_task(task_config: dict) -> None:
-    """Fit the model, save it and the dataset (without data), then generate each record."""
+def _exe_task(task_config: dict, dataset_factory: Callable[[Any], Any] | None = None) -> None:
+    """Fit the model, save it and the dataset (without data), then generate each record, in the active run.
+
+    ``dataset_factory(task_config["dataset"])`` builds the dataset instead of ``init_instance_by_config``
+    (a sweep's trials take it from a cache shared by the trials of one worker)."""
     missing = [k for k in ("model", "dataset") if k not in task_config]
     if missing:
         raise ConfigError(f"task: missing key(s) {', '.join('task.' + k for k in missing)}; a task needs "
@@ -40,7 +43,10 @@ def _exe_task(task_config: dict) -> None:
     rec = R.get_recorder()
     model = init_instance_by_config(task_config["model"], where="task.model")
     with phase("dataset"):
-        dataset = init_instance_by_config(task_config["dataset"], where="task.dataset")
+        if dataset_factory is not None:
+            dataset = dataset_factory(task_config["dataset"])
+        else:
+            dataset = init_instance_by_config(task_config["dataset"], where="task.dataset")
     with phase(f"fit {type(model).__name__}"):
         auto_filter_kwargs(model.fit, warning=False)(dataset, reweighter=task_config.get("reweighter"))
     R.save_objects(**{"params.pkl": model})
@@ -120,10 +126,52 @@ def map_in_order(executor: str | Executor | None, func: Callable, calls: list[tu
 
 class Trainer:
     """Trains a list of tasks and returns models (here: recorders). A delayed trainer's ``train`` only
-    prepares and its ``end_train`` fits. Calling a trainer is ``end_train(train(...))``."""
+    prepares and its ``end_train`` fits. Calling a trainer is ``end_train(train(...))``.
+
+    Beyond Qlib: ``executor`` (an URI, or an :class:`Executor` the caller owns) says where the tasks run. An
+    executor made from an URI is made on first use and kept for the trainer's life (its worker processes,
+    their loaded data and their sessions serve every ``train``), until :meth:`close` or the end of a ``with``
+    block; an Executor object given is never shut down by the trainer."""
+
+    executor: str | Executor | None = None
+    _ex: Executor | None = None
 
     def __init__(self) -> None:
         self.delay = False
+
+    def _executor(self) -> Executor:
+        if isinstance(self.executor, Executor):
+            return self.executor
+        if self._ex is None:
+            self._ex = get_executor(self.executor)
+        return self._ex
+
+    def close(self) -> None:
+        """Shut down the executor this trainer made (a later ``train`` makes a new one)."""
+        ex, self._ex = self._ex, None
+        if ex is not None:
+            ex.shutdown(wait=True)
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        ex, self._ex = self._ex, None
+        if ex is not None:
+            ex.__exit__(exc_type, exc, tb)  # an exception (Ctrl-C) cancels what has not started
+
+    def __del__(self) -> None:
+        ex, self._ex = getattr(self, "_ex", None), None
+        if ex is not None:
+            try:
+                ex.shutdown(wait=False)
+            except Exception:  # noqa: BLE001 - at interpreter exit the executor may be half gone
+                pass
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_ex", None)  # worker processes do not travel: a copy makes its own
+        return state
 
     def train(self, tasks: list, *args: Any, **kwargs: Any) -> list:
         """Begin training ``tasks``; return the models."""
@@ -185,7 +233,7 @@ class TrainerR(Trainer):
             return []
         func = self._func(train_func or self.train_func)
         name = experiment_name if experiment_name is not None else self.experiment_name
-        recs = map_in_order(self.executor, func, [(t, name) for t in tasks],
+        recs = map_in_order(self._executor(), func, [(t, name) for t in tasks],
                             recorder_name=self.default_rec_name, **kwargs)
         for rec in recs:
             rec.set_tags(**{self.STATUS_KEY: self.STATUS_BEGIN})
@@ -217,7 +265,7 @@ class DelayTrainerR(TrainerR):
         name = experiment_name if experiment_name is not None else self.experiment_name
         todo = [rec for rec in models if rec.list_tags().get(self.STATUS_KEY) != self.STATUS_END]
         if todo:
-            map_in_order(self.executor, func, [(rec, name) for rec in todo], **kwargs)
+            map_in_order(self._executor(), func, [(rec, name) for rec in todo], **kwargs)
         for rec in todo:
             rec.set_tags(**{self.STATUS_KEY: self.STATUS_END})
         return models
@@ -256,14 +304,12 @@ class TrainerRM(Trainer):
 
     def _run(self, func: Callable, tm: TaskManager, query: dict, **kwargs: Any) -> None:
         """Pull the tasks of ``query`` here: inline, or with one pulling worker per executor slot."""
-        ex = get_executor(self.executor)
+        ex = self._executor()
         if _is_local(ex):
             run_task(func, tm, query=query, **kwargs)
         else:
             n = max(1, ex.max_workers)
             map_in_order(ex, run_task, [(func, tm, query)] * n, **kwargs)
-        if not isinstance(self.executor, Executor):
-            ex.shutdown(wait=True)
 
     def train(self, tasks: list | dict, train_func: Callable | None = None, experiment_name: str | None = None,
               before_status: str = TaskManager.STATUS_WAITING, after_status: str = TaskManager.STATUS_DONE,
@@ -286,9 +332,10 @@ class TrainerRM(Trainer):
             tm.wait(query=query)
         else:
             _wait_fetched(tm, query)
+        results = tm.results(ids)  # one query, only the results decoded
         recs = []
         for _id in ids:
-            rec = tm.re_query(_id)["res"]
+            rec = results.get(_id)
             if not isinstance(rec, Recorder):
                 raise QexpError(f"task {_id} of pool {tm.task_pool!r} has no recorder as its result ({rec!r}); "
                                 f"its train_func must return the Recorder")

@@ -262,6 +262,27 @@ def preparation_cache() -> dict | None:
     return _prep.get()
 
 
+# ---- per-step metrics as they come, for a listener that may stop the fit -------------------------------------
+_live_steps: ContextVar[bool] = ContextVar("qexp_live_steps", default=False)
+
+
+@contextmanager
+def live_step_metrics() -> Iterator[None]:
+    """Inside the block (in this thread), models log each training step's metrics as the step ends instead
+    of in one batch after the fit, so a listener on ``recorder_metrics_logged`` (a sweep's pruner) sees them
+    in time and can stop the fit by raising from the hook."""
+    token = _live_steps.set(True)
+    try:
+        yield
+    finally:
+        _live_steps.reset(token)
+
+
+def live_step_metrics_wanted() -> bool:
+    """Whether the innermost :func:`live_step_metrics` block of this thread is open."""
+    return _live_steps.get()
+
+
 # ---- can this worker reach the driver's store and data? ---------------------------------------------------
 def folder_listing(path: str) -> str:
     """A fingerprint of a folder's top level (names and file sizes), to tell two copies of a path apart."""

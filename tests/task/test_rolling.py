@@ -243,3 +243,57 @@ def test_roll_fit_window_tasks_refit_the_shared_handler(tiny_market, tmp_path):
     assert a.infer_processors[0].fit_end_time != b.infer_processors[0].fit_end_time
     assert not a.fetch(col_set="feature").equals(b.fetch(col_set="feature"))
     forget_shared_handlers()
+
+
+def _synth(dst, seed):
+    from qexp_data.synth import SynthParams, write_synth
+    write_synth(dst, SynthParams(instruments=12, start="2018-01-01", end="2019-12-31", seed=seed))
+
+
+def test_a_second_rolling_in_the_same_process_reads_the_data_as_it_is_then(tmp_path):
+    """The shared handler was kept per process for good: a rolling after the data changed reused the old
+    features (and labels) and gave the first run's results again."""
+    from qexp.task.rolling import Rolling
+    from qexp.task.utils import held_handler_keys
+    market = tmp_path / "market"
+    _synth(market, seed=11)
+    overrides = [f"qlib_init.provider_uri={market}", *TINY]
+    first = Rolling(CONFIG, exp_name="r1", horizon=1, step=60, uri=str(tmp_path / "runs"), overrides=overrides)
+    first.run()
+    assert held_handler_keys() == []  # released at the end of run()
+    _synth(market, seed=12)  # the data is imported again over the same folder
+    second = Rolling(CONFIG, exp_name="r2", horizon=1, step=60, uri=str(tmp_path / "runs"), overrides=overrides)
+    second.run()
+    assert len(first.window_ics) == len(second.window_ics) >= 2
+    assert all(a != pytest.approx(b, abs=1e-9) for a, b in zip(first.window_ics, second.window_ics))
+
+
+def test_workers_reload_a_rewritten_handler_pickle_and_drop_a_removed_one(tiny_market, tmp_path):
+    import copy
+    import os
+
+    from qexp.task import utils
+    from qexp.task.utils import forget_shared_handlers, held_handler_keys, share_handler, shared_handler
+
+    from .tasks import HANDLER
+    qexp.init(uri=str(tmp_path / "runs"), provider_uri=str(tiny_market))
+    path = tmp_path / "h.pkl"
+    h1 = init_instance_by_config(copy.deepcopy(HANDLER))
+    ref = share_handler(h1, "k", path, dump=True)
+    forget_shared_handlers()  # from here on this process plays a worker: it loads the pickle
+    loaded = shared_handler(**ref["kwargs"])
+    assert shared_handler(**ref["kwargs"]) is loaded and held_handler_keys() == ["k"]
+    assert utils._watcher is not None and utils._watcher.is_alive()  # it will notice the pickle go
+    # the driver builds the handler again (other data) and rewrites the pickle under the same key
+    conf = copy.deepcopy(HANDLER)
+    conf["kwargs"]["end_time"] = "2019-06-30"
+    h2 = init_instance_by_config(conf)
+    share_handler(h2, "other", path, dump=True, overwrite=True)
+    os.utime(path, ns=(1, 1))  # a rewrite within the clock's resolution still changes the size
+    again = shared_handler(**ref["kwargs"])
+    assert again is not loaded and again.fetch().shape == h2.fetch().shape != loaded.fetch().shape
+    path.unlink()  # the driver is done with it
+    with utils._shared_lock:
+        assert utils.drop_stale_handlers() == ["k"]
+    assert "k" not in held_handler_keys()
+    forget_shared_handlers()

@@ -138,3 +138,33 @@ def test_trainers_on_a_process_pool(session):
 def test_task_train_error_names_the_key(session):
     with pytest.raises(qexp.ConfigError, match="task.dataset"):
         task_train({"model": {"class": "LinearModel"}}, experiment_name="bad")
+
+
+@pytest.mark.slow
+def test_a_trainer_keeps_one_executor_for_its_life(session):
+    """Each train() made and shut down a new process pool; now the trainer's pool serves every call until
+    close() (a with block does it), and TrainerRM reads its results back in one query."""
+    process_executor().shutdown()  # skips when the executors plugin is missing
+    pids = []
+    with TrainerR(experiment_name="keep", train_func=helpers.train_in_proc, executor="process://1") as trainer:
+        for i in range(2):
+            (rec,) = trainer.train([{"i": i}])
+            pids.append(rec.list_tags()["pid"])
+        pool = trainer._ex
+        assert pool is not None and pool.max_workers == 1
+    assert pids[0] == pids[1] != str(os.getpid())  # the same worker process served both calls
+    assert trainer._ex is None and pool._closed
+    rm = TrainerRM(experiment_name="keeprm", train_func=helpers.train_in_proc, executor="process://1")
+    try:
+        recs = rm.train([{"i": 0}, {"i": 1}])
+        assert [r.list_params()["i"] for r in recs] == ["0", "1"]
+        assert rm._ex is not None and rm.train([{"i": 2}])[0].list_tags()["pid"] in {
+            r.list_tags()["pid"] for r in recs}
+    finally:
+        rm.close()
+    # an Executor object given is the caller's: the trainer never shuts it down
+    with process_executor() as ex:
+        t = TrainerR(experiment_name="given", executor=ex)
+        t.train(TESTS[:1])
+        t.close()
+        assert not ex._closed and t._ex is None

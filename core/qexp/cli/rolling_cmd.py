@@ -30,7 +30,7 @@ def rolling_cmd(config: str, step: int, horizon: int, rtype: str, executor: str 
     """Rolling retrain of a workflow config: each window's run holds its predictions; one combined run holds
     them all and the config's analysis records."""
     from ..exceptions import QexpError
-    from ..task.rolling import Rolling
+    from ..task.rolling import Rolling, day_text
     from .run_cmd import summarize
     try:
         rolling = Rolling(config, exp_name=experiment_name, horizon=horizon, step=step, rtype=rtype,
@@ -41,15 +41,10 @@ def rolling_cmd(config: str, step: int, horizon: int, rtype: str, executor: str 
     rows = []
     for i, (task, r, ic) in enumerate(zip(rolling._tasks, rolling._recs, rolling.window_ics)):
         start, end = task["dataset"]["kwargs"]["segments"]["test"]
-        rows.append([i, _day(start), _day(end), r.id, ic])
+        rows.append([i, day_text(start), day_text(end), r.id, ic])
     print_table(["window", "test start", "test end", "run", "IC"], rows,
                 title=f"{len(rows)} windows in experiment {rolling.rolling_exp}")
     summarize(rec)
-
-
-def _day(ts: object) -> str:
-    import pandas as pd
-    return "open" if ts is None else str(pd.Timestamp(ts).date())
 
 
 def add_commands(cli: click.Group) -> None:

@@ -76,6 +76,12 @@ class LeaseLost(TaskStoreError):
     """A result came from a worker whose lease on the task had ended: it was not stored."""
 
 
+def _result(row: StoredTask) -> Any:
+    if row.res_ref:
+        return recorder_from_ref(json.loads(row.res_ref))
+    return None if row.res is None else _loads(row.res, "result")
+
+
 @dataclass(frozen=True)
 class InsertResult:
     """What ``insert_task``/``insert_task_def`` return (pymongo's ``InsertOneResult`` shape)."""
@@ -220,8 +226,7 @@ class TaskManager:
                                 "priority": row.priority, "attempts": row.attempts}
         if decode:
             task["def"] = _loads(row.definition, "definition")
-            task["res"] = recorder_from_ref(json.loads(row.res_ref)) if row.res_ref else \
-                (None if row.res is None else _loads(row.res, "result"))
+            task["res"] = _result(row)
         else:
             task["def"] = row.definition
             task["res"] = json.loads(row.res_ref) if row.res_ref else row.res
@@ -309,6 +314,14 @@ class TaskManager:
         """Tasks matching ``query``, oldest first (a list read at once: no cursor to time out)."""
         for row in self.store.find(self.task_pool, parse_query(query)):
             yield self._decode_task(row, decode=decode)
+
+    def results(self, ids: builtins.list[str]) -> dict[str, Any]:
+        """``{_id: res}`` of the tasks ``ids``, in one query, decoding only the results (a trainer reading
+        back what its tasks returned)."""
+        out: dict[str, Any] = {}
+        for row in self.store.find(self.task_pool, parse_query({"_id": {"$in": list(ids)}})):
+            out[row.id] = _result(row)
+        return out
 
     def re_query(self, _id: str) -> dict:
         """The task with ``_id``."""

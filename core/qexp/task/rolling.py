@@ -31,7 +31,7 @@ from ..recorder import Recorder
 from .collect import RecorderCollector
 from .gen import RollingGen, task_generator
 from .store import qexp_home
-from .utils import handler_key, share_handler, shared_handler
+from .utils import handler_key, release_shared_handler, share_handler, shared_handler
 
 logger = logging.getLogger("qexp.rolling")
 
@@ -73,6 +73,7 @@ class Rolling:
         self._rid: str | None = None
         self._initialized = False
         self._pickles: list[Path] = []
+        self._shared_keys: list[str] = []  # handlers this rolling holds in this process, released by run()
 
     # ---- the task ------------------------------------------------------------------------------
     def _raw_conf(self) -> dict:
@@ -103,9 +104,10 @@ class Rolling:
         config's folder and every task unpickles it again)."""
         ds_kwargs = task["dataset"].setdefault("kwargs", {})
         if self.h_path is not None:
+            key = f"file:{os.path.abspath(self.h_path)}"
             ds_kwargs["handler"] = {"class": "shared_handler", "module_path": "qexp.task.utils",
-                                    "kwargs": {"key": f"file:{os.path.abspath(self.h_path)}",
-                                               "path": os.path.abspath(self.h_path)}}
+                                    "kwargs": {"key": key, "path": os.path.abspath(self.h_path)}}
+            self._shared_keys.append(key)
             return task
         handler_conf = ds_kwargs.get("handler")
         if not isinstance(handler_conf, dict):
@@ -122,6 +124,7 @@ class Rolling:
         dump = self._needs_pickle()
         # workers must read the features computed now (the data may have changed since an older pickle)
         ds_kwargs["handler"] = share_handler(handler, key, path, dump=dump, overwrite=dump)
+        self._shared_keys.append(key)
         if dump:
             self._pickles.append(path)
         return task
@@ -186,7 +189,8 @@ class Rolling:
         tasks = self.get_task_list()
         logger.info("rolling: %d windows into experiment %r", len(tasks), self.rolling_exp)
         try:
-            recs = TrainerR(experiment_name=self.rolling_exp, executor=self.executor)(tasks)
+            with TrainerR(experiment_name=self.rolling_exp, executor=self.executor) as trainer:
+                recs = trainer(tasks)
         finally:
             for path in self._pickles:  # the workers are done with it; it is as large as the features
                 path.unlink(missing_ok=True)
@@ -210,7 +214,7 @@ class Rolling:
                                                       "rolling.rtype": self.rtype, "rolling.windows": len(recs)})
             for i, (r, t) in enumerate(zip(recs, self._tasks)):
                 start, end = t["dataset"]["kwargs"]["segments"]["test"]
-                R.log_params(**{f"rolling.window.{i}.test": f"{_day(start)}..{_day(end)}",
+                R.log_params(**{f"rolling.window.{i}.test": f"{day_text(start)}..{day_text(end)}",
                                 f"rolling.window.{i}.run_id": r.id})
             for i, ic in enumerate(ics):
                 R.log_metrics(step=i, **{"rolling/IC": ic})
@@ -239,10 +243,22 @@ class Rolling:
         return rec
 
     def run(self) -> Recorder:
-        """Train the windows, combine them into one run and evaluate it; return that run."""
-        self._train_rolling_tasks()
-        self._ens_rolling()
-        return self._update_rolling_rec()
+        """Train the windows, combine them into one run and evaluate it; return that run. The shared handler
+        is released at the end (a later rolling in this process computes the features again, from the data
+        as it is then)."""
+        try:
+            self._train_rolling_tasks()
+            self._ens_rolling()
+            return self._update_rolling_rec()
+        finally:
+            self.release_handlers()
+
+    def release_handlers(self) -> None:
+        """Let go of the handlers this rolling shared in this process (workers drop theirs when the pickle
+        goes)."""
+        for key in dict.fromkeys(self._shared_keys):
+            release_shared_handler(key)
+        self._shared_keys.clear()
 
     @property
     def window_ics(self) -> list[float]:
@@ -261,5 +277,6 @@ def window_ic(pred: pd.DataFrame | pd.Series, label: pd.DataFrame | pd.Series) -
     return float(ic.mean())
 
 
-def _day(ts: Any) -> str:
+def day_text(ts: Any) -> str:
+    """A segment end as ``YYYY-MM-DD`` (``open`` for None)."""
     return "open" if ts is None else str(pd.Timestamp(ts).date())

@@ -13,6 +13,8 @@ import json
 import os
 import pickle
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -182,8 +184,22 @@ def list_recorders(experiment: Any, rec_filter_func: Callable | None = None) -> 
 # ---- handlers shared by many tasks ----------------------------------------------------------------
 # A rolling run trains many tasks over one handler: its features are computed once, held here, and every
 # task's dataset reads its own segments from the same object. Other processes load it once from the pickle.
-_shared: dict[str, Any] = {}
+# A handler is held only while its job needs it: the driver releases what it shared when the job ends
+# (Rolling.run), and a worker drops a handler it loaded as soon as its pickle changes (the data was built
+# again: it reloads) or disappears (the driver is done with it; a watcher thread notices within seconds, so a
+# long-lived Dask worker does not keep it).
+@dataclass
+class _Held:
+    handler: Any
+    path: str | None = None             # the pickle it was loaded from (None: shared by this process)
+    stamp: tuple[int, int] | None = None  # that pickle's (mtime_ns, size) when loaded
+
+
+_shared: dict[str, _Held] = {}
 _shared_lock = threading.Lock()
+_watcher: threading.Thread | None = None
+WATCH_S = 2.0
+"""How often a process that loaded shared handlers from pickles checks that the pickles are still there."""
 
 
 def handler_key(handler_config: Any, *extra: Any) -> str:
@@ -192,15 +208,24 @@ def handler_key(handler_config: Any, *extra: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 def share_handler(handler: Any, key: str, path: str | os.PathLike | None = None, dump: bool = False,
                   overwrite: bool = False) -> dict:
     """Hold ``handler`` in this process under ``key`` and return the task config that reads it back
-    (``{"class": "shared_handler", "module_path": "qexp.task.utils", ...}``).
+    (``{"class": "shared_handler", "module_path": "qexp.task.utils", ...}``); :func:`release_shared_handler`
+    lets it go.
 
     With ``dump`` the handler and its data are also pickled to ``path`` (atomically; an existing pickle is
     kept unless ``overwrite``), for executors whose workers are other processes."""
     with _shared_lock:
-        _shared[key] = handler
+        _shared[key] = _Held(handler)
     if dump:
         if path is None:
             raise ValueError("share_handler(dump=True) needs a path")
@@ -238,28 +263,72 @@ def _dump_raw(handler: Any, path: Path) -> None:
 
 
 def shared_handler(key: str, path: str | None = None, fit_start_time: Any = None, fit_end_time: Any = None) -> Any:
-    """The handler shared under ``key`` (loaded once per process from ``path`` when it is not here yet).
+    """The handler shared under ``key`` (loaded once per process from ``path`` when it is not here yet, and
+    again when that pickle was rewritten since).
 
     ``fit_start_time``/``fit_end_time`` give a copy that shares the raw data and refits the processors on that
     window (``RollingGen(roll_fit_window=True)``)."""
-    handler = _shared.get(key)
-    if handler is None:
-        with _shared_lock:
-            handler = _shared.get(key)
-            if handler is None:
-                if path is None or not os.path.exists(path):
-                    raise ConfigError(f"shared handler {key!r} is not held by this process and its pickle "
-                                      f"{path!r} does not exist; build it with share_handler(..., dump=True)")
-                # the pickle was written by share_handler on this machine (the driver of this job)
-                with open(path, "rb") as f:
-                    handler = pickle.load(f)
-                if "_data" in handler.__dict__ and "_infer" not in handler.__dict__ \
-                        and callable(getattr(handler, "process_data", None)):
-                    handler.process_data()  # the derived frames, from the raw data with the fitted processors
-                _shared[key] = handler
+    with _shared_lock:
+        held = _shared.get(key)
+        if held is not None and held.path is not None and _stamp(held.path) != held.stamp:
+            held = None  # the pickle was rewritten (the data changed) or removed: not this one any more
+        if held is None:
+            if path is None or not os.path.exists(path):
+                _shared.pop(key, None)
+                raise ConfigError(f"shared handler {key!r} is not held by this process and its pickle "
+                                  f"{path!r} does not exist; build it with share_handler(..., dump=True)")
+            held = _load(path)
+            _shared[key] = held
+            _watch()
     if fit_start_time is None and fit_end_time is None:
-        return handler
-    return _refit(handler, fit_start_time, fit_end_time)
+        return held.handler
+    return _refit(held.handler, fit_start_time, fit_end_time)
+
+
+def _load(path: str) -> _Held:
+    stamp = _stamp(path)
+    # the pickle was written by share_handler on this machine (the driver of this job)
+    with open(path, "rb") as f:
+        handler = pickle.load(f)
+    if "_data" in handler.__dict__ and "_infer" not in handler.__dict__ \
+            and callable(getattr(handler, "process_data", None)):
+        handler.process_data()  # the derived frames, from the raw data with the fitted processors
+    return _Held(handler, path, stamp)
+
+
+def _watch() -> None:
+    """Start the thread that drops handlers whose pickle went away (called with ``_shared_lock`` held)."""
+    global _watcher
+    if _watcher is None or not _watcher.is_alive():
+        _watcher = threading.Thread(target=_watch_loop, name="qexp-shared-handlers", daemon=True)
+        _watcher.start()
+
+
+def _watch_loop() -> None:
+    global _watcher
+    while True:
+        time.sleep(WATCH_S)
+        with _shared_lock:
+            drop_stale_handlers()
+            if not any(h.path is not None for h in _shared.values()):
+                _watcher = None
+                return
+
+
+def drop_stale_handlers() -> list[str]:
+    """Forget the handlers this process loaded from a pickle that is gone or was rewritten; return their keys
+    (the caller holds ``_shared_lock``, or calls it where no other thread shares handlers)."""
+    gone = [k for k, h in _shared.items() if h.path is not None and _stamp(h.path) != h.stamp]
+    for k in gone:
+        del _shared[k]
+    return gone
+
+
+def release_shared_handler(key: str) -> bool:
+    """Stop holding the handler shared under ``key`` in this process (its memory is freed once no dataset
+    uses it); return whether one was held."""
+    with _shared_lock:
+        return _shared.pop(key, None) is not None
 
 
 def _refit(handler: Any, fit_start_time: Any, fit_end_time: Any) -> Any:
@@ -284,6 +353,12 @@ def forget_shared_handlers() -> None:
         _shared.clear()
 
 
+def held_handler_keys() -> list[str]:
+    """The keys of the handlers this process holds."""
+    with _shared_lock:
+        return sorted(_shared)
+
+
 def replace_task_handler_with_cache(task: dict, cache_dir: str | os.PathLike = ".") -> dict:
     """A copy of ``task`` whose handler is built once, pickled under ``cache_dir`` and shared.
 
@@ -295,7 +370,8 @@ def replace_task_handler_with_cache(task: dict, cache_dir: str | os.PathLike = "
     if isinstance(handler, dict):
         key = handler_key(handler)
         path = Path(cache_dir) / f"{handler.get('class', 'handler')}.{key[:10]}.pkl"
-        obj = _shared.get(key)
+        held = _shared.get(key)
+        obj = held.handler if held is not None else None
         if obj is None:
             obj = init_instance_by_config(handler, where="task.dataset.kwargs.handler")
         task["dataset"]["kwargs"]["handler"] = share_handler(obj, key, path, dump=True)
