@@ -190,3 +190,61 @@ def test_predict_with_other_features() -> None:
         model.fit(FrameDataset(random_frame(n_feat=6), FRAME_SEGMENTS), verbose_eval=0)
     with pytest.raises(ValueError, match="fitted on 6 features but 'test' has 4"):
         model.predict(FrameDataset(random_frame(n_feat=4), FRAME_SEGMENTS))
+
+
+def test_live_step_metrics_log_each_iteration_as_it_ends_and_change_nothing(ds158, runs, monkeypatch) -> None:
+    """Inside qexp.ext.live_step_metrics (a sweep's pruner listens) every iteration is its own write; the
+    metrics and the model are those of the batched fit."""
+    from qexp.ext import live_step_metrics
+    fits = {}
+    for mode in ("batch", "live"):
+        with R.start(experiment_name=f"lgb-{mode}"):
+            rec = R.get_recorder()
+            writes: list[int] = []
+            original = type(rec)._log_metrics
+            monkeypatch.setattr(type(rec), "_log_metrics", lambda self, batch, w=writes, o=original: (
+                w.append(len(batch)), o(self, batch))[1])
+            model = LGBModel(num_boost_round=30, early_stopping_rounds=5, **LGB_PARAMS)
+            if mode == "live":
+                with live_step_metrics():
+                    model.fit(ds158, verbose_eval=0)
+            else:
+                model.fit(ds158, verbose_eval=0)
+            monkeypatch.setattr(type(rec), "_log_metrics", original)
+        fits[mode] = (model, rec, writes)
+    (batch, rb, wb), (live, rl, wl) = fits["batch"], fits["live"]
+    n = len(rb.get_metric_history("l2.train"))  # iterations run (up to 5 past the best one)
+    assert n > 5 and wb == [2 * n] and wl == [2] * n
+    for key in ("l2.train", "l2.valid"):
+        a, b = rb.get_metric_history(key), rl.get_metric_history(key)
+        assert a["step"].tolist() == b["step"].tolist() == list(range(n))
+        np.testing.assert_array_equal(a["value"].to_numpy(), b["value"].to_numpy())
+    np.testing.assert_array_equal(batch.predict(ds158).to_numpy(), live.predict(ds158).to_numpy())
+
+
+class _Stop(BaseException):
+    pass
+
+
+def test_a_pruning_listener_stops_the_fit_at_the_iteration_it_pruned(ds158, runs) -> None:
+    """As Optuna's LightGBMPruningCallback: a listener that raises while the step is logged ends lgb.train
+    there, so a pruned trial trains fewer iterations than num_boost_round."""
+    from qexp.ext import hookimpl, live_step_metrics, register_plugin, unregister_plugin
+
+    class Pruner:
+        @hookimpl
+        def recorder_metrics_logged(self, recorder, metrics, step):
+            if step == 4 and "l2.valid" in metrics:
+                raise _Stop(step)
+
+    name = register_plugin(Pruner(), name="test-lgb-pruner")
+    try:
+        with pytest.raises(_Stop):
+            with R.start(experiment_name="lgb-pruned"):
+                rec = R.get_recorder()
+                with live_step_metrics():
+                    LGBModel(num_boost_round=ROUNDS, early_stopping_rounds=ROUNDS, **LGB_PARAMS).fit(
+                        ds158, verbose_eval=0)
+    finally:
+        unregister_plugin(name)
+    assert rec.get_metric_history("l2.valid")["step"].tolist() == [0, 1, 2, 3, 4]  # 5 of 200 iterations

@@ -147,3 +147,63 @@ def test_the_examples_spaces_fit_their_configs():
     check_trial_config(base.config, grid)
     check_metric(base.config["task"], grid.metric, "metric")
     assert len(grid.grid()) == 6
+
+
+def _with_model(cfg, model):
+    task = dict(cfg["task"])
+    task["model"] = model
+    return task
+
+
+def test_a_metric_no_model_or_record_logs_is_refused_for_any_model(tiny_cfg):
+    """It held only for LGBModel: other models now either declare their metrics (logged_metrics) or are taken
+    to log per-set metrics (train/valid/test) only, so a typo of a record metric fails before any trial."""
+    _, cfg = tiny_cfg
+    linear = _with_model(cfg, {"class": "LinearModel", "module_path": "qlib.contrib.model.linear",
+                               "kwargs": {"estimator": "ols"}})
+    assert check_metric(linear, "Rank IC", "metric")
+    for typo in ("IC_typo", "Rank_IC", "1day.excess_return_with_cost.sharpe"):
+        with pytest.raises(ConfigError, match=rf"metric '{typo}': no trial would log it;.*LinearModel does not "
+                                              r"declare what it logs"):
+            check_metric(linear, typo, "metric")
+    # what such a model may log itself is left to the first trial
+    assert check_metric(linear, "valid_loss", "metric") is False
+    assert check_metric(linear, "anything", "early_terminate.metric", step=True) is False
+    # a model that declares its metrics is held to them
+    lgb = _with_model(cfg, {"class": "LGBModel", "kwargs": {"metric": "l1"}})
+    assert check_metric(lgb, "l1.valid", "metric")
+    with pytest.raises(ConfigError, match=r"early_terminate.metric 'l2.valid': no trial would log it"):
+        check_metric(lgb, "l2.valid", "early_terminate.metric", step=True)
+    # PortAnaRecord's names come from its kwargs
+    port = dict(cfg["task"], record=[{"class": "PortAnaRecord", "kwargs": {"config": {
+        "executor": {"class": "SimulatorExecutor", "kwargs": {"time_per_step": "day"}}}}}])
+    assert check_metric(port, "1day.excess_return_with_cost.information_ratio", "metric")
+    with pytest.raises(ConfigError, match="no trial would log it"):
+        check_metric(port, "1week.excess_return_with_cost.information_ratio", "metric")
+
+
+def test_a_third_party_model_declares_its_metrics(tiny_cfg):
+    from qexp.ext import register_plugin, unregister_plugin
+    _, cfg = tiny_cfg
+
+    class Declared:
+        @classmethod
+        def logged_metrics(cls, kwargs):
+            return {f"{kwargs.get('name', 'loss')}.valid"}
+
+    class Plugin:
+        from qexp.ext import hookimpl
+
+        @hookimpl
+        def register_models(self, register):
+            register(Declared, "DeclaredModel", module_paths=["thirdparty.models"])
+
+    name = register_plugin(Plugin(), name="test-declared-model")
+    try:
+        task = _with_model(cfg, {"class": "DeclaredModel", "module_path": "thirdparty.models",
+                                 "kwargs": {"name": "huber"}})
+        assert check_metric(task, "huber.valid", "metric")
+        with pytest.raises(ConfigError, match=r"'loss.valid': no trial would log it; .*huber.valid"):
+            check_metric(task, "loss.valid", "metric")
+    finally:
+        unregister_plugin(name)

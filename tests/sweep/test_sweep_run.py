@@ -1,6 +1,7 @@
 """Sweeps on a tiny synthetic market: child runs under a parent run, pruning, failures, grid, resume."""
 from __future__ import annotations
 
+import concurrent.futures as cf
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 
 import qexp
 from qexp import R
+from qexp.ext import Executor
 from qexp_sweep.driver import run_sweep
 from tests.executors.helpers import REPO, child_env
 
@@ -109,6 +111,9 @@ def test_pruned_trials_finish_and_only_exceptions_fail(tiny_cfg, tmp_path):
     assert "unknown loss 'huber'" in by_loss["huber"].error
     runs = {r.list_tags().get("qexp.trial_state"): r for r in split(sweep_runs(store))[1]}
     assert runs["PRUNED"].status == "FINISHED"
+    # the pruned fit stopped where it was pruned (it trained all its rounds and was pruned afterwards)
+    steps = runs["PRUNED"].get_metric_history("l2.train")["step"].tolist()
+    assert steps == list(range(states[0.0001].pruned_at + 1)) and len(steps) < 20  # num_boost_round 20
     assert runs["FAIL"].status == "FAILED" and "huber" in runs["FAIL"].list_tags()["qexp.failure_reason"]
 
 
@@ -194,3 +199,69 @@ def test_the_study_can_live_in_postgresql(tiny_cfg, tmp_path):
                          resume=result.sweep_id).ran == 0  # the count now is 3, all done
     finally:
         optuna.delete_study(study_name=result.sweep_id, storage=store)
+
+
+class _Eager(Executor):
+    """Runs each call when it is submitted: every trial is done before the driver looks, as when several
+    finish in the same moment on a pool."""
+
+    uri = "eager"
+
+    @property
+    def max_workers(self) -> int:
+        return 2
+
+    def submit(self, fn, /, *args, resources=None, retries=0, key=None, **kwargs):
+        future: cf.Future = cf.Future()
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+def test_a_trial_that_finished_before_ctrl_c_is_kept(tiny_cfg, tmp_path):
+    """Ctrl-C while the driver reported one finished trial marked the other finished one interrupted, so
+    --resume ran it again."""
+    import optuna
+    cfg_path, _ = tiny_cfg
+    space = write_space(tmp_path, method="grid", metric={"name": "IC", "goal": "maximize"},
+                        parameters={"task.model.kwargs.num_leaves": {"values": [3, 7]}})
+    store = tmp_path / "store"
+
+    def echo(line):
+        if line.startswith("[1/"):
+            raise KeyboardInterrupt  # Ctrl-C while the first result is printed
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(str(cfg_path), space, uri=str(store), executor=_Eager(), echo=echo)
+    db = f"sqlite:///{store}/.qexp/sweeps.sqlite"
+    (summary,) = optuna.get_all_study_summaries(db)
+    trials = optuna.load_study(study_name=summary.study_name, storage=db).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert not any(t.user_attrs.get("qexp.interrupted") for t in trials)
+    again = run_sweep(str(cfg_path), space, uri=str(store), resume=summary.study_name)
+    assert again.ran == 0 and len(again.trials) == 2
+
+
+def test_a_sweeps_datasets_are_held_only_for_that_sweep(tiny_cfg, tmp_path):
+    from qexp_sweep import trial
+    cfg_path, cfg = tiny_cfg
+    space = write_space(tmp_path, method="grid", metric={"name": "IC", "goal": "maximize"},
+                        parameters={"task.model.kwargs.num_leaves": {"values": [3, 7]}})
+    result = run_sweep(str(cfg_path), space, uri=str(tmp_path / "store"))
+    assert [t.dataset_reused for t in result.trials] == [False, True]
+    assert trial.held_sweeps() == []  # the driver's process (local executor) let go at the end
+    qexp.init(uri=str(tmp_path / "store"), provider_uri=cfg["qlib_init"]["provider_uri"])
+    ds_conf = cfg["task"]["dataset"]
+    a, hit = trial._dataset(ds_conf, "sweep-a")
+    assert not hit and trial._dataset(ds_conf, "sweep-a") == (a, True)
+    trial._preparation("sweep-a")["x"] = 1
+    b, hit = trial._dataset(ds_conf, "sweep-b")  # a new sweep in this worker: the old one's data goes
+    assert not hit and b is not a and trial.held_sweeps() == ["sweep-b"]
+    assert trial._preparation("sweep-b") == {}
+    assert trial._watcher is not None and trial._watcher.is_alive()
+    trial._caches["sweep-b"].used -= trial.IDLE_S + 1  # no trial of it came for IDLE_S seconds
+    trial._expire()
+    assert trial.held_sweeps() == []

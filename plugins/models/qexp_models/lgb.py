@@ -2,7 +2,9 @@
 
 It trains on the learn data of ``train``, early-stops on ``valid`` (LightGBM skips the train set when it
 checks early stopping), predicts at the best iteration, and logs every iteration's eval metrics to the
-active recorder as ``l2.train`` / ``l2.valid`` with ``step`` = iteration, in one batched write.
+active recorder as ``l2.train`` / ``l2.valid`` with ``step`` = iteration, in one batched write (inside
+``qexp.ext.live_step_metrics``, where a sweep's pruner listens, one write per iteration as it ends, so that a
+pruned fit stops at that iteration).
 """
 from __future__ import annotations
 
@@ -13,13 +15,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qexp.ext import ModelFT, preparation_cache
+from qexp.ext import ModelFT, live_step_metrics_wanted, preparation_cache
 
 from . import _lazy
 from ._data import has_segment, infer_features, learn_data, not_fitted, require_segment
-from ._log import log_points
+from ._log import active_recorder, log_points
 
 LOSSES = ("mse", "binary")
+DEFAULT_METRIC = {"mse": "l2", "binary": "binary_logloss"}
+"""LightGBM's eval metric for each loss when ``metric`` is not given."""
+METRIC_ALIASES = {"mean_squared_error": "l2", "mse": "l2", "regression": "l2", "regression_l2": "l2", "l2": "l2",
+                  "l2_root": "rmse", "root_mean_squared_error": "rmse", "mean_absolute_error": "l1", "mae": "l1",
+                  "regression_l1": "l1", "binary": "binary_logloss"}
+"""LightGBM's metric aliases -> the name it reports (and qexp logs)."""
 
 
 class LGBModel(ModelFT):
@@ -58,6 +66,27 @@ class LGBModel(ModelFT):
                 near = difflib.get_close_matches(key, sorted(known), 1)
                 out.append(f"{key!r} is not a LightGBM parameter and would be ignored"
                            + (f"; did you mean {near[0]!r}?" if near else ""))
+        return out
+
+    @classmethod
+    def logged_metrics(cls, kwargs: dict[str, Any]) -> set[str]:
+        """The metric keys a fit with these ``kwargs`` logs (``l2.train``, ``l2.valid``, ...): LightGBM's
+        eval metrics (``metric``, else the loss's default) on each data set; a sweep checks its metric
+        against them before any trial."""
+        from lightgbm.basic import _ConfigAliases
+        params = {"objective": kwargs.get("loss", "mse"), **kwargs}
+        metric: Any = None
+        for name in _ConfigAliases.get("metric"):
+            if params.get(name) is not None:
+                metric = params[name]
+        if metric is None:
+            metric = DEFAULT_METRIC.get(str(params["objective"]), "l2")
+        names = metric if isinstance(metric, (list, tuple)) else str(metric).split(",")
+        out = set()
+        for m in (str(n).strip() for n in names):
+            if m and m not in ("None", "na", "null", "custom"):
+                m = METRIC_ALIASES.get(m, m).replace("@", "_")
+                out |= {f"{m}.train", f"{m}.valid"}
         return out
 
     # ---- data --------------------------------------------------------------------------------
@@ -109,6 +138,11 @@ class LGBModel(ModelFT):
         times: list[int] = []
         callbacks = [lgb.log_evaluation(period=verbose_eval), lgb.record_evaluation(evals_result),
                      _timestamps(times)]
+        # a pruner listens (a sweep's trial): each iteration is logged as it ends, so a pruned fit stops there
+        # (the listener raises from the logging hook, as Optuna's LightGBMPruningCallback raises TrialPruned)
+        live = active_recorder() if live_step_metrics_wanted() else None
+        if live is not None:
+            callbacks.append(_live_logger(live))
         if with_valid:
             rounds = self.early_stopping_rounds if early_stopping_rounds is None else early_stopping_rounds
             callbacks.append(lgb.early_stopping(rounds, verbose=verbose_eval > 0))
@@ -120,7 +154,8 @@ class LGBModel(ModelFT):
                                num_boost_round=self.num_boost_round if num_boost_round is None else num_boost_round,
                                valid_sets=[d for d, _ in ds], valid_names=[n for _, n in ds],
                                callbacks=callbacks, **kwargs)
-        log_points(_metric_points(evals_result, times))
+        if live is None:
+            log_points(_metric_points(evals_result, times))
         return self
 
     def predict(self, dataset: Any, segment: str | slice = "test") -> pd.Series:
@@ -181,6 +216,20 @@ def _timestamps(out: list[int]) -> Any:
     def callback(env: Any) -> None:
         out.append(int(time.time() * 1000))
     callback.order = 25  # type: ignore[attr-defined]  # after record_evaluation (20), before early stopping (30)
+    return callback
+
+
+def _live_logger(recorder: Any) -> Any:
+    """A LightGBM callback logging each iteration's eval results to ``recorder`` as the iteration ends, with
+    the keys and steps of :func:`_metric_points` (it changes nothing in the training)."""
+    def callback(env: Any) -> None:
+        now = int(time.time() * 1000)
+        step = env.iteration - env.begin_iteration
+        points = [(f"{item[1]}.{item[0]}".replace("@", "_"), float(item[2]), now, step)
+                  for item in env.evaluation_result_list or []]
+        if points:
+            recorder.log_metric_batch(points)
+    callback.order = 26  # type: ignore[attr-defined]  # after the timestamps (25), before early stopping (30)
     return callback
 
 

@@ -46,7 +46,7 @@ from .study import (
     study_file,
     suggest,
 )
-from .trial import COMPLETE, FAIL, PRUNED, TAG_STATE, TAG_SWEEP, TAG_TRIAL, TrialSpec, run_trial
+from .trial import COMPLETE, FAIL, PRUNED, TAG_STATE, TAG_SWEEP, TAG_TRIAL, TrialSpec, release_sweep, run_trial
 
 logger = logging.getLogger("qexp.sweep")
 ATTR = "qexp"                   # study user attr: what --resume needs
@@ -136,7 +136,7 @@ def run_sweep(config_path: str, space_path: str | None = None, *, trials: int | 
     check_trial_config(config, space)
     metric_known = check_metric(config["task"], space.metric, "metric")
     if space.pruning is not None:
-        check_metric(config["task"], space.pruning.metric, "early_terminate.metric")
+        check_metric(config["task"], space.pruning.metric, "early_terminate.metric", step=True)
     # on --resume the sweep's own count holds unless --trials changes it
     n_trials = trials or (None if resume else space.run_cap or (len(space.grid()) if space.method == "grid" else None))
     if n_trials is None and not resume:
@@ -186,12 +186,23 @@ def _sweep(optuna: Any, ex: Executor, wf: Any, space: Space, config: dict, study
                                     sampler=sampler(space, parallel, seed), pruner=pruner(space.pruning))
         start = {"experiment_name": experiment, "recorder_name": f"sweep-{_slug(name)}"}
     result = SweepResult(sweep_id, experiment, parent_id, study_uri, space, config, str(wf.path), study=study)
+    try:
+        _run_parent(optuna, ex, study, result, start, resume, n_trials, parallel, retries, metric_known, wf, echo)
+    finally:
+        release_sweep(sweep_id)  # trials that ran in this process (local executor) keep their datasets no longer
+    return result
+
+
+def _run_parent(optuna: Any, ex: Executor, study: Any, result: SweepResult, start: dict, resume: str | None,
+                n_trials: int, parallel: int, retries: int, metric_known: bool, wf: Any,
+                echo: Callable[[str], Any]) -> None:
+    space, sweep_id, experiment = result.space, result.sweep_id, result.experiment
     with R.start(**start):
         parent = R.get_recorder()
         result.parent_run_id = str(parent.id)
         echo(f"sweep {sweep_id}: {space.method} over {len(space.params)} parameter(s), {n_trials} trial(s), "
              f"{space.metric} ({space.goal}); parent run {result.parent_run_id[:8]} in experiment {experiment!r}; "
-             f"study in {_masked(study_uri)}")
+             f"study in {_masked(result.study_uri)}")
         try:
             if not resume:
                 _describe_parent(parent, study, result, n_trials)
@@ -205,7 +216,6 @@ def _sweep(optuna: Any, ex: Executor, wf: Any, space: Space, config: dict, study
             parent.set_tags(**{"qexp.failure_reason": f"sweep stopped: {what}"[:4000]})
             raise
         _finish(parent, study, result)
-    return result
 
 
 def _describe_parent(parent: Any, study: Any, result: SweepResult, n_trials: int) -> None:

@@ -2,10 +2,11 @@
 values, shares the dataset with the worker's earlier trials of the same sweep, and stops early when the
 pruner says so.
 
-The training steps are those of ``task_train`` (model, dataset, fit, records), with one difference: the
-dataset comes from a per-worker cache keyed by its config, so trials that share it build it once (and
-LightGBM's binned training Dataset, kept through ``qexp.ext.reuse_preparation``, is built once while no
-binning parameter changes).
+The training steps are those of ``task_train`` (``qexp.ext.exe_task``: model, dataset, fit, records), with
+one difference: the dataset comes from a per-worker cache of the sweep keyed by its config, so trials that
+share it build it once (and LightGBM's binned training Dataset, kept through ``qexp.ext.reuse_preparation``,
+is built once while no binning parameter changes). With pruning, models log each step's metrics as the step
+ends (``qexp.ext.live_step_metrics``), so a pruned fit stops at that step.
 """
 from __future__ import annotations
 
@@ -13,24 +14,24 @@ import copy
 import json
 import socket
 import threading
+import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from qexp.ext import (
     R,
     apply_sys,
-    auto_filter_kwargs,
-    fill_placeholder,
+    exe_task,
     flatten_dict,
     get_plugin,
     get_settings,
     hookimpl,
     init_instance_by_config,
-    phase,
+    live_step_metrics,
     register_plugin,
     reuse_preparation,
 )
@@ -96,59 +97,107 @@ def run_trial(spec: TrialSpec) -> dict:
 
 
 def _train(task: dict, sweep_id: str) -> bool:
-    """task_train's steps on a shared dataset; returns whether the dataset came from the cache."""
-    rec = R.get_recorder()
-    model = init_instance_by_config(task["model"], where="task.model")
-    with phase("dataset"):
-        dataset, reused = _dataset(task["dataset"], sweep_id)
-    with phase(f"fit {type(model).__name__}"):
-        auto_filter_kwargs(model.fit, warning=False)(dataset, reweighter=task.get("reweighter"))
-    R.save_objects(**{"params.pkl": model})
-    config_fn = getattr(dataset, "config", None)
-    if callable(config_fn):
-        try:  # saved without its data, as task_train saves it
-            config_fn(dump_all=False, recursive=True)
-        except TypeError:
-            pass
-    R.save_objects(**{"dataset": dataset})
-    filled = fill_placeholder(copy.deepcopy(task), {"<MODEL>": model, "<DATASET>": dataset})
-    records = filled.get("record") or []
-    for i, record in enumerate([records] if isinstance(records, (dict, str)) else records):
-        r = init_instance_by_config(record, where=f"task.record.{i}", recorder=rec,
-                                    try_kwargs={"model": model, "dataset": dataset})
-        with phase(type(r).__name__):
-            r.generate()
-    return reused
+    """task_train's steps (``qexp.ext.exe_task``) on the dataset shared by the sweep's trials in this worker;
+    returns whether the dataset came from the cache."""
+    reused: list[bool] = []
+
+    def dataset(config: Any) -> Any:
+        ds, hit = _dataset(config, sweep_id)
+        reused.append(hit)
+        return ds
+
+    exe_task(task, dataset_factory=dataset)
+    return bool(reused and reused[0])
 
 
 # ---- what trials of one sweep share in a worker ------------------------------------------------------------
+# Held for one sweep at a time: a trial of another sweep drops the older sweep's datasets and preparation, and a
+# watcher thread drops them once no trial of the sweep came for IDLE_S seconds (a long-lived Dask worker must
+# not keep a sweep's data after it ended); the driver drops its own when the sweep ends (release_sweep).
+@dataclass
+class _SweepCache:
+    datasets: OrderedDict[str, Any] = field(default_factory=OrderedDict)
+    prep: dict = field(default_factory=dict)
+    used: float = field(default_factory=time.monotonic)
+
+
+IDLE_S = 600.0
+"""A sweep whose trials stopped coming to this worker for this long has its datasets dropped."""
 _lock = threading.Lock()
-_datasets: OrderedDict[str, Any] = OrderedDict()
-_prep: dict[str, dict] = {}
+_caches: dict[str, _SweepCache] = {}
+_watcher: threading.Thread | None = None
+
+
+def _cache(sweep_id: str) -> _SweepCache:
+    """The sweep's cache (called with ``_lock`` held); other sweeps' are dropped."""
+    global _watcher
+    for other in [k for k in _caches if k != sweep_id]:
+        del _caches[other]
+    cache = _caches.get(sweep_id)
+    if cache is None:
+        cache = _caches[sweep_id] = _SweepCache()
+    cache.used = time.monotonic()
+    if _watcher is None or not _watcher.is_alive():
+        _watcher = threading.Thread(target=_watch, name="qexp-sweep-cache", daemon=True)
+        _watcher.start()
+    return cache
+
+
+def _watch() -> None:
+    global _watcher
+    while True:
+        time.sleep(min(IDLE_S / 4, 30.0))
+        with _lock:
+            if not _expire_locked():
+                _watcher = None
+                return
+
+
+def _expire() -> list[str]:
+    """Drop the sweeps idle for more than IDLE_S; return the sweeps still held."""
+    with _lock:
+        return _expire_locked()
+
+
+def _expire_locked() -> list[str]:
+    now = time.monotonic()
+    for key in [k for k, c in _caches.items() if now - c.used > IDLE_S]:
+        del _caches[key]
+    return list(_caches)
+
+
+def release_sweep(sweep_id: str) -> bool:
+    """Drop what the sweep's trials keep in this process; return whether anything was held."""
+    with _lock:
+        return _caches.pop(sweep_id, None) is not None
+
+
+def held_sweeps() -> list[str]:
+    """The sweeps whose datasets this process holds."""
+    with _lock:
+        return sorted(_caches)
 
 
 def _dataset(config: dict, sweep_id: str) -> tuple[Any, bool]:
     settings = get_settings()
-    key = json.dumps([sweep_id, config, settings.get("provider_uri"), settings.get("region")], sort_keys=True,
-                     default=str)
+    key = json.dumps([config, settings.get("provider_uri"), settings.get("region")], sort_keys=True, default=str)
     with _lock:
-        if key in _datasets:
-            _datasets.move_to_end(key)
-            return _datasets[key], True
+        cache = _cache(sweep_id)
+        if key in cache.datasets:
+            cache.datasets.move_to_end(key)
+            return cache.datasets[key], True
     dataset = init_instance_by_config(copy.deepcopy(config), where="task.dataset")
     with _lock:
-        _datasets[key] = dataset
-        while len(_datasets) > DATASETS_KEPT:
-            _datasets.popitem(last=False)
+        cache = _cache(sweep_id)
+        cache.datasets[key] = dataset
+        while len(cache.datasets) > DATASETS_KEPT:
+            cache.datasets.popitem(last=False)
     return dataset, False
 
 
 def _preparation(sweep_id: str) -> dict:
     with _lock:
-        if sweep_id not in _prep:
-            _prep.clear()  # one sweep at a time keeps its models' preparation
-            _prep[sweep_id] = {}
-        return _prep[sweep_id]
+        return _cache(sweep_id).prep
 
 
 # ---- pruning: the step metric goes to Optuna as it is logged ---------------------------------------------
@@ -200,6 +249,7 @@ def _pruning(spec: TrialSpec, run_id: str | None) -> Iterator[None]:
     trial = optuna.trial.Trial(study, spec.trial_id)
     token = _active.set(_Pruner(run_id, spec.pruning.metric, spec.prune_sign, spec.pruning.interval, trial))
     try:
-        yield
+        with live_step_metrics():  # models report each step as it ends, so a pruned fit stops there
+            yield
     finally:
         _active.reset(token)
