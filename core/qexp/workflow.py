@@ -199,7 +199,8 @@ def _check_classes(node: Any, path: str, notes: list[str] | None = None) -> list
 def _check_signature(cls: Any, kwargs: dict, path: str, notes: list[str]) -> list[str]:
     """The constructor takes ``kwargs`` (else a problem naming the key, with a near name); names a
     ``**kwargs`` catch-all would swallow go to ``cls.check_kwargs`` (warnings, in ``notes``), and a class
-    with a ``dry_run_warnings(kwargs) -> list[str]`` classmethod adds its own warnings (in ``notes``)."""
+    with a ``dry_run_warnings(kwargs) -> list[str]`` classmethod adds its own warnings (in ``notes``), one
+    with ``dry_run_problems(kwargs) -> list[str]`` its own problems (PortAnaRecord: the backtest keys)."""
     try:
         params = inspect.signature(cls).parameters
     except (TypeError, ValueError):  # a builtin or C extension: nothing to check
@@ -224,6 +225,13 @@ def _check_signature(cls: Any, kwargs: dict, path: str, notes: list[str]) -> lis
                 notes += [f"{path}.kwargs: {name}: {m}" for m in check({k: kwargs[k] for k in unknown})]
             except Exception as exc:  # a checker that cannot run (library missing) must not stop the run
                 notes.append(f"{path}.kwargs: {name}: could not check {', '.join(map(repr, unknown))} ({exc})")
+    # a class may check what its signature cannot say (the keys of a record's nested config)
+    check_more = getattr(cls, "dry_run_problems", None)
+    if callable(check_more):
+        try:
+            problems += [f"{path}.kwargs: {m}" for m in check_more(dict(kwargs))]
+        except Exception as exc:  # a checker that cannot run is a warning, never a stop
+            notes.append(f"{path}.kwargs: {name}: could not check the arguments ({exc})")
     # a class may say what it would warn about when built (a pretrained model_path an earlier run writes)
     dry = getattr(cls, "dry_run_warnings", None)
     if callable(dry):

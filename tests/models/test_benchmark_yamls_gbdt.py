@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -88,7 +89,7 @@ def test_runs_on_the_tiny_market(config, tiny_market, tmp_path) -> None:
     quick = list(TINY)
     if config.parent.name == "DoubleEnsemble":  # two sub-models still re-weight samples and select features once
         weights = "[1, 1]" if "early_stop" in config.name else "[1, 0.2]"
-        quick += ["task.model.kwargs.epochs=4", "task.model.kwargs.num_models=2",
+        quick += ["task.model.kwargs.epochs=4", "task.model.kwargs.num_models=2", "task.model.kwargs.num_threads=1",
                   f"task.model.kwargs.sub_weights={weights}",
                   # Qlib's L1/L2 penalties suit 300 stocks; on 13 they leave every tree a single leaf
                   "task.model.kwargs.lambda_l1=1", "task.model.kwargs.lambda_l2=1"]
@@ -111,6 +112,14 @@ def test_runs_on_the_tiny_market(config, tiny_market, tmp_path) -> None:
     # the model's per-iteration metrics are in the run
     valid_keys = [k for k in metrics if ".valid" in k]
     assert valid_keys and all(len(rec.get_metric_history(k)) >= 1 for k in valid_keys)
+    if "qlib.contrib.strategy.strategy" in config.read_text():
+        # Qlib's pre-0.8 form, as shipped: its top-level open_cost/close_cost reach the exchange
+        orders = rec.load_object("portfolio_analysis/orders_normal_1day.pkl")
+        dealt = orders[orders["trade_val"] > 1e-5]
+        rate = dealt["direction"].map({"BUY": 0.0005, "SELL": 0.0015})
+        assert len(dealt) and np.allclose(dealt["cost"], np.maximum(dealt["trade_val"] * rate, 5)), dealt
+        log = Path(rec.download_artifact("logs/run.log")).read_text()
+        assert "PortAnaRecord config backtest.verbose (Qlib's pre-0.8 backtest form) is dropped" in log
 
 
 # ---- multi-frequency configs (Qlib's LightGBM multi_freq YAMLs) ----------------------------------------

@@ -316,3 +316,57 @@ def test_sig_ana_with_a_label_passed_in_needs_no_label_artifact(store, market):
         rec.save_objects(**{"pred.pkl": pred})
         SigAnaRecord(rec).generate(label=label)
         assert rec.list_metrics()["IC"] > 0.3
+
+
+# ---- Qlib's pre-0.8 PortAnaRecord config (DoubleEnsemble / GATs Alpha360 configs as Qlib ships them) ------
+def _old_form_config(q):
+    return {"strategy": {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy.strategy",
+                         "kwargs": {"topk": 4, "n_drop": 1}},
+            "backtest": {"verbose": False, "limit_threshold": 0.095, "account": 1e6, "benchmark": "IDX",
+                         "deal_price": "close", "open_cost": 0.0005, "close_cost": 0.0015, "min_cost": 5,
+                         "quote": q}}
+
+
+def test_qlib_s_pre_08_backtest_form_backtests_as_the_current_form(store, market, caplog):
+    import logging
+    q, pred, _ = market
+    with R.start(experiment_name="records"):
+        rec = R.get_recorder()
+        rec.save_objects(**{"pred.pkl": pred})
+        with caplog.at_level(logging.INFO, logger="qexp.records"):
+            old = PortAnaRecord(rec, _old_form_config(q))
+        old_report = old.generate()["report_normal_1day.pkl"]
+        new_report = PortAnaRecord(rec, _config(q)).generate()["report_normal_1day.pkl"]
+    pd.testing.assert_frame_equal(old_report, new_report)
+    notices = [r.getMessage() for r in caplog.records if r.name == "qexp.records"]
+    assert any("backtest.verbose (Qlib's pre-0.8 backtest form) is dropped" in m for m in notices), notices
+    assert any("deal_price, limit_threshold, open_cost, close_cost, min_cost" in m and "exchange_kwargs" in m
+               for m in notices), notices
+    assert old.backtest_config["exchange_kwargs"]["open_cost"] == 0.0005 and "verbose" not in old.backtest_config
+    assert old.strategy_config["kwargs"]["signal"] == "<PRED>"
+
+
+def test_unknown_backtest_key_is_a_clear_error_at_build_and_in_the_dry_run():
+    with pytest.raises(ConfigError, match=r"backtest has unknown key\(s\) 'verbos'; it takes start_time"):
+        PortAnaRecord(object(), {"strategy": {}, "backtest": {"verbos": False}})
+    cfg = {"strategy": {"class": "TopkDropoutStrategy", "kwargs": {"topk": 5, "n_drop": 1}},
+           "backtest": {"open_cost": 0.001, "exchange_kwargs": {"open_cost": 0.002}}}
+    assert PortAnaRecord.dry_run_problems({"config": cfg}) == [
+        "PortAnaRecord config backtest sets open_cost both at its top level (Qlib's pre-0.8 form) and in "
+        "exchange_kwargs, with different values; keep the one in exchange_kwargs"]
+    from qexp.workflow import check_config
+    task = {"model": {"class": "LinearModel", "module_path": "qlib.contrib.model.linear"},
+            "dataset": {"class": "DatasetH", "module_path": "qlib.data.dataset", "kwargs": {}},
+            "record": [{"class": "PortAnaRecord", "module_path": "qlib.workflow.record_temp",
+                        "kwargs": {"config": {"strategy": cfg["strategy"], "backtest": {"verbose": 1, "shift": 1}}}}]}
+    problems, notes = check_config({"task": task})
+    assert problems == ["task.record.0.kwargs: PortAnaRecord config backtest has unknown key(s) 'shift'; it takes "
+                        "start_time, end_time, account, benchmark, exchange_kwargs, pos_type, quote (the exchange's "
+                        "settings such as deal_price or open_cost go in exchange_kwargs)"], problems
+    task["record"][0]["kwargs"]["config"]["backtest"].pop("shift")
+    problems, notes = check_config({"task": task})
+    assert problems == [] and notes == [
+        "task.record.0.kwargs: PortAnaRecord config backtest.verbose (Qlib's pre-0.8 backtest form) is dropped: "
+        "the backtest logs its results",
+        "task.record.0.kwargs: PortAnaRecord config strategy has no signal (Qlib's pre-0.8 form, where the "
+        "backtest got the predictions): it trades on <PRED>"], notes

@@ -23,7 +23,8 @@ def register_components(register: Callable[..., None]) -> None:
         register(cls, name=cls.__name__, module_paths=("qlib.contrib.workflow.record_temp",
                                                        "qlib.contrib.workflow"))
     register(TopkDropoutStrategy, name="TopkDropoutStrategy",
-             module_paths=("qlib.contrib.strategy", "qlib.contrib.strategy.signal_strategy"))
+             module_paths=("qlib.contrib.strategy", "qlib.contrib.strategy.signal_strategy",
+                           "qlib.contrib.strategy.strategy"))  # the last: Qlib's pre-0.8 configs
     register(SimulatorExecutor, name="SimulatorExecutor", module_paths=("qlib.backtest.executor",))
     # the analysis functions, so {"func": "risk_analysis", "module_path": "qlib.contrib.evaluate"} resolves
     for func in (risk_analysis, indicator_analysis):

@@ -8,7 +8,7 @@ import pandas as pd
 
 from qexp import ConfigError, QexpError
 
-from .backtest.engine import backtest
+from .backtest.engine import backtest, upgrade_backtest_config
 from .backtest.signal import to_score_series
 from .evaluate import indicator_analysis, normalize_freq, risk_analysis
 from .record_temp import ACRecordTemp, SignalRecord
@@ -68,6 +68,32 @@ def _freq_list(value: Any, default: list[str], what: str, available: list[str]) 
     return out
 
 
+def _current_form(config: Any) -> tuple[dict, list[str]]:
+    """``config`` checked and in the current form, with notices of what Qlib's pre-0.8 form changed: exchange
+    settings at the top of ``backtest`` move to ``exchange_kwargs``, ``verbose`` goes, and a
+    TopkDropoutStrategy without a signal (that form gave the backtest the predictions) trades on ``<PRED>``."""
+    if config is None:
+        return default_port_analysis_config(), []
+    if not isinstance(config, dict) or "strategy" not in config:
+        raise ConfigError("PortAnaRecord config needs a 'strategy' entry, e.g. {'strategy': {'class': "
+                          "'TopkDropoutStrategy', 'module_path': 'qlib.contrib.strategy', 'kwargs': "
+                          "{'signal': '<PRED>', 'topk': 50, 'n_drop': 5}}, 'backtest': {...}}")
+    unknown = sorted(set(config) - {"strategy", "executor", "backtest"})
+    if unknown:
+        raise ConfigError(f"PortAnaRecord config has unknown key(s) {unknown}; use strategy, executor, backtest")
+    out = dict(config)
+    backtest_config, notices = upgrade_backtest_config(dict(config.get("backtest") or {}),
+                                                       "PortAnaRecord config backtest")
+    out["backtest"] = backtest_config
+    strategy = config["strategy"]
+    if (isinstance(strategy, dict) and str(strategy.get("class", "")).rpartition(".")[2] == "TopkDropoutStrategy"
+            and "signal" not in (strategy.get("kwargs") or {})):
+        out["strategy"] = {**strategy, "kwargs": {**(strategy.get("kwargs") or {}), "signal": "<PRED>"}}
+        notices.append("PortAnaRecord config strategy has no signal (Qlib's pre-0.8 form, where the backtest got "
+                       "the predictions): it trades on <PRED>")
+    return out, notices
+
+
 class PortAnaRecord(ACRecordTemp):
     """Backtest ``pred.pkl`` with the strategy, executor and exchange of ``config`` (Qlib's shape, with
     ``"<PRED>"`` standing for the predictions) and save the report, positions, risk and indicator analyses.
@@ -88,13 +114,9 @@ class PortAnaRecord(ACRecordTemp):
         super().__init__(recorder=recorder, skip_existing=skip_existing)
         from qexp.ext import deepcopy_basic_type
         config = default_port_analysis_config() if config is None else deepcopy_basic_type(config)
-        if not isinstance(config, dict) or "strategy" not in config:
-            raise ConfigError("PortAnaRecord config needs a 'strategy' entry, e.g. {'strategy': {'class': "
-                              "'TopkDropoutStrategy', 'module_path': 'qlib.contrib.strategy', 'kwargs': "
-                              "{'signal': '<PRED>', 'topk': 50, 'n_drop': 5}}, 'backtest': {...}}")
-        unknown = sorted(set(config) - {"strategy", "executor", "backtest"})
-        if unknown:
-            raise ConfigError(f"PortAnaRecord config has unknown key(s) {unknown}; use strategy, executor, backtest")
+        config, notices = _current_form(config)
+        for notice in notices:
+            logger.info("%s", notice)
         self.strategy_config = config["strategy"]
         self.executor_config = config.get("executor", deepcopy_basic_type(_DEFAULT_EXECUTOR))
         self.backtest_config = dict(config.get("backtest") or {})
@@ -105,6 +127,23 @@ class PortAnaRecord(ACRecordTemp):
                                                   "indicator_analysis_freq", self.all_freq)
         self.indicator_analysis_method = indicator_analysis_method
         self.plot = plot
+
+    @classmethod
+    def dry_run_problems(cls, kwargs: dict) -> list[str]:
+        """For ``qexp run --dry-run``: what in ``config`` would stop the record (an unknown backtest key)."""
+        try:
+            _current_form(kwargs.get("config"))
+        except ConfigError as exc:
+            return [str(exc)]
+        return []
+
+    @classmethod
+    def dry_run_warnings(cls, kwargs: dict) -> list[str]:
+        """For ``qexp run --dry-run``: how Qlib's older config form is read."""
+        try:
+            return _current_form(kwargs.get("config"))[1]
+        except ConfigError:
+            return []  # reported by dry_run_problems
 
     def _report_freqs(self) -> list[str]:
         ec = self.executor_config

@@ -22,7 +22,8 @@ from .market import MarketSource, make_source, to_timestamp
 from .position import ArrayPosition, Position
 from .strategy import BaseStrategy
 
-__all__ = ["SimulatorExecutor", "backtest", "benchmark_returns", "REPORT_COLUMNS", "INDICATOR_COLUMNS"]
+__all__ = ["SimulatorExecutor", "backtest", "benchmark_returns", "upgrade_backtest_config", "REPORT_COLUMNS",
+           "INDICATOR_COLUMNS"]
 
 REPORT_COLUMNS = ["account", "return", "total_turnover", "turnover", "total_cost", "cost", "value", "cash", "bench"]
 INDICATOR_COLUMNS = ["ffr", "pa", "pos", "deal_amount", "value", "count"]
@@ -47,6 +48,41 @@ class SimulatorExecutor:
         self.generate_portfolio_metrics = bool(generate_portfolio_metrics)
         self.verbose = bool(verbose)
         self.indicator_config = dict(indicator_config or {})
+
+
+# the keyword arguments of backtest() a config's "backtest" block may set (strategy and executor have their own)
+BACKTEST_KEYS = ("start_time", "end_time", "account", "benchmark", "exchange_kwargs", "pos_type", "quote")
+# Qlib's pre-0.8 configs put the exchange's settings at the top of "backtest" (its old backtest passed them on
+# to the exchange) and had a verbose flag, which Qlib's later PortAnaRecord rejects with a TypeError
+OLD_EXCHANGE_KEYS = ("deal_price", "limit_threshold", "volume_threshold", "open_cost", "close_cost", "min_cost",
+                     "impact_cost", "trade_unit")
+
+
+def upgrade_backtest_config(config: dict, where: str = "backtest") -> tuple[dict, list[str]]:
+    """A "backtest" block in the current form, and notices of what changed: Qlib's pre-0.8 top-level exchange
+    settings move into ``exchange_kwargs`` and ``verbose`` is dropped. An unknown key is a ConfigError."""
+    out = dict(config)
+    notices = []
+    if "verbose" in out:
+        out.pop("verbose")
+        notices.append(f"{where}.verbose (Qlib's pre-0.8 backtest form) is dropped: the backtest logs its results")
+    old = [k for k in OLD_EXCHANGE_KEYS if k in out]
+    if old:
+        exchange = dict(out.get("exchange_kwargs") or {})
+        twice = [k for k in old if k in exchange and exchange[k] != out[k]]
+        if twice:
+            raise ConfigError(f"{where} sets {', '.join(twice)} both at its top level (Qlib's pre-0.8 form) and in "
+                              f"exchange_kwargs, with different values; keep the one in exchange_kwargs")
+        for k in old:
+            exchange[k] = out.pop(k)
+        out["exchange_kwargs"] = exchange
+        notices.append(f"{where}: {', '.join(old)} (Qlib's pre-0.8 backtest form) are read as exchange_kwargs")
+    unknown = [k for k in out if k not in BACKTEST_KEYS]
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; it takes "
+                          f"{', '.join(BACKTEST_KEYS)} (the exchange's settings such as deal_price or open_cost go "
+                          f"in exchange_kwargs)")
+    return out, notices
 
 
 def _build(config: Any, accept: type, where: str) -> Any:
