@@ -133,7 +133,8 @@ def test_resolves_from_a_qlib_config(pred) -> None:
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"pass_num": 0}, "pass_num must be an integer >= 1"),
-    ({"config": {"strategy": {"class": "TopkDropoutStrategy", "kwargs": {"topk": 5, "n_drop": 1}}}},
+    # (a TopkDropoutStrategy without a signal is Qlib's pre-0.8 form: it trades on <PRED>, see below)
+    ({"config": {"strategy": {"class": "MyStrategy", "kwargs": {"topk": 5, "n_drop": 1}}}},
      "kwargs have a signal"),
 ])
 def test_bad_settings_are_clear_errors(kwargs, match, tmp_path) -> None:
@@ -142,3 +143,13 @@ def test_bad_settings_are_clear_errors(kwargs, match, tmp_path) -> None:
     with R.start(experiment_name="bad"):
         with pytest.raises(ConfigError, match=match):
             MultiPassPortAnaRecord(R.get_recorder(), **{"config": _config(), **kwargs})
+
+
+def test_qlib_s_pre_08_strategy_without_a_signal_shuffles_the_predictions(tmp_path) -> None:
+    from qexp_records.multipass import MultiPassPortAnaRecord
+    qexp.init(uri=str(tmp_path / "runs"))
+    old = {"strategy": {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy.strategy",
+                        "kwargs": {"topk": 5, "n_drop": 1}}}
+    with R.start(experiment_name="old-form"):
+        record = MultiPassPortAnaRecord(R.get_recorder(), config={**_config(), **old}, pass_num=2)
+    assert record.strategy_config["kwargs"]["signal"] == "<PRED>"
