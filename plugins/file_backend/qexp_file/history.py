@@ -69,7 +69,9 @@ class MetricsLog:
         if not parts:
             return np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64)
         if len(parts) > 1:  # merged once, so later reads are a plain slice
-            parts = self.chunks[key] = [tuple(np.concatenate([p[i] for p in parts]) for i in range(3))]  # type: ignore[misc]
+            merged: Arrays = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                              np.concatenate([p[2] for p in parts]))
+            parts = self.chunks[key] = [merged]
         steps, values, stamps = parts[0]
         return steps[start:], values[start:], stamps[start:]
 

@@ -12,6 +12,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 import warnings
 import weakref
 from typing import Any, Iterable
@@ -20,6 +21,9 @@ from qexp.ext import Clause, Order, QexpError, chmod_like_umask
 
 INDEX_VERSION = "2"  # 2: +-inf metrics kept (as +-9e999), NaN as null
 MAX_SORT_INDEXES = 32  # expression indexes made for sorted keys (see RunIndex._ensure_sort_index)
+SORT_INDEX_MIN_RUNS = 5000  # below this many runs a sort reads every row in milliseconds: no index
+SORT_INDEX_RECHECK_S = 60.0  # a key found missing (or a store found small) is looked at again after this
+USE_TOUCH_S = 3600.0  # an index's last use is written at most this often per process
 RUN_COLUMNS = ("run_id", "experiment_id", "run_name", "status", "start_time", "end_time", "artifact_uri",
                "user_id", "pid", "host", "pid_start")
 PARENT_SQL = """json_extract(tags, '$."mlflow.parentRunId"')"""
@@ -37,6 +41,7 @@ CREATE INDEX IF NOT EXISTS runs_by_exp ON runs(experiment_id, start_time);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 CREATE INDEX IF NOT EXISTS runs_by_exp_status ON runs(experiment_id, status, start_time, end_time);
 CREATE INDEX IF NOT EXISTS runs_by_parent ON runs(json_extract(tags, '$."mlflow.parentRunId"'));
+CREATE TABLE IF NOT EXISTS sort_index_use(name TEXT PRIMARY KEY, last_used INTEGER NOT NULL);
 """
 
 
@@ -85,13 +90,15 @@ def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
 class RunIndex:
     """The index of one store. One connection per process, shared by its threads under a lock."""
 
-    def __init__(self, path: str, rebuild: Any):
+    def __init__(self, path: str, rebuild: Any, sort_indexes: bool = True):
         self.path = path
         self._rebuild_from_folders = rebuild  # callable(index) that re-inserts every run
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
-        self._sort_indexes: set[str] = set()  # expression indexes known to exist (or not to be made)
+        self.make_sort_indexes = sort_indexes  # False: use the sort indexes there are, make none
+        self._sort_used: dict[str, float] = {}  # index -> when this process last recorded its use (monotonic)
+        self._sort_skip: dict[str, float] = {}  # index not to make -> until when (monotonic)
         _live_indexes.add(self)
 
     # ---- connection ---------------------------------------------------------------------------
@@ -251,23 +258,69 @@ class RunIndex:
         return out
 
     def _ensure_sort_index(self, expr: str, by_experiment: bool) -> None:
-        """An index on a sorted metric/param/tag the first time a search sorts by it, so the first page of
-        100,000 runs sorted by a metric is an index walk, not a sort of every row. At most
-        MAX_SORT_INDEXES per store (each costs writers a little); a read-only store just sorts."""
+        """An index on a sorted metric/param/tag, so the first page of 100,000 runs sorted by a metric is an
+        index walk, not a sort of every row. Made only for a key some run has, in a store of at least
+        SORT_INDEX_MIN_RUNS runs; at most MAX_SORT_INDEXES per store (each costs writers a little), the least
+        recently used one dropped for a new one. A process opened with ``sort_indexes=False`` (a read-only
+        ``qexp ui``) makes none and records no use; a read-only store just sorts."""
         cols = f"experiment_id, {expr}" if by_experiment else expr
         name = "sort_" + hashlib.sha1(cols.encode()).hexdigest()[:16]
-        if name in self._sort_indexes:
+        now = time.monotonic()
+        if not self.make_sort_indexes or now < self._sort_skip.get(name, 0.0):
+            return
+        if name in self._sort_used:
+            if now - self._sort_used[name] >= USE_TOUCH_S:
+                self._touch_sort_index(name)
             return
         with self._lock:
             conn = self._connect()
             try:
                 have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index' AND "
                                                    "name LIKE 'sort\\_%' ESCAPE '\\'")}
-                if name not in have and len(have) < MAX_SORT_INDEXES:
+                if name in have:
+                    self._touch_sort_index(name)
+                    return
+                big = conn.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM runs LIMIT {SORT_INDEX_MIN_RUNS})"
+                                   ).fetchone()[0] >= SORT_INDEX_MIN_RUNS
+                if not big or conn.execute(f"SELECT 1 FROM runs WHERE {expr} IS NOT NULL LIMIT 1").fetchone() is None:
+                    self._sort_skip[name] = now + SORT_INDEX_RECHECK_S  # small store or a key no run has
+                    return
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for old in self._least_used(conn, have, len(have) - MAX_SORT_INDEXES + 1):
+                        conn.execute(f'DROP INDEX IF EXISTS "{old}"')
+                        conn.execute("DELETE FROM sort_index_use WHERE name = ?", (old,))
                     conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON runs({cols})')
+                    conn.execute("INSERT OR REPLACE INTO sort_index_use(name, last_used) VALUES(?, ?)",
+                                 (name, int(time.time())))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                self._sort_used[name] = now
             except sqlite3.OperationalError:  # read-only or busy: this search sorts without it
-                pass
-            self._sort_indexes.add(name)
+                self._sort_skip[name] = now + SORT_INDEX_RECHECK_S
+
+    def _touch_sort_index(self, name: str) -> None:
+        """Record that a search used the index (for least-recently-used eviction), at most hourly."""
+        self._sort_used[name] = time.monotonic()
+        try:
+            self._exec("INSERT OR REPLACE INTO sort_index_use(name, last_used) VALUES(?, ?)", [name, int(time.time())])
+        except sqlite3.OperationalError:
+            pass
+
+    @staticmethod
+    def _least_used(conn: sqlite3.Connection, have: set[str], n: int) -> list[str]:
+        """The ``n`` sort indexes used least recently (ones never recorded first)."""
+        if n <= 0:
+            return []
+        used = dict(conn.execute("SELECT name, last_used FROM sort_index_use").fetchall())
+        return sorted(have, key=lambda x: (used.get(x, 0), x))[:n]
+
+    def sort_index_names(self) -> list[str]:
+        """The sort indexes of this store (for tests and ``qexp index``)."""
+        return sorted(r[0] for r in self._exec("SELECT name FROM sqlite_master WHERE type='index' AND name LIKE "
+                                               "'sort\\_%' ESCAPE '\\'"))
 
     def search(self, experiment_ids: list[str] | None, clauses: list[Clause], orders: list[Order],
                max_results: int | None, with_data: bool = True, offset: int = 0) -> list[dict]:

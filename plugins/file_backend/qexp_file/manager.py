@@ -30,14 +30,18 @@ class FileExpManager(ExpManager):
 
     ``artifact_root`` (a URI of any registered artifact-store scheme, or a local path) keeps the artifacts of
     new runs there, under ``<artifact_root>/<experiment id>/<run id>``, instead of in the run folders.
+
+    For long-lived readers (``qexp ui``): ``sort_indexes=False`` makes no index for a sorted key (existing ones
+    are used), ``reap_interval`` seconds spaces the looks for RUNNING runs whose process died (0: every search).
     """
 
     def __init__(self, uri: str, default_exp_name: str = "Experiment", artifact_root: str | None = None,
-                 create: bool = True, **kwargs: Any):
+                 create: bool = True, sort_indexes: bool = True, reap_interval: float = 0.0, **kwargs: Any):
         super().__init__(uri, default_exp_name)
         if not create:  # a read: a missing store is an error, never a new empty one
             require_store(uri)
-        self.store = FileStore(uri, artifact_root=artifact_root)
+        self.store = FileStore(uri, artifact_root=artifact_root, sort_indexes=sort_indexes,
+                               reap_interval=reap_interval)
 
     def _create_exp(self, name: str) -> FileExperiment:
         with self.store.lock:

@@ -5,6 +5,9 @@ The manager and its experiments both use these, so neither reaches into the othe
 """
 from __future__ import annotations
 
+import math
+import time
+
 from qexp.ext import Clause, Order, Recorder
 
 from .recorder import FileRecorder
@@ -29,7 +32,16 @@ def recorder_from_row(store: FileStore, row: dict) -> FileRecorder:
 
 
 def reap(store: FileStore, experiment_ids: list[str] | None) -> None:
-    """Mark FAILED the RUNNING runs whose owner process is gone, before a search reads their status."""
+    """Mark FAILED the RUNNING runs whose owner process is gone, before a search reads their status. A store
+    opened with ``reap_interval`` (a long-lived reader such as ``qexp ui``, searching several times a
+    second) looks at most that often per set of experiments; by default every search looks."""
+    if store.reap_interval > 0:
+        scope = None if experiment_ids is None else tuple(sorted(experiment_ids))
+        now = time.monotonic()
+        last = max(store.reaped_at.get(scope, -math.inf), store.reaped_at.get(None, -math.inf))
+        if now - last < store.reap_interval:
+            return
+        store.reaped_at[scope] = now
     for row in store.index.running(experiment_ids):
         try:
             recorder_from_row(store, row).reap_if_dead()

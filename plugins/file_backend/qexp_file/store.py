@@ -52,7 +52,8 @@ def require_store(uri: str) -> None:
 class FileStore:
     """Paths, the store lock and the index of one root folder."""
 
-    def __init__(self, uri: str, artifact_root: str | None = None):
+    def __init__(self, uri: str, artifact_root: str | None = None, sort_indexes: bool = True,
+                 reap_interval: float = 0.0):
         self.root = os.path.abspath(file_uri_to_path(uri))
         self.uri = uri
         # a local path becomes an absolute file: URI, so the URI recorded per run never depends on the cwd
@@ -68,7 +69,10 @@ class FileStore:
             with self.lock:
                 if not os.path.exists(fmt_path):
                     atomic_write_json(fmt_path, {"format": STORE_FORMAT, "created": int(time.time() * 1000)})
-        self.index = RunIndex(os.path.join(self.system_dir, "index.sqlite"), self._index_all_runs)
+        self.index = RunIndex(os.path.join(self.system_dir, "index.sqlite"), self._index_all_runs,
+                              sort_indexes=sort_indexes)
+        self.reap_interval = reap_interval  # seconds between looks for dead run owners (0: every search)
+        self.reaped_at: dict[tuple[str, ...] | None, float] = {}
         self.metric_logs = MetricsLogs()  # parsed metric histories of runs read incrementally
 
     @property
