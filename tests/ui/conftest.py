@@ -136,6 +136,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                 "--no-first-run", "--window-size=1360,1000", "--enable-unsafe-swiftshader",
                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # script errors, for the tests to read
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.set_page_load_timeout(60)
     try:

@@ -1,13 +1,17 @@
 """Stores for the UI tests, filled the way users fill them: two LightGBM workflow runs (``qexp run`` on a
-tiny synthetic market, with backtests), a sweep-like parent with 30 trial children, a rolling run with
-window children, and (started by the tests) a running run that logs metrics and a killed run."""
+tiny synthetic market, with backtests), a sweep-like parent with 30 trial children, a real ``qexp rolling``
+(4 windows), runs with markup in their names and params and non-finite metric values, and (started by the
+tests) a running run that logs metrics without calling flush() and a killed run."""
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -105,41 +109,94 @@ def sweep_runs(uri: str, n: int = 30) -> tuple[str, list[str]]:
     return parent.id, children
 
 
-def rolling_run(uri: str, windows: int = 4) -> tuple[str, list[str]]:
-    """A rolling run: parent tagged ``qexp.rolling`` with ``rolling/IC`` (step = window) and the combined
-    ``IC``; one child per window whose dataset params carry its test segment."""
+ROLLING_CONFIG = REPO / "examples" / "rolling" / "workflow_config_lightgbm_Alpha158_rolling.yaml"
+# tests/task/test_rolling.py's tiny rolling: 2018 train, 2019H1 valid, 2019H2 test rolled every 40 days
+ROLLING_TINY = [
+    "data_handler_config.start_time=2018-01-01", "data_handler_config.end_time=2019-12-31",
+    "data_handler_config.fit_start_time=2018-01-01", "data_handler_config.fit_end_time=2018-12-31",
+    "task.dataset.kwargs.handler.kwargs.start_time=2018-01-01",
+    "task.dataset.kwargs.handler.kwargs.end_time=2019-12-31",
+    "task.dataset.kwargs.handler.kwargs.fit_start_time=2018-01-01",
+    "task.dataset.kwargs.handler.kwargs.fit_end_time=2018-12-31",
+    "task.dataset.kwargs.segments.train=[2018-01-01, 2018-12-31]",
+    "task.dataset.kwargs.segments.valid=[2019-01-01, 2019-06-30]",
+    "task.dataset.kwargs.segments.test=[2019-07-01, 2019-12-31]",
+    "task.model.kwargs={loss: mse, num_boost_round: 15, early_stopping_rounds: 5, num_leaves: 8, "
+    "min_data_in_leaf: 20, learning_rate: 0.1, num_threads: 1}",
+    "task.record.2.kwargs.config.backtest.start_time=2019-07-01",
+    "task.record.2.kwargs.config.backtest.end_time=2019-12-31",
+    "task.record.2.kwargs.config.strategy.kwargs.topk=8",
+    "task.record.2.kwargs.config.strategy.kwargs.n_drop=2",
+]
+
+
+def rolling_run(uri: str, market: Path) -> dict:
+    """A real ``qexp rolling`` on the tiny market: 4 window runs in experiment ``rolling_models`` and the
+    combined run in ``rolling`` -> {"rolling": combined run id, "windows": [window run ids], "rolling_ic": IC}."""
+    from click.testing import CliRunner
+
+    from qexp.cli.main import get_cli
+    args = ["rolling", str(ROLLING_CONFIG), "--uri", uri, "--step", "40", "--horizon", "1",
+            "--set", f"qlib_init.provider_uri={market}"]
+    for item in ROLLING_TINY:
+        args += ["--set", item]
+    res = CliRunner().invoke(get_cli(), args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output[-3000:]
+    m = qexp.ext.create_manager(uri)
+    combined = m.search_rows(None, filter_string="tags.`qexp.rolling` = 'rolling_models'")
+    assert len(combined) == 1, combined
+    row = combined[0]
+    windows = [row["params"][f"rolling.window.{i}.run_id"] for i in range(int(row["params"]["rolling.windows"]))]
+    return {"rolling": row["run_id"], "windows": windows, "rolling_ic": row["metrics"]["IC"]}
+
+
+ODD_NAME = 'odd <!--<script> "run" </script><b>x</b>'
+
+
+def odd_runs(uri: str) -> dict:
+    """Runs whose names, params and metric keys hold markup, and metrics whose values are NaN or infinite."""
     qexp.init(uri=uri)
-    quarters = [("2019, 1, 1", "2019, 3, 31"), ("2019, 4, 1", "2019, 6, 30"), ("2019, 7, 1", "2019, 9, 30"),
-                ("2019, 10, 1", "2019, 12, 31")]
-    ics = [0.031, 0.018, 0.042, 0.025]
-    kids = []
-    with R.start(experiment_name="rolling", recorder_name="rolling-lgb"):
-        parent = R.get_recorder()
-        R.set_tags(**{"qexp.rolling": "step=63"})
-        for w in range(windows):
-            with R.start(recorder_name=f"window-{w}"):
-                kids.append(R.get_recorder().id)
-                a, b = quarters[w]
-                R.log_params(**{"dataset.kwargs.segments.test": f"[datetime.date({a}), datetime.date({b})]",
-                                "model.class": "LGBModel"})
-                R.log_metrics(IC=ics[w])
-            R.log_metrics(step=w, **{"rolling/IC": ics[w]})
-        R.log_metrics(IC=sum(ics) / len(ics))
-    return parent.id, kids
+    ids = []
+    for i in range(2):
+        with R.start(experiment_name="odd", recorder_name=f"{ODD_NAME} {i}"):
+            R.log_params(**{"note": "<!--<script>alert(1)</script>", "kind": f"<b>k{i}</b>", "lr": 0.1 * (i + 1)})
+            markup_keys = not qexp.ext.uri_scheme(uri).startswith("sqlite")  # MLflow refuses '<' in a name
+            for step in range(12):
+                v = math.inf if step == 4 else (-math.inf if step == 7 else (math.nan if step == 9 else step * (i + 1.0)))
+                R.log_metrics(step=step, curve=v, **({"k<i>": float(step)} if markup_keys else {}))
+            R.log_metrics(last_nan=math.nan, up=math.inf)
+            ids.append(R.get_recorder().id)
+    return {"odd": ids}
 
 
 def build(uri: str, market: Path) -> dict:
     """Everything but the live and killed runs."""
     info: dict = {"workflow": workflow_runs(uri, market)}
     info["sweep"], info["trials"] = sweep_runs(uri)
-    info["rolling"], info["windows"] = rolling_run(uri)
+    info.update(rolling_run(uri, market))
+    info.update(odd_runs(uri))
     return info
 
 
+_CACHE_DIR: str | None = None
+
+
+def cache_dir_for_tests() -> str:
+    """One temporary QEXP_CACHE_DIR for every process the UI tests start (removed at exit): nothing they do
+    reads or writes the user's ~/.cache/qexp."""
+    global _CACHE_DIR
+    if _CACHE_DIR is None:
+        _CACHE_DIR = tempfile.mkdtemp(prefix="qexp-ui-tests-cache-")
+        atexit.register(shutil.rmtree, _CACHE_DIR, True)
+    return _CACHE_DIR
+
+
 def writer_env(**extra: str) -> dict[str, str]:
+    """The environment of the processes the tests start: the UI's plugins, a fast heartbeat, no git
+    autologging, and a temporary cache folder."""
     env = dict(os.environ)
-    env.update({"QEXP_LOAD_PLUGINS": PLUGINS, "QEXP_HEARTBEAT_INTERVAL": "0.3",
-                "QEXP_MLFLOW_FLUSH_INTERVAL": "0.3", "QEXP_AUTOLOG_GIT": "0", "PYTHONPATH": str(REPO)}, **extra)
+    env.update({"QEXP_LOAD_PLUGINS": PLUGINS, "QEXP_HEARTBEAT_INTERVAL": "0.3", "QEXP_AUTOLOG_GIT": "0",
+                "PYTHONPATH": str(REPO), "QEXP_CACHE_DIR": cache_dir_for_tests()}, **extra)
     return env
 
 

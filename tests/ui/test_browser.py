@@ -107,7 +107,7 @@ def cell_values(driver: Any, col: str) -> list[float]:
 def test_experiments_page(ui_site: dict, browser: Any, screenshot_dir: Path) -> None:
     open_page(browser, ui_site["base"] + "/")
     names = [a.text for a in csss(browser, "#experiments a.exp-link")]
-    assert names[:3] == ["workflow", "sweep", "rolling"] and "live" in names
+    assert names[:5] == ["workflow", "sweep", "rolling_models", "rolling", "odd"] and "live" in names
     live = next(tr for tr in csss(browser, "#experiments tbody tr") if "live" in tr.text)
     counts = {td.get_attribute("data-count"): td.text for td in live.find_elements("css selector", "td[data-count]")}
     assert counts == {"total": "2", "RUNNING": "1", "FINISHED": "0", "FAILED": "1", "SCHEDULED": "0"}, counts
@@ -259,16 +259,62 @@ def test_sweep_pages(ui_site: dict, browser: Any, screenshot_dir: Path) -> None:
 
 
 def test_rolling_page(ui_site: dict, browser: Any, screenshot_dir: Path) -> None:
+    """A real `qexp rolling`: the windows' runs are in rolling_models, tagged qexp.rolling too but without the
+    rolling badge; the combined run's page shows the windows' test segments from its params and rolling/IC."""
+    from qexp_ui.formatting import num
+    open_page(browser, ui_site["base"] + f"/runs?exp={css_exp_id(browser, ui_site, 'rolling_models')}")
+    assert len(row_ids(browser)) == 4 and not csss(browser, "a.tag.rolling")
+    assert "rolling window 0" in browser.find_element("tag name", "body").text
     open_page(browser, ui_site["base"] + f"/runs?exp={css_exp_id(browser, ui_site, 'rolling')}")
     css(browser, "a.tag.rolling").click()
     wait_for(lambda: "/rolling/" in browser.current_url, what="rolling page")
     wait_for(lambda: browser.execute_script("return document.body.dataset.ready === '1'"), what="rolling ready")
+    assert browser.current_url.endswith(ui_site["rolling"])
     rows = csss(browser, "#windows tbody tr")
-    assert len(rows) == 5 and "2019-04-01" in rows[1].text
+    assert len(rows) == 5 and rows[0].text.split()[:1] == ["0"] and "2019-07-01" in rows[0].text
+    linked = [a.get_attribute("href").rsplit("/", 1)[1] for a in csss(browser, "#windows tbody a")]
+    assert linked == ui_site["windows"]
     assert drawn(browser, "#rolling-timeline", minimum=4)
     assert drawn(browser, "#rolling-ic", minimum=4)
-    assert css(browser, "#combined-ic").text == "0.029"
+    assert css(browser, "#combined-ic").text == num(ui_site["rolling_ic"])
     shot(browser, screenshot_dir, ui_site, "rolling")
+    # a window's page leads to its combined run
+    open_page(browser, ui_site["base"] + f"/runs/{ui_site['windows'][1]}")
+    assert "window 1 of a rolling run" in browser.find_element("tag name", "body").text
+    open_page(browser, ui_site["base"] + f"/rolling/{ui_site['windows'][1]}")
+    assert browser.current_url.endswith(f"/rolling/{ui_site['rolling']}")
+
+
+def test_markup_and_non_finite_values(ui_site: dict, browser: Any) -> None:
+    """Run names and params holding <!--<script>, </script> and <b> do not break the page's data or its charts
+    and show as typed (in the HTML and in Plotly's legends); inf/-inf/NaN are shown as words and marked on the
+    chart without stretching its axis."""
+    from .stores import ODD_NAME
+    a, b = ui_site["odd"]
+    browser.get_log("browser")  # drop what earlier pages logged
+    open_page(browser, ui_site["base"] + f"/runs/{a}")
+    assert browser.find_element("tag name", "h1").text.startswith(ODD_NAME)
+    latest = {r.get_attribute("data-metric-row"): r.find_element("css selector", ".latest").text
+              for r in csss(browser, "[data-metric-row]")}
+    assert latest["last_nan"] == "NaN" and latest["up"] == "inf" and latest["curve"] == "11"
+    n = drawn(browser, '.metric-chart[data-metric="curve"]', minimum=12)
+    assert n >= 12
+    traces = browser.execute_script("return document.querySelector('.metric-chart[data-metric=\"curve\"]').data"
+                                    ".map(t => [t.name, t.y.length])")
+    assert ["inf", 1] in traces and ["-inf", 1] in traces and ["NaN", 1] in traces
+    y_range = browser.execute_script("return document.querySelector('.metric-chart[data-metric=\"curve\"]')"
+                                     "._fullLayout.yaxis.range")
+    assert -5 < y_range[0] and y_range[1] < 20  # the finite values 0..11 set the axis
+    if ui_site["kind"] == "file":  # MLflow refuses '<' in a metric name
+        assert drawn(browser, '.metric-chart[data-metric="k<i>"]', minimum=12)
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and e.get("source") != "network"]
+    assert not errors, errors
+    open_page(browser, ui_site["base"] + f"/compare?runs={a}&runs={b}")
+    assert drawn(browser, '.compare-chart[data-metric="curve"]', minimum=20)
+    legend = browser.execute_script("return Array.from(document.querySelectorAll('.compare-chart .legendtext'))"
+                                    ".map(e => e.textContent)")
+    assert any("<b>x</b>" in t for t in legend), legend  # Plotly showed the markup as text
+    assert "<b>k0</b>" in css(browser, "#params-compare").text
 
 
 def test_live_run_and_killed_run(ui_site: dict, browser: Any, screenshot_dir: Path) -> None:
@@ -279,6 +325,9 @@ def test_live_run_and_killed_run(ui_site: dict, browser: Any, screenshot_dir: Pa
     assert "FAILED" in killed_row.text and "killed or crashed" in killed_row.text
     live_row = css(browser, f'tr[data-run-id="{live}"]')
     assert "RUNNING" in live_row.text and css(browser, f'tr[data-run-id="{live}"] .elapsed').text
+    beat = css(browser, f'tr[data-run-id="{live}"] .heartbeat')  # the run's last sign of life, on its badge
+    assert beat.text.startswith("♥") and beat.text.endswith("ago")
+    assert abs(int(beat.get_attribute("data-heartbeat")) - time.time() * 1000) < 20_000
     browser.execute_script("window.__qexpMarker = 7")
     first = css(browser, f'tr[data-run-id="{live}"] td[data-col="metrics.loss"]').text
     wait_for(lambda: css(browser, f'tr[data-run-id="{live}"] td[data-col="metrics.loss"]').text != first, 5,
@@ -297,7 +346,8 @@ def test_live_run_and_killed_run(ui_site: dict, browser: Any, screenshot_dir: Pa
     row = wait_for(lambda: csss(browser, '[data-metric-row="late_metric"]'), 10, "late_metric to appear")[0]
     seen = time.time() - t0
     wait_for(lambda: row.find_element("css selector", ".latest").text == "42", 5, "late_metric value")
-    assert seen < 2.5, f"late_metric took {seen:.2f} s to appear (the writer flushes within 0.2 s)"
+    assert seen < 2.5, f"late_metric took {seen:.2f} s to appear (logged without flush(): the store writes it " \
+                       f"within QEXP_METRIC_FLUSH_INTERVAL = 1 s, the page polls twice a second)"
     shot(browser, screenshot_dir, ui_site, "live")
     # the killed run's page says why it failed
     open_page(browser, base + f"/runs/{ui_site['killed']}")

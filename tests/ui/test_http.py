@@ -151,7 +151,8 @@ def test_writes_need_the_csrf_token(store: dict) -> None:
 # ---- artifacts -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", ["../meta.json", "../../1/meta.json", "/etc/passwd", "notes/../../meta.json",
-                                  "..\\meta.json", "C:/Windows/win.ini", "link.txt", ""])
+                                  "..\\meta.json", "C:/Windows/win.ini", "link.txt", "", "pred.pkl\x00.png",
+                                  "notes/\x01info.yaml", "a\nb"])
 def test_artifact_paths_are_checked(store: dict, path: str) -> None:
     c = client(store)
     for route in ("artifact", "artifact/raw"):

@@ -64,12 +64,45 @@ def test_parcoords_axes() -> None:
     assert not quant.log_scaled([float(v) for v in range(1, 300)])  # uniform over decades stays linear
 
 
-def test_rolling_windows_in_test_order_with_ic_per_window() -> None:
-    kids = [{"run_id": f"w{i}", "status": "FINISHED", "metrics": {"IC": 0.01 * i},
-             "params": {"dataset.kwargs.segments.test": seg}, "tags": {}}
-            for i, seg in enumerate(["[datetime.date(2019, 4, 1), datetime.date(2019, 6, 30)]",
-                                     "['2019-01-01', '2019-03-31']"])]
-    wins = quant.rolling_windows(kids, {0: 0.05})
-    assert [(w["run_id"], w["start"], w["end"]) for w in wins] == [("w1", "2019-01-01", "2019-03-31"),
-                                                                    ("w0", "2019-04-01", "2019-06-30")]
-    assert wins[0]["ic"] == 0.05 and wins[1]["ic"] == 0.0  # rolling/IC step 0, else the window's own IC
+def test_rolling_windows_from_the_combined_runs_params() -> None:
+    """The shape `qexp rolling` writes (core/qexp/task/rolling.py): window i's test segment and run id as params
+    of the combined run, its IC as rolling/IC at step i; window runs tagged qexp.rolling and rolling.window."""
+    params = {"rolling.windows": "3", "rolling.window.0.test": "2019-07-01..2019-08-28",
+              "rolling.window.0.run_id": "w0", "rolling.window.1.test": "2019-08-29..2019-10-25",
+              "rolling.window.1.run_id": "w1", "rolling.window.2.test": "2019-10-28..open",
+              "rolling.window.2.run_id": "gone"}
+    rows = {"w0": {"run_id": "w0", "run_name": "", "status": "FINISHED"},
+            "w1": {"run_id": "w1", "run_name": "win-1", "status": "FAILED"}}
+    wins = quant.rolling_windows(params, {0: 0.05, 1: None, 2: 0.01}, rows)
+    assert [(w["index"], w["start"], w["end"], w["ic"]) for w in wins] == [
+        (0, "2019-07-01", "2019-08-28", 0.05), (1, "2019-08-29", "2019-10-25", None), (2, "2019-10-28", None, 0.01)]
+    assert [w["run_id"] for w in wins] == ["w0", "w1", None] and wins[2]["linked"] == "gone"
+    assert wins[1]["status"] == "FAILED" and wins[1]["name"] == "window 1" and wins[2]["open_end"]
+    combined = {"qexp.rolling": "rolling_models"}
+    window = {"qexp.rolling": "rolling", "rolling.window": "0"}
+    assert quant.is_rolling_combined(combined) and not quant.is_rolling_window(combined)
+    assert quant.is_rolling_window(window) and not quant.is_rolling_combined(window)
+
+
+def test_sweep_importance_is_optunas_fanova() -> None:
+    """The sweep page shows the measure `qexp sweep` prints: Optuna's fANOVA over the finished trials."""
+    pytest.importorskip("optuna")
+    pytest.importorskip("sklearn")
+    import optuna
+    children = _trials(30)
+    sw = quant.sweep({"tags": {"qexp.sweep.metric": "IC"}}, children)
+    assert sw.importance_method == quant.FANOVA
+    study = optuna.create_study(direction="maximize")
+    dists = {"m.lr": optuna.distributions.FloatDistribution(
+        min(float(c["params"]["m.lr"]) for c in children), max(float(c["params"]["m.lr"]) for c in children), log=True),
+        "m.noise": optuna.distributions.CategoricalDistribution(["a", "b", "c"]),
+        "m.leaves": optuna.distributions.IntDistribution(7, 31)}
+    study.add_trials([optuna.trial.create_trial(
+        params={"m.lr": float(c["params"]["m.lr"]), "m.noise": c["params"]["m.noise"],
+                "m.leaves": int(c["params"]["m.leaves"])}, distributions=dists, value=c["metrics"]["IC"])
+        for c in children])
+    expected = optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    assert sw.importance == pytest.approx(expected)
+    few = quant.sweep({"tags": {}}, children[:2])
+    assert few.importance == {} and "at least 3" in few.importance_method

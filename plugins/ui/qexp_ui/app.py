@@ -14,9 +14,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.templating import Jinja2Templates
 
-from qexp.ext import ExpManager, create_manager
+from qexp.ext import (
+    FAILURE_TAG,
+    PARENT_TAG,
+    ROLLING_TAG,
+    ROLLING_WINDOW_TAG,
+    SWEEP_TAG,
+    TRIAL_TAG,
+    ExpManager,
+    create_manager,
+)
 
 from . import api, pages, writes
+from .artifacts import DerivedCache
 from .formatting import FILTERS
 from .security import AccessMiddleware, check_bind, is_loopback, new_csrf_token
 from .series import HistoryCache
@@ -59,20 +69,33 @@ def plotly_js() -> Path:
     return path
 
 
+def open_manager(uri: str | None, allow_write: bool) -> ExpManager:
+    """The store as a long-lived reader opens it: a read-only UI makes no sort index in a file store (it uses
+    those there are) and looks for dead run owners at most once a second; a backend whose
+    factory takes no such options opens as usual."""
+    try:
+        return create_manager(uri, sort_indexes=allow_write, reap_interval=1.0)
+    except TypeError:
+        return create_manager(uri)
+
+
 def create_app(uri: str | None = None, *, manager: ExpManager | None = None, host: str = "127.0.0.1",
                port: int = 5000, token: str | None = None, allow_write: bool = False) -> FastAPI:
     """The UI over the store at ``uri`` (or an existing ``manager``). ``host`` is where it will be served:
     anything but a loopback address requires ``token``."""
     check_bind(host, token)
-    manager = manager or create_manager(uri)
+    manager = manager or open_manager(uri, allow_write)
     config = UIConfig(uri=manager.uri, host=host, port=port, token=token or None, allow_write=allow_write)
     app = FastAPI(title="qexp ui", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.config = config
     app.state.store = UIStore(manager)
     app.state.history = HistoryCache()
+    app.state.derived = DerivedCache()
+    app.state.key_samples = {}
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters.update(FILTERS)
-    templates.env.globals.update(config=config)
+    templates.env.globals.update(config=config, FAILURE_TAG=FAILURE_TAG, PARENT_TAG=PARENT_TAG, SWEEP_TAG=SWEEP_TAG,
+                                 ROLLING_TAG=ROLLING_TAG, ROLLING_WINDOW_TAG=ROLLING_WINDOW_TAG, TRIAL_TAG=TRIAL_TAG)
     app.state.templates = templates
     plotly_path = plotly_js()
 

@@ -12,8 +12,10 @@ import io
 import json
 import os
 import posixpath
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from qexp.ext import ArtifactPathError, RestrictedUnpickler, clean_artifact_path, local_path
 
@@ -24,8 +26,54 @@ PREVIEW_MAX_BYTES = 64 << 20   # larger files are offered for download only
 TEXT_MAX_CHARS = 200_000
 HEAD_ROWS = 20
 
+
 def unpickle(data: bytes) -> Any:
     return RestrictedUnpickler(io.BytesIO(data)).load()
+
+
+def stamp(recorder: Any, paths: list[str]) -> Any:
+    """What changes when one of the artifacts ``paths`` changes: their mtimes and sizes when the run's artifacts
+    are on the local disk, else the run's status and end time (a finished run's artifacts stay as they are)."""
+    root = artifact_root(recorder)
+    if root is None:
+        return ("run", recorder.status, getattr(recorder, "end_time", None))
+    out: list[tuple[str, int | None, int | None]] = []
+    for p in paths:
+        try:
+            st = os.stat(os.path.join(root, *p.split("/")))
+            out.append((p, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append((p, None, None))
+    return tuple(out)
+
+
+class DerivedCache:
+    """Values computed from a run's artifacts (its config as YAML, its backtest curves), kept by run and name
+    while the artifacts' :func:`stamp` is the same, so a page view does not read and unpickle them again."""
+
+    def __init__(self, max_entries: int = 256):
+        self.max_entries = max_entries
+        self._items: OrderedDict[tuple[str, str], tuple[Any, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, recorder: Any, name: str, paths: list[str], compute: Callable[[], Any]) -> Any:
+        """``compute()``'s value for this run's artifacts ``paths``, again only when one of them changed."""
+        return self.get_by((str(recorder.id), name), stamp(recorder, paths), compute)
+
+    def get_by(self, key: tuple[str, str], current: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``'s value under ``key``, again only when ``current`` (what it depends on) changed."""
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None and hit[0] == current:
+                self._items.move_to_end(key)
+                return hit[1]
+        value = compute()
+        with self._lock:
+            self._items[key] = (current, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+        return value
 
 
 def check_path(recorder: Any, path: str) -> str:

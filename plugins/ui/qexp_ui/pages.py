@@ -9,13 +9,22 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
-from qexp.ext import ArtifactPathError, FilterSyntaxError, QexpError
+from qexp.ext import (
+    PARENT_TAG,
+    ROLLING_WINDOW_RUN_PARAM,
+    ROLLING_WINDOW_TAG,
+    SWEEP_TAG,
+    ArtifactPathError,
+    FilterSyntaxError,
+    PageTokenError,
+    QexpError,
+)
 
 from . import artifacts as arts, quant
 from .formatting import now_ms
-from .store import Page
+from .store import Page, UIStore
 from .table import PAGE_SIZES, RunsQuery, available_keys, default_columns
-from .web import HTTPError, heartbeat_ms, json_script, live_info, load_run, render, store_of
+from .web import HTTPError, json_script, load_run, render, run_ids, store_of, valid_run_ids
 
 MAX_COMPARE = 50
 
@@ -24,22 +33,21 @@ def add_routes(app: FastAPI) -> None:
     @app.get("/", response_class=HTMLResponse)
     def experiments(request: Request, deleted: int = 0) -> Response:
         st = store_of(request)
-        exps = st.experiments()
         summary = st.summary()
         rows = []
-        for e in exps:
+        for e in st.experiments():
             s = summary.get(str(e.id), {})
             rows.append({"id": str(e.id), "name": e.name, "counts": s.get("counts", {}), "total": s.get("total", 0),
                          "last": s.get("last_activity")})
-        gone = st.deleted_experiments() if deleted else []
-        return render(request, "experiments.html", experiments=rows, deleted=gone, show_deleted=bool(deleted),
-                      can_list_deleted=callable(getattr(st.manager, "list_deleted_experiments", None)),
-                      statuses=["RUNNING", "FINISHED", "FAILED", "SCHEDULED"])
+        gone = st.deleted_experiments() if deleted else None
+        return render(request, "experiments.html", experiments=rows, deleted=gone or [], show_deleted=bool(deleted),
+                      keeps_deleted=gone is not None, statuses=["RUNNING", "FINISHED", "FAILED", "SCHEDULED"])
 
     @app.get("/runs", response_class=HTMLResponse)
     def runs(request: Request) -> Response:
         st = store_of(request)
         q = RunsQuery.from_params(request.query_params)
+        fragment = bool(request.query_params.get("fragment"))  # a refresh of the table by the page's script
         names = st.experiment_names()
         unknown = [e for e in q.exp_ids if e not in names]
         if unknown:
@@ -48,56 +56,52 @@ def add_routes(app: FastAPI) -> None:
         error, status = None, 200
         try:
             q.check_order()
-            page = st.runs_page(q.exp_ids or None, q.filter, q.order_list(), q.size, q.token, q.start)
+            page = st.runs_page(q.exp_ids or None, q.filter, q.order_list(), q.size, q.token)
+        except PageTokenError as exc:  # a token of another search, or damaged: say so, offer the first page
+            error, status, page = f"{exc}\n(the link to the first page below starts the search again)", 400, \
+                Page([], None, 0)
         except FilterSyntaxError as exc:
-            error, status, page = str(exc), 400, Page([], None, 0, None)
-        except QexpError as exc:  # e.g. a page token from another search
-            error, status, page = str(exc), 400, Page([], None, 0, None)
+            error, status, page = str(exc), 400, Page([], None, 0)
         if not q.chosen:
             q.columns = default_columns(page.rows)
         total = None
         if not q.filter and st.fast_counts():
             summary = st.summary()
             total = sum(summary.get(e, {}).get("total", 0) for e in (q.exp_ids or names))
-        ctx = dict(q=q, page=page, error=error, names=names, total=total, heartbeats=live_info(st, page.rows),
-                   keys=available_keys(page.rows), sizes=PAGE_SIZES, now=now_ms(),
-                   multi_exp=len(q.exp_ids) != 1)
-        template = "_runs_table.html" if request.query_params.get("fragment") else "runs.html"
-        return render(request, template, status=status, **ctx)
+        keys = None if fragment else available_keys(page.rows)  # the chooser asks /api/keys for the others
+        ctx = dict(q=q, page=page, error=error, names=names, total=total, heartbeats=st.heartbeats(page.rows),
+                   keys=keys, sizes=PAGE_SIZES, now=now_ms(), multi_exp=len(q.exp_ids) != 1,
+                   live=any(r["status"] == "RUNNING" for r in page.rows))
+        return render(request, "_runs_table.html" if fragment else "runs.html", status=status, **ctx)
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
     def run_page(request: Request, run_id: str) -> Response:
         st = store_of(request)
         row, rec = load_run(request, run_id)
-        history = request.app.state.history
         artifact_list = rec.list_artifacts(recursive=True)
         tags = row["tags"]
-        parent_id = tags.get(quant.PARENT_TAG) or None
+        parent_id = tags.get(PARENT_TAG) or None
         parent = st.run_row(parent_id) if parent_id else None
         children = st.children(run_id)
-        counts = history.cached_counts(rec)
-        metric_keys = sorted(set(row["metrics"]) | set(counts))
+        metric_keys = sorted(row["metrics"])
         config_yaml, config_error = None, None
         if "config" in artifact_list:
-            try:
-                config_yaml = arts.to_yaml(arts.unpickle(rec.read_artifact("config")))
-            except Exception as exc:
-                config_error = f"{type(exc).__name__}: {exc}"
-        backtest = quant.load_backtest(rec, artifact_list)
-        names = st.experiment_names()
-        exp_name = names.get(row["experiment_id"], row["experiment_id"])
+            config_yaml, config_error = saved_config(request, rec)
+        backtest = backtest_of(request, rec, artifact_list)
+        exp_name = st.experiment_names().get(row["experiment_id"], row["experiment_id"])
         data = {"run_id": run_id, "status": row["status"], "start_time": row["start_time"],
                 "metric_keys": metric_keys, "backtest": backtest["curves"] if backtest else None}
+        single = {k for k in metric_keys if request.app.state.history.known_count(run_id, k) == 1}
         return render(request, "run.html", row=row, rec=rec, parent=parent, children=children,
-                      metric_keys=[k for k in metric_keys if not k.startswith("system/")], counts=counts,
-                      scalar_keys=[k for k in metric_keys if counts.get(k) == 1 and not k.startswith("system/")],
+                      metric_keys=[k for k in metric_keys if not k.startswith("system/")],
+                      scalar_keys=[k for k in metric_keys if k in single and not k.startswith("system/")],
                       system_keys=[k for k in metric_keys if k.startswith("system/")],
                       tree=arts.tree(artifact_list), images=[a for a in artifact_list if arts.content_type(a)],
                       config_yaml=config_yaml, config_error=config_error, exp_name=exp_name,
                       rerun=rerun_command(request, row, exp_name) if config_yaml else None,
-                      backtest=backtest, heartbeat=heartbeat_ms(rec) if row["status"] == "RUNNING" else None,
-                      data_json=json_script(data), now=now_ms(), is_sweep=bool(tags.get(quant.SWEEP_TAG)),
-                      is_rolling=bool(tags.get(quant.ROLLING_TAG)))
+                      backtest=backtest, heartbeat=rec.last_heartbeat_ms() if row["status"] == "RUNNING" else None,
+                      data_json=json_script(data), now=now_ms(), is_sweep=bool(tags.get(SWEEP_TAG)),
+                      is_rolling=quant.is_rolling_combined(tags), is_window=quant.is_rolling_window(tags))
 
     @app.get("/runs/{run_id}/artifact", response_class=HTMLResponse)
     def artifact_page(request: Request, run_id: str, path: str = "") -> Response:
@@ -108,8 +112,8 @@ def add_routes(app: FastAPI) -> None:
             raise HTTPError(400, "Artifact path refused", str(exc)) from None
         except (FileNotFoundError, IsADirectoryError, QexpError) as exc:
             raise HTTPError(404, "Artifact not found", f"run {run_id} has no artifact file {path!r} ({exc})") from None
-        return render(request, "artifact.html", row=row, path=arts.clean_artifact_path(path), preview=pv,
-                      parts=(arts.clean_artifact_path(path) or "").split("/"))
+        clean = arts.clean_artifact_path(path) or ""
+        return render(request, "artifact.html", row=row, path=clean, preview=pv, parts=clean.split("/"))
 
     @app.get("/runs/{run_id}/artifact/raw")
     def artifact_raw(request: Request, run_id: str, path: str = "") -> Response:
@@ -131,21 +135,16 @@ def add_routes(app: FastAPI) -> None:
     @app.get("/runs/{run_id}/config.yaml")
     def config_yaml(request: Request, run_id: str) -> Response:
         _, rec = load_run(request, run_id)
-        try:
-            text = arts.to_yaml(arts.unpickle(rec.read_artifact("config")))
-        except (FileNotFoundError, QexpError) as exc:
-            raise HTTPError(404, "No config", f"run {run_id} saved no config ({exc})") from None
+        text, error = saved_config(request, rec)
+        if text is None:
+            raise HTTPError(404, "No config", f"run {run_id} saved no config that can be shown ({error})")
         return PlainTextResponse(text, media_type="application/x-yaml",
                                  headers={"Content-Disposition": f'attachment; filename="config_{run_id[:8]}.yaml"'})
 
     @app.get("/compare", response_class=HTMLResponse)
     def compare(request: Request) -> Response:
         st = store_of(request)
-        ids: list[str] = []
-        for v in request.query_params.getlist("runs"):
-            for part in v.split(","):
-                if part.strip() and part.strip() not in ids:
-                    ids.append(part.strip())
+        ids = run_ids(request, MAX_COMPARE + 1)
         if not 2 <= len(ids) <= MAX_COMPARE:
             raise HTTPError(400, "Pick 2 to 50 runs", f"compare takes 2 to {MAX_COMPARE} runs; {len(ids)} given. "
                                                       f"Tick them in a runs table and press Compare.")
@@ -161,7 +160,7 @@ def add_routes(app: FastAPI) -> None:
         for r in rows:
             try:
                 rec = st.recorder(r["run_id"])
-                bt = quant.load_backtest(rec, rec.list_artifacts(recursive=True))
+                bt = backtest_of(request, rec, rec.list_artifacts(recursive=True))
             except QexpError:
                 bt = None
             if bt:
@@ -169,13 +168,13 @@ def add_routes(app: FastAPI) -> None:
         risk_keys = sorted({k for bt in backtests.values() for k in bt["risk"]})
         numeric = [k for k in differing if all(quant.as_number(r["params"].get(k)) is not None for r in rows)]
         objective = request.query_params.get("metric") or quant.pick_objective({"tags": {}}, rows)
-        sweepish = len(rows) >= 3 and bool(differing) or any(r["tags"].get(quant.SWEEP_TAG) for r in rows)
+        sweepish = len(rows) >= 3 and bool(differing) or any(r["tags"].get(SWEEP_TAG) for r in rows)
+        shown_metrics = [k for k in mkeys if not k.startswith("system/")]
         data = {"runs": [{"run_id": r["run_id"], "name": r["run_name"] or r["run_id"][:8]} for r in rows],
-                "metric_keys": [k for k in mkeys if not k.startswith("system/")],
+                "metric_keys": shown_metrics,
                 "backtests": {k: v["curves"] for k, v in backtests.items() if v.get("curves")},
                 "parcoords": quant.parcoords(rows, differing, objective) if sweepish else None,
-                "scatter": {"params": numeric or differing, "metrics": [k for k in mkeys if not k.startswith("system/")],
-                            "objective": objective,
+                "scatter": {"params": numeric or differing, "metrics": shown_metrics, "objective": objective,
                             "points": [{"run_id": r["run_id"], "name": r["run_name"], "params": r["params"],
                                         "metrics": {k: quant.as_number(v) for k, v in r["metrics"].items()}}
                                        for r in rows]} if sweepish else None}
@@ -188,13 +187,18 @@ def add_routes(app: FastAPI) -> None:
         st = store_of(request)
         row, _ = load_run(request, run_id)
         children = st.children(run_id)
-        parent_id = row["tags"].get(quant.PARENT_TAG)
-        if not children and parent_id and row["tags"].get(quant.SWEEP_TAG):
+        parent_id = row["tags"].get(PARENT_TAG)
+        if not children and parent_id and row["tags"].get(SWEEP_TAG):
             return RedirectResponse(f"/sweeps/{parent_id}", status_code=303)  # a trial: show its sweep
         if not children:
             raise HTTPError(404, "Not a sweep", f"run {run_id} has no trial runs (children tagged "
-                                                f"{quant.PARENT_TAG} = {run_id})")
-        sw = quant.sweep(row, children, objective=request.query_params.get("metric") or None)
+                                                f"{PARENT_TAG} = {run_id})")
+        objective = request.query_params.get("metric") or None
+        # fANOVA fits a forest: computed again only when a trial changes
+        version = tuple((c["run_id"], c["status"], c["end_time"], tuple(sorted(map(str, c["metrics"].items()))))
+                        for c in children)
+        sw = request.app.state.derived.get_by((run_id, f"sweep:{objective}"), version,
+                                              lambda: quant.sweep(row, children, objective=objective))
         metric_choices = sorted({k for c in children for k in c["metrics"] if not k.startswith("system/")})
         data = {"objective": sw.objective, "goal": sw.goal,
                 "trials": [{"number": t["number"], "value": t["value"], "run_id": t["run_id"], "state": t["state"]}
@@ -208,20 +212,51 @@ def add_routes(app: FastAPI) -> None:
     def rolling_page(request: Request, run_id: str) -> Response:
         st = store_of(request)
         row, rec = load_run(request, run_id)
-        children = st.children(run_id)
-        ic_by_step: dict[int, float] = {}
-        if "rolling/IC" in row["metrics"] or "rolling/IC" in (request.app.state.history.keys(rec) or []):
-            s = request.app.state.history.series(rec, "rolling/IC", version=(row["status"], row["end_time"]))
-            for step, v in zip(s.steps.tolist(), s.values.tolist()):
-                ic_by_step[int(step)] = quant.as_number(v)  # type: ignore[assignment]
-        windows = quant.rolling_windows(children, ic_by_step)
-        if not windows and ic_by_step:  # windows known only by their IC steps
-            windows = [{"index": k, "run_id": None, "name": f"window {k}", "status": None, "start": None,
-                        "end": None, "ic": v, "own_ic": None} for k, v in sorted(ic_by_step.items())]
-        combined = quant.as_number(row["metrics"].get("IC"))
-        data = {"windows": windows, "combined_ic": combined}
-        return render(request, "rolling.html", row=row, windows=windows, combined_ic=combined,
-                      data_json=json_script(data))
+        tags, params = row["tags"], row["params"]
+        if quant.is_rolling_window(tags):  # a window run: show the combined run it belongs to
+            combined = combined_of(st, run_id, tags.get(ROLLING_WINDOW_TAG, ""))
+            if combined:
+                return RedirectResponse(f"/rolling/{combined}", status_code=303)
+        if not quant.is_rolling_combined(tags) and quant.ROLLING_IC not in row["metrics"]:
+            raise HTTPError(404, "Not a rolling run", f"run {run_id} is not the combined run of a `qexp rolling` "
+                                                      f"(tag qexp.rolling, params rolling.window.<i>.test)")
+        ic_by_step: dict[int, float | None] = {}
+        if quant.ROLLING_IC in row["metrics"]:
+            ic_by_step = quant.ic_steps(request.app.state.history.series(rec, quant.ROLLING_IC))
+        linked = [v for k, v in params.items() if k.startswith("rolling.window.") and k.endswith(".run_id")]
+        window_rows = {r["run_id"]: r for r in st.rows_for(valid_run_ids(linked))}
+        windows = quant.rolling_windows(params, ic_by_step, window_rows)
+        combined_ic = quant.as_number(row["metrics"].get("IC"))
+        data = {"windows": windows, "combined_ic": combined_ic}
+        return render(request, "rolling.html", row=row, windows=windows, combined_ic=combined_ic,
+                      windows_exp=params.get("exp_name") or tags.get(quant.ROLLING_TAG), data_json=json_script(data))
+
+
+def saved_config(request: Request, rec: Any) -> tuple[str | None, str | None]:
+    """The run's saved ``config`` as YAML (read through the restricted unpickler only), or why not."""
+    def compute() -> tuple[str | None, str | None]:
+        try:
+            return arts.to_yaml(arts.unpickle(rec.read_artifact("config"))), None
+        except Exception as exc:  # noqa: BLE001 - refused by the unpickler, missing, damaged: say which
+            return None, f"{type(exc).__name__}: {exc}"
+    return request.app.state.derived.get(rec, "config", ["config"], compute)
+
+
+def backtest_of(request: Request, rec: Any, artifacts: list[str]) -> dict[str, Any] | None:
+    """The run's backtest curves and risk table, computed once per version of its reports."""
+    used = [a for a in artifacts if a.startswith("portfolio_analysis/")]
+    if not used:
+        return None
+    return request.app.state.derived.get(rec, "backtest", used, lambda: quant.load_backtest(rec, artifacts))
+
+
+def combined_of(st: UIStore, run_id: str, window: str) -> str | None:
+    """The combined rolling run that names ``run_id`` as its window ``window``."""
+    if not window.isdigit():
+        return None
+    rows = st.manager.search_rows(None, filter_string=f"params.`{ROLLING_WINDOW_RUN_PARAM.format(window)}` = "
+                                                      f"'{run_id}'", max_results=1)
+    return rows[0]["run_id"] if rows else None
 
 
 def rerun_command(request: Request, row: dict[str, Any], exp_name: str) -> str:
@@ -231,3 +266,4 @@ def rerun_command(request: Request, row: dict[str, Any], exp_name: str) -> str:
     name = f"rerun_{row['run_id'][:8]}.yaml"
     return (f"qexp runs export-config {row['run_id']} -o {name} --uri {shlex.quote(uri)} && "
             f"qexp run {name} --uri {shlex.quote(uri)} --experiment-name {shlex.quote(exp_name)}")
+

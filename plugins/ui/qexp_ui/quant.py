@@ -1,6 +1,7 @@
-"""What a quant run means, read from Qlib's artifacts and tags: backtest curves and risk tables
-(PortAnaRecord), sweeps (a parent tagged ``qexp.sweep_id`` with trial children) and rolling runs (tagged
-``qexp.rolling``, IC per window in ``rolling/IC``)."""
+"""What a quant run means, read from Qlib's artifacts and qexp's tags: backtest curves and risk tables
+(PortAnaRecord), sweeps (``qexp sweep``: a parent tagged ``qexp.sweep_id`` with trial children) and rolling
+runs (``qexp rolling``: a combined run whose params name each window's test segment and run, ``rolling/IC``
+per window)."""
 from __future__ import annotations
 
 import math
@@ -8,29 +9,26 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from qexp.ext import (
+    ROLLING_IC_METRIC,
+    ROLLING_TAG,
+    ROLLING_WINDOW_RUN_PARAM,
+    ROLLING_WINDOW_TAG,
+    ROLLING_WINDOW_TEST_PARAM,
+    RUN_NAME_TAG,
+    SWEEP_GOAL_TAG,
+    SWEEP_METRIC_TAG,
+    TRIAL_STATE_TAG,
+    TRIAL_TAG,
+)
+
 from .artifacts import unpickle
 
 REPORT = re.compile(r"^portfolio_analysis/report_normal_(\w+)\.pkl$")
 RISK = "portfolio_analysis/port_analysis_{freq}.pkl"
-PARENT_TAG = "mlflow.parentRunId"
-SWEEP_TAG = "qexp.sweep_id"
-ROLLING_TAG = "qexp.rolling"
-TRIAL_TAGS = ("qexp.trial", "qexp.sweep.trial_number", "number")
-TRIAL_STATE_TAGS = ("qexp.trial_state", "qexp.sweep.state", "state")
-OBJECTIVE_TAGS = ("qexp.sweep.metric", "qexp.sweep_metric", "qexp.objective", "qexp.sweep.objective")
-GOAL_TAGS = ("qexp.sweep.goal", "qexp.sweep_goal", "qexp.goal", "direction")
-FAILURE_TAG = "qexp.failure_reason"
 HEADLINE_METRICS = ["IC", "ICIR", "Rank IC", "Rank ICIR", "1day.excess_return_with_cost.annualized_return",
                     "1day.excess_return_with_cost.information_ratio", "1day.excess_return_with_cost.max_drawdown"]
-DATE = re.compile(r"(\d{4})[-/, (]+0?(\d{1,2})[-/, ]+0?(\d{1,2})")
-
-
-def first_tag(tags: dict[str, str], names: tuple[str, ...]) -> str | None:
-    for n in names:
-        v = tags.get(n)
-        if v not in (None, ""):
-            return v
-    return None
+WINDOW_TEST = re.compile(r"^rolling\.window\.(\d+)\.test$")
 
 
 # ---- backtests ----------------------------------------------------------------------------------------
@@ -59,13 +57,17 @@ def backtest_curves(report: Any) -> dict[str, Any]:
             "turnover": _floats(pd.to_numeric(df["turnover"], errors="coerce")) if "turnover" in df else []}
 
 
+def _floats(s: Any) -> list[float | None]:
+    return [as_number(v) for v in s.tolist()]
+
+
 def risk_rows(risk: Any) -> dict[tuple[str, str], float | None]:
     """``{(group, measure): value}`` from a ``port_analysis`` frame (MultiIndex rows, one ``risk`` column)."""
     out = {}
     col = risk["risk"] if "risk" in getattr(risk, "columns", []) else risk.iloc[:, 0]
     for idx, v in col.items():
         group, measure = (idx[0], idx[-1]) if isinstance(idx, tuple) else ("", idx)
-        out[(str(group), str(measure))] = _float(v)
+        out[(str(group), str(measure))] = as_number(v)
     return out
 
 
@@ -95,16 +97,18 @@ class Sweep:
     trials: list[dict[str, Any]]  # number, run_id, name, status, state, params, value
     params: list[str]             # params that vary between trials
     importance: dict[str, float] = field(default_factory=dict)
+    importance_method: str = ""   # how ``importance`` was measured, or why there is none
     best: dict[str, Any] | None = None
 
 
 def pick_objective(parent: dict, children: list[dict]) -> str | None:
-    named = first_tag(parent.get("tags", {}), OBJECTIVE_TAGS)
+    """The sweep's objective (its ``qexp.sweep.metric`` tag), else a headline metric every child has."""
+    named = parent.get("tags", {}).get(SWEEP_METRIC_TAG)
     if named:
         return named
     common: set[str] | None = None
     for c in children:
-        keys = {k for k, v in c.get("metrics", {}).items() if not k.startswith("system/") and _finite(v)}
+        keys = {k for k, v in c.get("metrics", {}).items() if not k.startswith("system/") and as_number(v) is not None}
         common = keys if common is None else common & keys
     if not common:
         return None
@@ -115,27 +119,28 @@ def pick_objective(parent: dict, children: list[dict]) -> str | None:
 
 
 def sweep(parent: dict, children: list[dict], objective: str | None = None) -> Sweep:
+    """The trials of a sweep as ``qexp sweep`` records them: each child tagged with its trial number and
+    state, its sampled values as params, its objective as a metric."""
     tags = parent.get("tags", {})
     objective = objective or pick_objective(parent, children)
-    goal = (first_tag(tags, GOAL_TAGS) or "maximize").lower()
-    goal = "minimize" if goal.startswith("min") else "maximize"
+    goal = "minimize" if str(tags.get(SWEEP_GOAL_TAG, "maximize")).lower().startswith("min") else "maximize"
     trials = []
     for i, c in enumerate(children):
         ctags = c.get("tags", {})
-        number = first_tag(ctags, TRIAL_TAGS)
-        trials.append({"number": int(number) if number and number.lstrip("-").isdigit() else i,
-                       "run_id": c["run_id"], "name": c.get("run_name") or ctags.get("mlflow.runName", ""),
-                       "status": c.get("status"), "state": first_tag(ctags, TRIAL_STATE_TAGS) or c.get("status"),
+        number = ctags.get(TRIAL_TAG, "")
+        trials.append({"number": int(number) if number.lstrip("-").isdigit() else i,
+                       "run_id": c["run_id"], "name": c.get("run_name") or ctags.get(RUN_NAME_TAG, ""),
+                       "status": c.get("status"), "state": ctags.get(TRIAL_STATE_TAG) or c.get("status"),
                        "params": c.get("params", {}),
-                       "value": _float(c.get("metrics", {}).get(objective)) if objective else None})
+                       "value": as_number(c.get("metrics", {}).get(objective)) if objective else None})
     trials.sort(key=lambda t: t["number"])
     params = varying_params([t["params"] for t in trials])
-    scored = [t for t in trials if t["value"] is not None]
+    scored = [t for t in trials if t["value"] is not None and t["state"] in ("COMPLETE", "FINISHED")]
     best = None
     if scored:
         best = (max if goal == "maximize" else min)(scored, key=lambda t: t["value"])
-    return Sweep(objective, goal, trials, params, importance([t["params"] for t in scored],
-                                                             [t["value"] for t in scored], params), best)
+    imp, method = importance([t["params"] for t in scored], [t["value"] for t in scored], params, goal)
+    return Sweep(objective, goal, trials, params, imp, method, best)
 
 
 def varying_params(param_dicts: list[dict[str, str]]) -> list[str]:
@@ -144,6 +149,7 @@ def varying_params(param_dicts: list[dict[str, str]]) -> list[str]:
 
 
 def as_number(v: Any) -> float | None:
+    """``v`` as a finite float, else None."""
     try:
         f = float(v)
     except (TypeError, ValueError):
@@ -151,33 +157,54 @@ def as_number(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def importance(param_dicts: list[dict[str, str]], values: list[float], keys: list[str]) -> dict[str, float]:
-    """How much each param explains the objective, normalised to sum 1: |Spearman correlation| for numeric
-    params, the correlation ratio (eta, between-group share of the objective's rank variance) for others.
-    A quick screen in the manner of W&B's importance panel, not a causal estimate."""
-    import numpy as np
-    import pandas as pd
+FANOVA = "fANOVA (Optuna's get_param_importances, as `qexp sweep` reports it)"
+
+
+def importance(param_dicts: list[dict[str, str]], values: list[float], keys: list[str],
+               goal: str = "maximize") -> tuple[dict[str, float], str]:
+    """``({param: importance}, method)``: Optuna's fANOVA over the finished trials, the measure ``qexp sweep``
+    prints (the sweep records no importance on its runs, so it is computed again from the trials' params and
+    objective values: numeric params as float or int ranges, on a log scale when sampled over decades,
+    others as categories). Without Optuna or scikit-learn, or when fANOVA cannot fit, no importance and why."""
     if len(values) < 3 or not keys:
-        return {}
-    y = pd.Series(values, dtype="float64").rank().to_numpy()
-    raw = {}
+        return {}, (f"parameter importance needs at least 3 finished trials with varied params (have "
+                    f"{len(values)} finished, {len(keys)} varied)")
+    try:
+        import optuna
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    except ImportError:
+        return {}, "parameter importance needs Optuna (pip install \"qexp[sweep]\"), as `qexp sweep` does"
+    dists: dict[str, Any] = {}
+    columns: dict[str, list[Any]] = {}
     for k in keys:
-        col = [p.get(k) for p in param_dicts]
-        nums = [as_number(v) for v in col]
+        raw = [p.get(k) for p in param_dicts]
+        nums = [as_number(v) for v in raw]
         if all(n is not None for n in nums):
-            x = pd.Series(nums, dtype="float64").rank().to_numpy()
-            if np.std(x) == 0:
-                continue
-            raw[k] = abs(float(np.corrcoef(x, y)[0, 1]))
+            vals = [float(n) for n in nums if n is not None]
+            if all(v == int(v) and "." not in str(r) for v, r in zip(vals, raw)):
+                dists[k] = IntDistribution(int(min(vals)), int(max(vals)), log=log_scaled(vals))
+                columns[k] = [int(v) for v in vals]
+            else:
+                dists[k] = FloatDistribution(min(vals), max(vals), log=log_scaled(vals))
+                columns[k] = vals
         else:
-            groups = pd.Series(y).groupby(pd.Series([str(v) for v in col]))
-            total = float(((y - y.mean()) ** 2).sum())
-            between = float(sum(len(g) * (g.mean() - y.mean()) ** 2 for _, g in groups))
-            raw[k] = math.sqrt(between / total) if total > 0 else 0.0
-    s = sum(v for v in raw.values() if math.isfinite(v))
-    if s <= 0:
-        return {k: 0.0 for k in raw}
-    return dict(sorted(((k, v / s) for k, v in raw.items() if math.isfinite(v)), key=lambda kv: -kv[1]))
+            cats = sorted({str(v) for v in raw})
+            dists[k] = CategoricalDistribution(cats)
+            columns[k] = [str(v) for v in raw]
+    dists = {k: d for k, d in dists.items() if len(set(columns[k])) > 1}
+    if not dists:
+        return {}, "no param varies between the finished trials"
+    try:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(direction="minimize" if goal == "minimize" else "maximize")
+        study.add_trials([optuna.trial.create_trial(params={k: columns[k][i] for k in dists}, distributions=dists,
+                                                    value=v) for i, v in enumerate(values)])
+        # the sweep's evaluator, seeded so that a page shows the same numbers on every view
+        imp = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    except Exception as exc:  # noqa: BLE001 - fANOVA cannot fit every study (or scikit-learn is missing)
+        return {}, f"parameter importance is not available: {type(exc).__name__}: {exc}"
+    return {k: float(v) for k, v in imp.items()}, FANOVA
 
 
 def parcoords(runs: list[dict], params: list[str], metric: str | None) -> dict[str, Any]:
@@ -200,7 +227,7 @@ def parcoords(runs: list[dict], params: list[str], metric: str | None) -> dict[s
                          "tickvals": list(range(len(cats))), "ticktext": cats})
     if metric:
         dims.append({"label": metric, "key": metric,
-                     "values": [_float(r.get("metrics", {}).get(metric)) for r in runs]})
+                     "values": [as_number(r.get("metrics", {}).get(metric)) for r in runs]})
     return {"dimensions": dims, "metric": metric, "run_ids": [r["run_id"] for r in runs]}
 
 
@@ -224,44 +251,44 @@ def short_labels(keys: list[str]) -> dict[str, str]:
     return {k: (v if seen[v] == 1 else k) for k, v in last.items()}
 
 
+
+
 # ---- rolling runs -------------------------------------------------------------------------------------
 
-def test_segment(params: dict[str, str], tags: dict[str, str]) -> tuple[str, str] | None:
-    """A window's test segment from its tags (``qexp.rolling.test``) or its dataset params."""
-    cands = [tags.get(k) for k in ("qexp.rolling.test", "qexp.rolling.test_segment", "qexp.test_segment")]
-    cands += [v for k, v in sorted(params.items()) if k.endswith("segments.test")]
-    for c in cands:
-        if not c:
-            continue
-        dates = DATE.findall(c)
-        if len(dates) >= 2:
-            return tuple(f"{y}-{int(m):02d}-{int(d):02d}" for y, m, d in dates[:2])  # type: ignore[return-value]
-    return None
+def is_rolling_combined(tags: dict[str, str]) -> bool:
+    """The combined run of ``qexp rolling`` (tagged ``qexp.rolling``; its window runs carry the same tag and
+    their index in ``rolling.window``)."""
+    return bool(tags.get(ROLLING_TAG)) and ROLLING_WINDOW_TAG not in tags
 
 
-def rolling_windows(children: list[dict], ic_by_step: dict[int, float]) -> list[dict[str, Any]]:
-    """Windows in test order: run, test segment, IC (``rolling/IC`` of the parent at that step, else the
-    window run's own IC)."""
+def is_rolling_window(tags: dict[str, str]) -> bool:
+    return bool(tags.get(ROLLING_TAG)) and ROLLING_WINDOW_TAG in tags
+
+
+def rolling_windows(params: dict[str, str], ic_by_step: dict[int, float | None],
+                    window_rows: dict[str, dict]) -> list[dict[str, Any]]:
+    """The windows of a combined rolling run, in order: index, test segment (``rolling.window.{i}.test`` =
+    ``"YYYY-MM-DD..YYYY-MM-DD"``), window run (``rolling.window.{i}.run_id``, with its row when found), and
+    the window's IC (``rolling/IC`` at step i). Windows known only by their IC steps are listed too."""
+    indexes = {int(m.group(1)) for k in params if (m := WINDOW_TEST.match(k))} | set(ic_by_step)
     wins = []
-    for c in children:
-        seg = test_segment(c.get("params", {}), c.get("tags", {}))
-        wins.append({"run_id": c["run_id"], "name": c.get("run_name") or c.get("tags", {}).get("mlflow.runName", ""),
-                     "status": c.get("status"), "start": seg[0] if seg else None, "end": seg[1] if seg else None,
-                     "own_ic": _float(c.get("metrics", {}).get("IC"))})
-    wins.sort(key=lambda w: (w["start"] is None, w["start"] or "", w["run_id"]))
-    for i, w in enumerate(wins):
-        w["index"] = i
-        w["ic"] = ic_by_step.get(i, w["own_ic"])
+    for i in sorted(indexes):
+        start, _, end = params.get(ROLLING_WINDOW_TEST_PARAM.format(i), "").partition("..")
+        run_id = params.get(ROLLING_WINDOW_RUN_PARAM.format(i)) or None
+        row = window_rows.get(run_id or "")
+        wins.append({"index": i, "run_id": run_id if row else None, "linked": run_id, "name": f"window {i}",
+                     "status": (row or {}).get("status"), "start": _day(start), "end": _day(end),
+                     "open_end": end == "open", "ic": ic_by_step.get(i)})
     return wins
 
 
-def _finite(v: Any) -> bool:
-    return as_number(v) is not None
+def _day(text: str) -> str | None:
+    return text if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text or "") else None
 
 
-def _float(v: Any) -> float | None:
-    return as_number(v)
+def ic_steps(series: Any) -> dict[int, float | None]:
+    """``rolling/IC`` history -> {window index: IC} (the last point of each step)."""
+    return {int(step): as_number(v) for step, v in zip(series.steps.tolist(), series.values.tolist())}
 
 
-def _floats(s: Any) -> list[float | None]:
-    return [as_number(v) for v in s.tolist()]
+ROLLING_IC = ROLLING_IC_METRIC  # the metric of the IC per window

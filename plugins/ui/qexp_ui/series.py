@@ -1,19 +1,13 @@
-"""Metric histories for charts: read once per run, kept in memory, tailed while a run is live, and
-downsampled on the server so a million-point metric costs the browser a few thousand points.
+"""Metric histories for charts: read once per run and metric, kept in memory (bounded by bytes), followed while
+a run is live through ``Recorder.metric_history_since`` (only the new points), and downsampled on the server
+so a million-point metric costs the browser a few thousand points.
 
 Downsampling keeps, per bucket of consecutive points, the one with the smallest and the one with the
 largest value (plus the first and last points), so every spike and the global extremes stay in the chart.
-
-Runs of the file store (``Recorder.get_local_dir()`` is a run folder with ``meta.json``) are read from its
-documented append-only ``metrics.jsonl``: only the bytes added since the last read are parsed, so polling a live run costs the new
-lines, not the whole history. Other stores go through ``Recorder.get_metric_history``, cached until the
-run's latest metric values change.
 """
 from __future__ import annotations
 
-import io
-import json
-import os
+import math
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -21,13 +15,11 @@ from typing import Any
 import numpy as np
 
 DEFAULT_POINTS = 2000
-METRICS_FILE = "metrics.jsonl"
-RUN_META = "meta.json"
-_BIG_CHUNK = 1 << 18  # above this many new bytes, parse with pyarrow's JSON reader
+DEFAULT_CACHE_BYTES = 512 << 20
 
 
 class Series:
-    """One metric's history: ``steps``, ``values``, ``timestamps`` (ms), in step order."""
+    """One metric's history: ``steps``, ``values``, ``timestamps`` (ms), in the order the backend logged it."""
 
     __slots__ = ("steps", "values", "timestamps")
 
@@ -37,9 +29,27 @@ class Series:
     def __len__(self) -> int:
         return len(self.steps)
 
+    @property
+    def nbytes(self) -> int:
+        return int(self.steps.nbytes + self.values.nbytes + self.timestamps.nbytes)
+
     @classmethod
     def empty(cls) -> Series:
         return cls(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64))
+
+    @classmethod
+    def of(cls, frame: Any) -> Series:
+        """From a ``get_metric_history``-shaped frame (``step``, ``value``, ``timestamp``)."""
+        return cls(frame["step"].to_numpy(np.int64), frame["value"].to_numpy(np.float64),
+                   frame["timestamp"].to_numpy(np.int64))
+
+    def extended(self, more: Series) -> Series:
+        if not len(more):
+            return self
+        if not len(self):
+            return more
+        return Series(np.concatenate([self.steps, more.steps]), np.concatenate([self.values, more.values]),
+                      np.concatenate([self.timestamps, more.timestamps]))
 
     def ordered(self) -> Series:
         """Sorted by step, then time (histories are in log order; a resumed run may go back in steps)."""
@@ -77,220 +87,93 @@ def downsample_indices(values: np.ndarray, max_points: int = DEFAULT_POINTS) -> 
 
 
 def chart_payload(key: str, series: Series, max_points: int = DEFAULT_POINTS) -> dict[str, Any]:
-    """What the browser draws: downsampled steps/values/timestamps plus min, max, last and the point count."""
+    """What the browser draws: downsampled steps/values/timestamps, min and max of the finite values, the
+    last value and the point count. JSON has no NaN or infinity: a non-finite point is ``null`` in
+    ``values`` (a gap) and named in ``flags`` (``"inf"``, ``"-inf"``, ``"NaN"``) so the chart can mark it
+    without letting it stretch the axis; ``last`` stays a float (the page's JSON writes it as such a word)."""
     s = series.ordered()
     idx = downsample_indices(s.values, max_points)
-    finite = s.values[np.isfinite(s.values)]
-    last = float(s.values[-1]) if len(s) else None
-    return {
+    shown = s.values[idx]
+    finite_mask = np.isfinite(s.values)
+    finite = s.values[finite_mask]
+    out: dict[str, Any] = {
         "key": key, "n": len(s), "shown": int(len(idx)),
-        "steps": s.steps[idx].tolist(), "values": _json_floats(s.values[idx]),
-        "timestamps": s.timestamps[idx].tolist(),
+        "steps": s.steps[idx].tolist(), "values": shown.tolist(), "timestamps": s.timestamps[idx].tolist(),
         "min": float(finite.min()) if len(finite) else None, "max": float(finite.max()) if len(finite) else None,
-        "last": _json_float(last), "last_timestamp": int(s.timestamps.max()) if len(s) else None,
+        "last": float(s.values[-1]) if len(s) else None,
+        "last_timestamp": int(s.timestamps.max()) if len(s) else None,
     }
-
-
-def _json_float(v: float | None) -> float | None:
-    return v if v is None or np.isfinite(v) else None
-
-
-def _json_floats(a: np.ndarray) -> list[float | None]:
-    # JSON has no NaN/Infinity: a gap in the line is what the browser should show
-    out: list[float | None] = a.tolist()
-    if not np.isfinite(a).all():
-        out = [v if np.isfinite(v) else None for v in out]  # type: ignore[arg-type]
+    bad = ~np.isfinite(shown)
+    if bad.any():
+        out["values"] = [None if b else v for v, b in zip(out["values"], bad.tolist())]
+        out["flags"] = [nonfinite_word(v) if b else None for v, b in zip(shown.tolist(), bad.tolist())]
     return out
 
 
-class _Tail:
-    """Every metric of one run, parsed from its ``metrics.jsonl`` up to ``offset`` (a whole-line boundary)."""
+def nonfinite_word(v: float) -> str:
+    return "NaN" if math.isnan(v) else ("inf" if v > 0 else "-inf")
 
-    def __init__(self, path: str):
-        self.path = path
-        self.offset = 0
-        self.ident: tuple[int, int] | None = None
-        self.chunks: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+
+class _Entry:
+    __slots__ = ("series", "cursor", "version", "lock")
+
+    def __init__(self) -> None:
+        self.series = Series.empty()
+        self.cursor: Any = None
+        self.version: Any = None
         self.lock = threading.Lock()
-        self.nbytes = 0
-
-    def update(self) -> None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return
-        ident = (st.st_dev, st.st_ino)
-        if ident != self.ident or st.st_size < self.offset:  # replaced or truncated: start over
-            self.ident, self.offset, self.chunks, self.nbytes = ident, 0, {}, 0
-        if st.st_size == self.offset:
-            return
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read(st.st_size - self.offset)
-        end = data.rfind(b"\n") + 1  # a line still being written waits for the next read
-        if end == 0:
-            return
-        self._parse(data[:end])
-        self.offset += end
-
-    def _parse(self, data: bytes) -> None:
-        parsed = _parse_big(data) if len(data) > _BIG_CHUNK else None
-        if parsed is None:
-            parsed = _parse_lines(data)
-        for key, (steps, values, stamps) in parsed.items():
-            self.chunks.setdefault(key, []).append((steps, values, stamps))
-            self.nbytes += steps.nbytes + values.nbytes + stamps.nbytes
-
-    def series(self, key: str) -> Series:
-        parts = self.chunks.get(key)
-        if not parts:
-            return Series.empty()
-        if len(parts) > 1:  # merge once, so later reads are a plain lookup
-            merged = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                      np.concatenate([p[2] for p in parts]))
-            parts = self.chunks[key] = [merged]
-        steps, values, stamps = parts[0]
-        return Series(steps, values, stamps)
-
-    def keys(self) -> list[str]:
-        return sorted(self.chunks)
-
-
-def _parse_lines(data: bytes) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    cols: dict[str, tuple[list[int], list[float], list[int]]] = {}
-    loads = json.loads
-    for line in data.splitlines():
-        if not line.strip():
-            continue
-        try:
-            rec = loads(line)
-            key, value, ts, step = rec["key"], float(rec["value"]), int(rec["timestamp"]), int(rec["step"])
-        except (ValueError, KeyError, TypeError):
-            continue  # a torn or foreign line: the store's own readers skip it too
-        c = cols.get(key)
-        if c is None:
-            c = cols[key] = ([], [], [])
-        c[0].append(step)
-        c[1].append(value)
-        c[2].append(ts)
-    return {k: (np.asarray(s, np.int64), np.asarray(v, np.float64), np.asarray(t, np.int64))
-            for k, (s, v, t) in cols.items()}
-
-
-def _parse_big(data: bytes) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
-    """Many lines at once with pyarrow's multithreaded JSON reader; None when it cannot (falls back to lines)."""
-    if b"Infinity" in data:
-        return None  # JSON readers know NaN as null only; the line parser keeps +-inf exact
-    try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.json as pj
-    except ImportError:
-        return None
-    schema = pa.schema([("key", pa.string()), ("value", pa.float64()), ("timestamp", pa.int64()),
-                        ("step", pa.int64())])
-    try:
-        table = pj.read_json(io.BytesIO(data.replace(b":NaN,", b":null,")),
-                             parse_options=pj.ParseOptions(explicit_schema=schema,
-                                                           unexpected_field_behavior="ignore"))
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    out = {}
-    keys = table.column("key")
-    for key in pc.unique(keys).to_pylist():
-        if key is None:
-            continue
-        part = table.filter(pc.equal(keys, key))
-        values = part.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
-        out[key] = (part.column("step").to_numpy(zero_copy_only=False).astype(np.int64), values,
-                    part.column("timestamp").to_numpy(zero_copy_only=False).astype(np.int64))
-    return out
 
 
 class HistoryCache:
-    """Metric histories of recently viewed runs, bounded by ``max_bytes`` (least recently used go first)."""
+    """Metric histories of recently viewed runs, bounded by ``max_bytes`` of arrays (least recently used go
+    first). A run that is not RUNNING and has not changed since it was read is served from memory; a live one
+    asks its backend for the points logged since the last read."""
 
-    def __init__(self, max_bytes: int = 512 << 20):
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
         self.max_bytes = max_bytes
-        self._tails: OrderedDict[str, _Tail] = OrderedDict()
-        self._generic: OrderedDict[tuple[str, str], tuple[Any, Series]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _tail(self, recorder: Any) -> _Tail | None:
-        run_id = recorder.id
+    def series(self, recorder: Any, key: str) -> Series:
+        """The history of ``key`` of ``recorder``'s run."""
+        ck = (str(recorder.id), key)
         with self._lock:
-            tail = self._tails.get(run_id)
-            if tail is not None:
-                self._tails.move_to_end(run_id)
-                return tail
-        try:
-            folder = recorder.get_local_dir()
-        except (RuntimeError, NotImplementedError, AttributeError):
-            return None
-        path = os.path.join(folder, METRICS_FILE)
-        if not os.path.isfile(os.path.join(folder, RUN_META)):  # not a file-store run folder
-            return None
-        tail = _Tail(path)
-        with self._lock:
-            tail = self._tails.setdefault(run_id, tail)
-            self._trim()
-        return tail
-
-    def _trim(self) -> None:
-        total = sum(t.nbytes for t in self._tails.values())
-        while total > self.max_bytes and len(self._tails) > 1:
-            _, old = self._tails.popitem(last=False)
-            total -= old.nbytes
-        while len(self._generic) > 2000:
-            self._generic.popitem(last=False)
-
-    def series(self, recorder: Any, key: str, version: Any = None) -> Series:
-        """The history of ``key``; ``version`` (e.g. the run's status and latest values, or a callable that
-        returns them) invalidates the cache of stores that cannot be tailed."""
-        tail = self._tail(recorder)
-        if tail is not None:
-            with tail.lock:
-                tail.update()
-                return tail.series(key)
-        ck = (recorder.id, key)
-        if callable(version):
-            version = version()
-        with self._lock:
-            hit = self._generic.get(ck)
-        if hit is not None and hit[0] == version and version is not None:
-            return hit[1]
-        df = recorder.get_metric_history(key)
-        s = Series(df["step"].to_numpy(np.int64), df["value"].to_numpy(np.float64),
-                   df["timestamp"].to_numpy(np.int64))
-        with self._lock:
-            self._generic[ck] = (version, s)
-            self._trim()
+            entry = self._entries.get(ck)
+            if entry is None:
+                entry = self._entries[ck] = _Entry()
+            self._entries.move_to_end(ck)
+        version = (recorder.status, getattr(recorder, "end_time", None))
+        with entry.lock:
+            if entry.cursor is None or version != entry.version or recorder.status == "RUNNING":
+                part, cursor = recorder.metric_history_since(key, entry.cursor)
+                more = Series.of(part)
+                entry.series = more if part.attrs.get("restart", True) else entry.series.extended(more)
+                entry.cursor, entry.version = cursor, version
+            s = entry.series
+        self._trim()
         return s
 
-    def counts(self, recorder: Any) -> dict[str, int] | None:
-        """Points per metric of a tailable run (None for other stores)."""
-        tail = self._tail(recorder)
-        if tail is None:
-            return None
-        with tail.lock:
-            tail.update()
-            return {k: sum(len(p[0]) for p in parts) for k, parts in tail.chunks.items()}
-
-    def cached_counts(self, recorder: Any) -> dict[str, int]:
-        """Points per metric of a run already in memory (no file is read: an HTML page must not wait for
-        a long history to be parsed; its charts fetch the history afterwards)."""
+    def counts(self, recorder: Any) -> dict[str, int]:
+        """Points per metric of the run's histories in memory, brought up to date (the live poll of a run's
+        page: a chart is redrawn when its count changes)."""
+        run_id = str(recorder.id)
         with self._lock:
-            tail = self._tails.get(recorder.id)
-        if tail is None:
-            return {}
-        with tail.lock:
-            return {k: sum(len(p[0]) for p in parts) for k, parts in tail.chunks.items()}
+            keys = [k for (r, k) in self._entries if r == run_id]
+        return {k: len(self.series(recorder, k)) for k in keys}
 
-    def keys(self, recorder: Any) -> list[str] | None:
-        """Every metric key of a tailable run (None for other stores: use the run's latest metrics)."""
-        tail = self._tail(recorder)
-        if tail is None:
-            return None
-        with tail.lock:
-            tail.update()
-            return tail.keys()
+    def known_count(self, run_id: str, key: str) -> int | None:
+        """Points of a history already in memory (None: not read yet); reads nothing."""
+        with self._lock:
+            entry = self._entries.get((run_id, key))
+        return None if entry is None or entry.cursor is None else len(entry.series)
+
+    def _trim(self) -> None:
+        with self._lock:
+            total = sum(e.series.nbytes for e in self._entries.values())
+            while total > self.max_bytes and len(self._entries) > 1:
+                _, old = self._entries.popitem(last=False)
+                total -= old.series.nbytes
+
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(e.series.nbytes for e in self._entries.values())

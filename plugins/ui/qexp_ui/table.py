@@ -3,6 +3,7 @@ columns to show."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from qexp.ext import FilterSyntaxError, parse_order_by
@@ -54,7 +55,7 @@ class RunsQuery:
     chosen: bool = False        # columns came from the URL (else picked from the page's rows)
     size: int = DEFAULT_SIZE
     token: str | None = None
-    start: int = 0
+    _parsed: Any = None         # the order, parsed once (None: not yet; False: malformed)
 
     @classmethod
     def from_params(cls, params: Any) -> RunsQuery:
@@ -68,56 +69,65 @@ class RunsQuery:
             size = int(params.get("size") or DEFAULT_SIZE)
         except ValueError:
             size = DEFAULT_SIZE
-        try:
-            start = max(0, int(params.get("start") or 0))
-        except ValueError:
-            start = 0
         return cls(exp_ids=exp_ids, filter=params.get("filter", "").strip(),
                    order=params.get("order", "").strip() or DEFAULT_ORDER, columns=cols, chosen=bool(cols),
-                   size=min(max(size, 1), PAGE_SIZES[-1]), token=params.get("page_token") or None, start=start)
+                   size=min(max(size, 1), PAGE_SIZES[-1]), token=params.get("page_token") or None)
 
     def order_list(self) -> list[str]:
         return [self.order]
 
     def check_order(self) -> None:
-        parse_order_by(self.order_list())  # FilterSyntaxError with the position
+        """:class:`FilterSyntaxError` with the position when the order is malformed."""
+        self._parsed = False
+        self._parsed = parse_order_by(self.order_list())[0]
 
     def params(self, **changes: Any) -> list[tuple[str, Any]]:
-        """The URL query of this table, with ``changes`` (``order``, ``token``/``start`` ...)."""
+        """The URL query of this table, with ``changes`` (``order``, ``page_token`` ...)."""
         d = {"filter": self.filter, "order": self.order if self.order != DEFAULT_ORDER else "",
-             "size": self.size if self.size != DEFAULT_SIZE else "", "page_token": self.token, "start": self.start}
+             "size": self.size if self.size != DEFAULT_SIZE else "", "page_token": self.token}
         d.update(changes)
         out: list[tuple[str, Any]] = [("exp", e) for e in self.exp_ids]
         out += [(k, d[k]) for k in ("filter", "order", "size")]
         if self.chosen:
             out += [("col", c.id) for c in self.columns]
         if d.get("page_token"):
-            out += [("page_token", d["page_token"]), ("start", d.get("start") or "")]
+            out.append(("page_token", d["page_token"]))
         return out
 
     def url(self, base: str = "/runs", **changes: Any) -> str:
         return query(base, self.params(**changes))
 
-    def sort_url(self, order_key: str | None) -> str | None:
-        """The link of a column header: descending first, ascending when already descending."""
+    def header(self, order_key: str | None) -> tuple[str | None, str | None]:
+        """``(link, direction)`` of a column header: the link sorts descending first, ascending when already
+        descending; the direction (``ASC``/``DESC``) when the table is sorted by this key."""
         if order_key is None:
-            return None
+            return None, None
         current = self.sorted_by(order_key)
         new = f"{order_key} ASC" if current == "DESC" else f"{order_key} DESC"
-        return self.url(order=new, page_token=None, start=0)
+        return self.url(order=new, page_token=None), current
 
-    def sorted_by(self, order_key: str | None) -> str | None:
+    def sorted_by(self, order_key: str) -> str | None:
         """``ASC``/``DESC`` when the table is sorted by this key."""
-        if order_key is None:
+        if self._parsed is None:
+            try:
+                self.check_order()
+            except FilterSyntaxError:
+                pass
+        if not self._parsed:
             return None
         try:
-            mine = parse_order_by([order_key])[0]
-            cur = parse_order_by(self.order_list())[0]
+            mine = _parse_key(order_key)
         except FilterSyntaxError:
             return None
+        cur = self._parsed
         if (mine.entity, mine.key) == (cur.entity, cur.key):
             return "ASC" if cur.ascending else "DESC"
         return None
+
+
+@lru_cache(maxsize=4096)
+def _parse_key(order_key: str) -> Any:
+    return parse_order_by([order_key])[0]
 
 
 def default_columns(rows: list[dict[str, Any]]) -> list[Column]:
@@ -133,5 +143,5 @@ def default_columns(rows: list[dict[str, Any]]) -> list[Column]:
 
 
 def available_keys(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Metric/param/tag keys of the rows on this page, for the column chooser."""
+    """Metric/param/tag keys of these rows, for the column chooser."""
     return {kind: sorted({k for r in rows for k in r.get(kind, {})}) for kind in ("metrics", "params", "tags")}

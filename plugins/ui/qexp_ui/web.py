@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import re
 from typing import Any
 
 from fastapi import Request
@@ -12,7 +12,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from qexp.ext import QexpError
 
-from .store import UIStore, not_found
+from .store import RUN_ID, UIStore, not_found
+
+# as Django's json_script: nothing in the data can end the <script> block or open a comment in it
+_JSON_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028",
+                 0x2029: "\\u2029"}
 
 
 class HTTPError(Exception):
@@ -46,53 +50,54 @@ def load_run(request: Request, run_id: str) -> tuple[dict[str, Any], Any]:
     row = st.run_row(run_id)
     if row is None:
         raise HTTPError(404, "Run not found", f"no run with id {run_id!r} in {st.manager.uri}")
+    return row, recorder_of(request, run_id)
+
+
+def recorder_of(request: Request, run_id: str) -> Any:
+    """The run's recorder; a 404 when the id is unknown."""
     try:
-        rec = st.recorder(run_id)
+        return store_of(request).recorder(run_id)
     except QexpError as exc:
         if not_found(exc):
             raise HTTPError(404, "Run not found", str(exc)) from None
         raise
-    return row, rec
 
 
-def heartbeat_ms(rec: Any) -> int | None:
-    """When the run's process last showed it was alive, where the store records it (the file store's
-    heartbeat file); None elsewhere."""
-    try:
-        folder = rec.get_local_dir()
-    except (RuntimeError, NotImplementedError, AttributeError):
-        return None
-    for name in ("heartbeat", "meta.json"):
-        try:
-            return int(os.path.getmtime(os.path.join(folder, name)) * 1000)
-        except OSError:
-            continue
-    return None
+def run_ids(request: Request, limit: int) -> list[str]:
+    """The run ids of ``runs=`` query parameters (repeated or comma-separated), in order, each once."""
+    ids: list[str] = []
+    for v in request.query_params.getlist("runs"):
+        for part in re.split(r"[,\s]+", v):
+            if part and part not in ids:
+                ids.append(part)
+    return ids[:limit]
 
 
-def live_info(st: UIStore, rows: list[dict[str, Any]]) -> dict[str, int | None]:
-    """Heartbeats of the RUNNING rows on a page."""
-    out = {}
-    for r in rows:
-        if r["status"] == "RUNNING":
-            try:
-                out[r["run_id"]] = heartbeat_ms(st.recorder(r["run_id"]))
-            except QexpError:
-                out[r["run_id"]] = None
-    return out
+def valid_run_ids(ids: list[str]) -> list[str]:
+    return [r for r in ids if RUN_ID.match(r)]
 
 
 def json_script(data: Any) -> str:
-    """JSON for a ``<script type="application/json">`` block (``</`` escaped so it cannot end the block)."""
-    return json.dumps(finite(data), allow_nan=False, default=str).replace("</", "<\\/")
+    """JSON for a ``<script type="application/json">`` block: ``<``, ``>`` and ``&`` written as ``\\u003c``
+    ``\\u003e`` ``\\u0026`` (as Django's ``json_script``), so neither ``</script>`` nor ``<!--<script>`` in a
+    run name or a param can end the block or hide the rest of the page's script."""
+    return json.dumps(json_safe(data), allow_nan=False, default=str).translate(_JSON_ESCAPES)
 
 
-def finite(data: Any) -> Any:
-    """NaN and infinities as None (JSON has neither; a chart shows a gap)."""
+def json_response(data: Any, status: int = 200) -> JSONResponse:
+    """A JSON answer of the API (non-finite numbers as words, see :func:`json_safe`)."""
+    return JSONResponse(json_safe(data), status_code=status)
+
+
+def json_safe(data: Any) -> Any:
+    """NaN and infinities as the strings ``"NaN"``, ``"inf"``, ``"-inf"`` (JSON has neither; the page shows
+    the word, as the HTML does)."""
     if isinstance(data, float):
-        return data if math.isfinite(data) else None
+        if math.isfinite(data):
+            return data
+        return "NaN" if math.isnan(data) else ("inf" if data > 0 else "-inf")
     if isinstance(data, dict):
-        return {k: finite(v) for k, v in data.items()}
+        return {k: json_safe(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
-        return [finite(v) for v in data]
+        return [json_safe(v) for v in data]
     return data

@@ -4,7 +4,9 @@
   "use strict";
   const $ = (s, r) => (r || document).querySelector(s);
   const $$ = (s, r) => Array.from((r || document).querySelectorAll(s));
-  const POLL_MS = 1000;
+  const POLL_MS = 1000;          // a runs table with a RUNNING run asks for news every second
+  const RUN_POLL_MS = 500;       // a RUNNING run's page twice a second (a point shows within 2 s of its log)
+  const IDLE_POLL_MS = 15000;    // a runs table without one looks for new runs now and then
   const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf"];
 
@@ -24,8 +26,16 @@
     return Math.floor(h / 24) + "d " + (h % 24) + "h";
   }
 
+  // Plotly reads <b>, <br>, <a> ... in names, labels and tick texts as markup: every text from the store
+  // (run names, params, metric keys) goes through this first and shows as typed
+  function esc(v) {
+    return String(v).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
+  // non-finite numbers come as the words "inf", "-inf", "NaN" (JSON has none of them)
   function num(v) {
     if (v === null || v === undefined) return "—";
+    if (v === "inf" || v === "-inf" || v === "NaN") return v;
     const f = Number(v);
     if (!isFinite(f)) return String(v);
     if (Number.isInteger(f) && Math.abs(f) < 1e12) return String(f);
@@ -61,6 +71,22 @@
     el.dataset.drawn = "1";
   }
 
+  // +-inf points drawn as triangles on the edge of the finite values (they do not stretch the axis), NaN
+  // points as crosses at the bottom; the line has a gap at each
+  function nonFiniteMarks(p, x) {
+    if (!p.flags) return [];
+    const lo = p.min === null ? 0 : p.min;
+    const hi = p.max === null ? 1 : p.max;
+    const marks = { inf: { y: hi, symbol: "triangle-up" }, "-inf": { y: lo, symbol: "triangle-down" },
+      NaN: { y: lo, symbol: "x-thin-open" } };
+    return Object.keys(marks).map((word) => {
+      const idx = p.flags.map((f, i) => (f === word ? i : -1)).filter((i) => i >= 0);
+      return { x: idx.map((i) => x[i]), y: idx.map(() => marks[word].y), type: "scatter", mode: "markers",
+        name: word, hovertemplate: word + " at %{x}<extra></extra>", cliponaxis: false,
+        marker: { symbol: marks[word].symbol, size: 9, color: COLORS[1], line: { width: 1.5, color: COLORS[1] } } };
+    }).filter((t) => t.x.length);
+  }
+
   function xOf(p, mode) {
     return mode === "time" ? p.timestamps.map((t) => new Date(t)) : p.steps;
   }
@@ -93,6 +119,37 @@
       colsForm.addEventListener("submit", () => {
         const cols = $$("input[name=col]:checked", colsForm).map((i) => i.value);
         localStorage.setItem(colsKey, JSON.stringify(cols));
+      });
+    }
+    // keys of runs beyond this page (the latest runs of the experiments), asked for when the chooser opens
+    const chooser = $("details.columns");
+    if (chooser && colsForm) {
+      chooser.addEventListener("toggle", async () => {
+        if (!chooser.open || chooser.dataset.more) return;
+        chooser.dataset.more = "1";
+        const q = new URLSearchParams();
+        new URLSearchParams(location.search).getAll("exp").forEach((e) => q.append("exp", e));
+        try {
+          const r = await fetch("/api/keys?" + q.toString());
+          if (!r.ok) return;
+          const keys = await r.json();
+          ["metrics", "params", "tags"].forEach((kind) => {
+            const box = $('fieldset[data-kind="' + kind + '"]', colsForm);
+            if (!box) return;
+            const have = new Set($$("input[name=col]", box).map((i) => i.value));
+            (keys[kind] || []).forEach((k) => {
+              const id = kind + "." + k;
+              if (have.has(id)) return;
+              const label = document.createElement("label");
+              label.className = "colpick more";
+              const input = document.createElement("input");
+              input.type = "checkbox"; input.name = "col"; input.value = id;
+              label.append(input, " " + k);
+              box.append(label);
+              box.hidden = false;
+            });
+          });
+        } catch (e) { /* the page's own keys stay */ }
       });
     }
     const reset = $("#reset-columns");
@@ -138,9 +195,14 @@
       load(a.href, true);
     });
     window.addEventListener("popstate", () => load(location.href, true));
+    let last = Date.now();
     setInterval(() => {
-      if (document.hidden || !box()) return;
-      load(box().dataset.url, false);
+      const b = box();
+      if (document.hidden || !b) return;
+      const wait = b.dataset.live === "1" ? POLL_MS : IDLE_POLL_MS;
+      if (Date.now() - last < wait - 50) return;
+      last = Date.now();
+      load(b.dataset.url, false);
     }, POLL_MS);
   }
 
@@ -166,13 +228,16 @@
         scalars.append(box);
         $("#scalar-section").hidden = false;
       }
+      const x = xOf(p, xmode);
       if (single) {
-        plot(el, [{ x: xOf(p, xmode), y: p.values, type: "scatter", mode: "markers+text", text: p.values.map(num),
-          textposition: "middle right", name, marker: { size: 9, color: COLORS[0] } }],
+        const words = (p.flags || []).map((f, i) => f || num(p.values[i]));
+        plot(el, [{ x, y: p.values.map((v) => (v === null ? 0 : v)), type: "scatter", mode: "markers+text",
+          text: words.length ? words : p.values.map(num), textposition: "middle right", name: esc(name),
+          marker: { size: 9, color: COLORS[0] } }],
         { height: 110, margin: { l: 45, r: 10, t: 6, b: 22 }, xaxis: { visible: false }, yaxis: { gridcolor: "#eee", automargin: true } });
       } else {
-        plot(el, [{ x: xOf(p, xmode), y: p.values, type: "scatter", mode: "lines", name,
-          line: { width: 1.5, color: COLORS[0] } }],
+        plot(el, [{ x, y: p.values, type: "scatter", mode: "lines", name: esc(name),
+          line: { width: 1.5, color: COLORS[0] } }].concat(nonFiniteMarks(p, x)),
         { xaxis: { title: { text: xmode === "time" ? "time" : "step" }, gridcolor: "#eee", automargin: true } });
       }
       el.dataset.points = String(p.n);
@@ -243,7 +308,7 @@
       for (const key of live.metric_keys) {
         let el = chartOf(key);
         if (!el) el = addMetric(key);
-        const stamp = JSON.stringify([live.metrics[key], (live.counts || {})[key]]);
+        const stamp = JSON.stringify([live.metrics[key], (live.counts || {})[key]]);  // "NaN" and "inf" compare too
         if (seen[key] !== undefined && seen[key] !== stamp && (drawn.has(key) || !el.dataset.drawn)) draw(el);
         else if (seen[key] === undefined && !drawn.has(key)) draw(el);
         seen[key] = stamp;
@@ -270,8 +335,8 @@
       return live.status === "RUNNING";
     }
     if (d.status === "RUNNING") {
-      const loop = async () => { if (document.hidden || await poll()) setTimeout(loop, POLL_MS); };
-      setTimeout(loop, POLL_MS);
+      const loop = async () => { if (document.hidden || await poll()) setTimeout(loop, RUN_POLL_MS); };
+      setTimeout(loop, RUN_POLL_MS);
     }
     const search = $("#param-search");
     if (search) {
@@ -288,11 +353,12 @@
     const last = pc.dimensions[pc.dimensions.length - 1];
     const colorVals = pc.metric ? last.values.map((v) => (v === null ? NaN : v)) : null;
     const dims = pc.dimensions.map((dm) => {
-      const o = { label: dm.label.length > 28 ? "…" + dm.label.slice(-27) : dm.label, values: dm.values.map((v) => (v === null ? NaN : v)) };
-      if (dm.tickvals) { o.tickvals = dm.tickvals; o.ticktext = dm.ticktext; }
+      const label = dm.label.length > 28 ? "…" + dm.label.slice(-27) : dm.label;
+      const o = { label: esc(label), values: dm.values.map((v) => (v === null ? NaN : v)) };
+      if (dm.tickvals) { o.tickvals = dm.tickvals; o.ticktext = dm.ticktext.map(esc); }
       return o;
     });
-    const line = colorVals ? { color: colorVals, colorscale: "Viridis", showscale: true, colorbar: { title: { text: pc.metric } } } : { color: COLORS[0] };
+    const line = colorVals ? { color: colorVals, colorscale: "Viridis", showscale: true, colorbar: { title: { text: esc(pc.metric) } } } : { color: COLORS[0] };
     plot(el, [{ type: "parcoords", line, dimensions: dims }], { height: height || 380, margin: { l: 70, r: 70, t: 50, b: 25 } });
   }
 
@@ -322,7 +388,7 @@
         if (note) { note.hidden = false; const c = $("#single-count"); c.textContent = String(Number(c.textContent) + 1); }
         return;
       }
-      plot(el, p.series.map((s, i) => ({ x: s.steps, y: s.values, name: s.name, type: "scatter",
+      plot(el, p.series.map((s, i) => ({ x: s.steps, y: s.values, name: esc(s.name), type: "scatter",
         mode: s.n > 1 ? "lines" : "markers", line: { width: 1.5, color: COLORS[i % COLORS.length] } })),
       { showlegend: p.series.length <= 10, legend: { orientation: "h" }, height: 270 });
     });
@@ -333,8 +399,9 @@
       btIds.forEach((id, i) => {
         const c = bt[id];
         const color = COLORS[i % COLORS.length];
-        traces.push({ x: c.dates, y: c.excess_cost, name: nameOf[id] + " " + id.slice(0, 6) + " (with cost)", line: { color } });
-        traces.push({ x: c.dates, y: c.excess, name: nameOf[id] + " " + id.slice(0, 6) + " (without cost)", line: { color, dash: "dot" } });
+        const who = esc(nameOf[id]) + " " + id.slice(0, 6);
+        traces.push({ x: c.dates, y: c.excess_cost, name: who + " (with cost)", line: { color } });
+        traces.push({ x: c.dates, y: c.excess, name: who + " (without cost)", line: { color, dash: "dot" } });
       });
       plot($("#backtest-compare"), traces, { height: 360, showlegend: true, legend: { orientation: "h" },
         yaxis: { tickformat: ".1%", gridcolor: "#eee" } });
@@ -350,9 +417,10 @@
         const p = ps.value;
         const m = ms.value;
         const x = sc.points.map((pt) => { const v = pt.params[p]; const f = Number(v); return v !== undefined && isFinite(f) ? f : v; });
-        plot($("#compare-scatter"), [{ x, y: sc.points.map((pt) => pt.metrics[m]), text: sc.points.map((pt) => pt.name),
+        const xs = x.map((v) => (typeof v === "string" ? esc(v) : v));
+        plot($("#compare-scatter"), [{ x: xs, y: sc.points.map((pt) => pt.metrics[m]), text: sc.points.map((pt) => esc(pt.name || pt.run_id.slice(0, 8))),
           mode: "markers", type: "scatter", marker: { size: 9, color: COLORS[0] } }],
-        { height: 320, xaxis: { title: { text: p }, gridcolor: "#eee" }, yaxis: { title: { text: m }, gridcolor: "#eee" } });
+        { height: 320, xaxis: { title: { text: esc(p) }, gridcolor: "#eee" }, yaxis: { title: { text: esc(m) }, gridcolor: "#eee" } });
       };
       ps.addEventListener("change", drawScatter);
       ms.addEventListener("change", drawScatter);
@@ -371,14 +439,14 @@
       best.push(cur);
     });
     plot($("#sweep-objective"), [
-      { x: trials.map((t) => t.number), y: trials.map((t) => t.value), mode: "markers", type: "scatter", name: d.objective,
-        marker: { size: 8, color: COLORS[0] }, text: trials.map((t) => t.state) },
+      { x: trials.map((t) => t.number), y: trials.map((t) => t.value), mode: "markers", type: "scatter", name: esc(d.objective || ""),
+        marker: { size: 8, color: COLORS[0] }, text: trials.map((t) => esc(t.state)) },
       { x: trials.map((t) => t.number), y: best, mode: "lines", type: "scatter", name: "best so far", line: { shape: "hv", color: COLORS[1] } },
-    ], { height: 300, xaxis: { title: { text: "trial" }, gridcolor: "#eee" }, yaxis: { title: { text: d.objective || "" }, gridcolor: "#eee" } });
+    ], { height: 300, xaxis: { title: { text: "trial" }, gridcolor: "#eee" }, yaxis: { title: { text: esc(d.objective || "") }, gridcolor: "#eee" } });
     const imp = Object.entries(d.importance || {});
     if (imp.length) {
       imp.reverse();
-      plot($("#sweep-importance"), [{ type: "bar", orientation: "h", x: imp.map((e) => e[1]), y: imp.map((e) => e[0]),
+      plot($("#sweep-importance"), [{ type: "bar", orientation: "h", x: imp.map((e) => e[1]), y: imp.map((e) => esc(e[0])),
         marker: { color: COLORS[2] } }], { height: 300, margin: { l: 200, r: 15, t: 10, b: 35 } });
     }
     parcoords($("#sweep-parcoords"), d.parcoords, 420);
@@ -387,18 +455,22 @@
   function initRolling() {
     const d = pageData();
     const wins = d.windows || [];
-    const dated = wins.filter((w) => w.start && w.end);
+    const DAY = 86400000;
+    const spans = wins.filter((w) => w.start && w.end).map((w) => new Date(w.end) - new Date(w.start));
+    const typical = spans.length ? spans.sort((a, b) => a - b)[Math.floor(spans.length / 2)] : 60 * DAY;
+    // the last window's test segment may be open (to the end of the data): drawn as long as a typical one
+    const dated = wins.filter((w) => w.start && (w.end || w.open_end));
     if (dated.length) {
       plot($("#rolling-timeline"), [{ type: "bar", orientation: "h", base: dated.map((w) => w.start),
-        x: dated.map((w) => new Date(w.end) - new Date(w.start)), y: dated.map((w) => "window " + w.index),
-        marker: { color: dated.map((w, i) => COLORS[i % COLORS.length]) }, text: dated.map((w) => w.start + " → " + w.end),
+        x: dated.map((w) => (w.end ? new Date(w.end) - new Date(w.start) : typical)), y: dated.map((w) => "window " + w.index),
+        marker: { color: dated.map((w, i) => COLORS[i % COLORS.length]) }, text: dated.map((w) => w.start + " → " + (w.end || "open")),
         textposition: "inside", insidetextanchor: "middle", textfont: { color: "#fff" }, hoverinfo: "text" }], { height: 300, xaxis: { type: "date", gridcolor: "#eee" }, yaxis: { autorange: "reversed" } });
     }
     const withIc = wins.filter((w) => w.ic !== null);
     if (withIc.length) {
       const x = withIc.map((w) => "window " + w.index);
       const traces = [{ type: "bar", x, y: withIc.map((w) => w.ic), name: "IC per window", marker: { color: COLORS[0] } }];
-      if (d.combined_ic !== null) {
+      if (typeof d.combined_ic === "number") {
         traces.push({ type: "scatter", mode: "lines", x, y: x.map(() => d.combined_ic), name: "combined IC",
           line: { color: COLORS[1], dash: "dash" } });
       }
