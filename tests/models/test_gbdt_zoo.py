@@ -367,3 +367,22 @@ def test_missing_library_names_the_extra(cls, module, extra, monkeypatch) -> Non
     monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
     with pytest.raises(MissingExtraError, match=rf'pip install "qexp\[{extra}\]"'):
         cls().fit(FrameDataset(random_frame(), FRAME_SEGMENTS))
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost", "catboost"])
+def test_one_timestamp_callback_per_library_stamps_every_iteration(library) -> None:
+    from qexp_models.gbdt_common import iteration_times
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((200, 3)), rng.standard_normal(200)
+    times: list[int] = []
+    callback = iteration_times(library, times)
+    if library == "lightgbm":
+        lgb.train({"verbosity": -1, "num_threads": 1}, lgb.Dataset(x, y), num_boost_round=7, callbacks=[callback])
+    elif library == "xgboost":
+        import xgboost as xgb
+        xgb.train({"nthread": 1}, xgb.DMatrix(x, label=y), num_boost_round=7, callbacks=[callback])
+    else:
+        from catboost import CatBoost
+        CatBoost({"iterations": 7, "thread_count": 1, "verbose": False, "allow_writing_files": False}).fit(
+            x, y, callbacks=[callback])
+    assert len(times) == 7 and times == sorted(times)

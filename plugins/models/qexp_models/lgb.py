@@ -20,6 +20,7 @@ from qexp.ext import ModelFT, live_step_metrics_wanted, preparation_cache
 from . import _lazy
 from ._data import has_segment, infer_features, learn_data, not_fitted, require_segment
 from ._log import active_recorder, log_points
+from .gbdt_common import iteration_times
 
 LOSSES = ("mse", "binary")
 DEFAULT_METRIC = {"mse": "l2", "binary": "binary_logloss"}
@@ -137,7 +138,7 @@ class LGBModel(ModelFT):
         evals_result = {} if evals_result is None else evals_result
         times: list[int] = []
         callbacks = [lgb.log_evaluation(period=verbose_eval), lgb.record_evaluation(evals_result),
-                     _timestamps(times)]
+                     iteration_times("lightgbm", times)]
         # a pruner listens (a sweep's trial): each iteration is logged as it ends, so a pruned fit stops there
         # (the listener raises from the logging hook, as Optuna's LightGBMPruningCallback raises TrialPruned)
         live = active_recorder() if live_step_metrics_wanted() else None
@@ -209,14 +210,6 @@ def _check_binary(y: np.ndarray, segment: str) -> None:
     if not np.isin(values, (0.0, 1.0)).all():
         raise ValueError(f"LGBModel(loss='binary') needs 0/1 labels, but '{segment}' has labels such as "
                          f"{values[:5].tolist()}; use loss='mse' or a binary label expression")
-
-
-def _timestamps(out: list[int]) -> Any:
-    """A LightGBM callback recording the wall-clock time of each iteration (for the metric timestamps)."""
-    def callback(env: Any) -> None:
-        out.append(int(time.time() * 1000))
-    callback.order = 25  # type: ignore[attr-defined]  # after record_evaluation (20), before early stopping (30)
-    return callback
 
 
 def _live_logger(recorder: Any) -> Any:
