@@ -88,8 +88,12 @@ class Model(BaseModel):
     """
 
     @abstractmethod
-    def fit(self, dataset: Any, reweighter: Any = None) -> Any:
-        """Learn from ``dataset``. ``reweighter`` (optional) has ``reweight(df) -> weights``, one per row."""
+    def fit(self, dataset: Any, *args: Any, **kwargs: Any) -> Any:
+        """Learn from ``dataset``; returns the model.
+
+        Qlib's models take more arguments, each its own (``num_boost_round``, ``evals_result``, ``save_path``...),
+        and a ``reweighter`` keyword (optional: ``reweight(df) -> weights``, one per row) where they support it.
+        """
 
     @abstractmethod
     def predict(self, dataset: Any, segment: str | slice = "test") -> pd.Series:

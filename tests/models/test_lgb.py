@@ -12,8 +12,15 @@ import pytest
 from qexp import R
 from qexp_models.lgb import LGBModel
 
-from .conftest import (FRAME_SEGMENTS, LGB_PARAMS, FrameDataset, assert_test_index, predict_in_subprocess,
-                       random_frame, test_ic)
+from .conftest import (
+    FRAME_SEGMENTS,
+    LGB_PARAMS,
+    FrameDataset,
+    assert_test_index,
+    predict_in_subprocess,
+    random_frame,
+    test_ic,
+)
 
 ROUNDS = 200
 STOP = 20

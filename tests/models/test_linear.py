@@ -9,8 +9,7 @@ import pytest
 from qexp import R
 from qexp_models.linear import LinearModel, lasso_cd
 
-from .conftest import (FRAME_SEGMENTS, FrameDataset, assert_test_index, predict_in_subprocess, random_frame,
-                       test_ic)
+from .conftest import FRAME_SEGMENTS, FrameDataset, assert_test_index, predict_in_subprocess, random_frame, test_ic
 
 
 def _train_xy(ds, include_valid=False):

@@ -196,7 +196,7 @@ class BackendConformance:
             for s, v in ((3, 0.25), (4, math.nan), (5, math.inf), (6, -math.inf), (7, 0.125)):
                 R.log_metrics(step=s, loss=v)
             rec.flush()
-            reader = R.exp_manager.get_recorder_by_id(rec.id)
+            reader = R.exp_manager.get_recorder_by_id(str(rec.id))
             seen, rcur = follow(reader, "loss", None, None)
             held, cur = follow(rec, "loss", cur, held)
             for frame in (held, seen):

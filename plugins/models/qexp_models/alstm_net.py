@@ -69,9 +69,10 @@ class ALSTMNet(nn.Module):
         from .gru_cpu import Workspace, gru_forward, linear_tanh, tanh
         if self._workspace is None:
             self._workspace = Workspace()
-        inputs = linear_tanh(x.transpose(0, 1).contiguous(), self.net.fc_in)           # [T, B, H]
+        fc_in: nn.Linear = self.net.fc_in  # type: ignore[assignment]  # Sequential children are typed Module
+        inputs = linear_tanh(x.transpose(0, 1).contiguous(), fc_in)                   # [T, B, H]
         rnn_out = gru_forward(self.rnn, inputs, self._workspace)                       # [T, B, H]
-        att = self.att_net
+        att: Any = self.att_net  # named children of a Sequential (Qlib's module names)
         score = att.att_fc_out(tanh(att.att_dropout(att.att_fc_in(rnn_out))))         # [T, B, 1]
         score = torch.softmax(score, dim=0)                                            # over time
         summary = torch.sum(rnn_out * score, dim=0)                                    # [B, H]

@@ -218,5 +218,6 @@ def gru_forward(gru: torch.nn.GRU, x: torch.Tensor, ws: Workspace) -> torch.Tens
     return out
 
 
-def _weights(gru: torch.nn.GRU, layer: int) -> tuple[torch.Tensor, ...]:
-    return tuple(getattr(gru, f"{w}_l{layer}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+def _weights(gru: torch.nn.GRU, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    w_ih, w_hh, b_ih, b_hh = (getattr(gru, f"{w}_l{layer}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    return w_ih, w_hh, b_ih, b_hh

@@ -41,7 +41,7 @@ class ThreadReplicas:
         self._pool = ThreadPoolExecutor(n, thread_name_prefix="qexp-replica", initializer=torch.set_num_threads,
                                         initargs=(1,))
 
-    def __enter__(self) -> "ThreadReplicas":
+    def __enter__(self) -> ThreadReplicas:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -109,6 +109,6 @@ def _share_parameters(net: torch.nn.Module) -> torch.nn.Module:
     for (_, mine), (_, theirs) in zip(rep.named_parameters(), net.named_parameters()):
         mine.data = theirs.data
         mine.grad = None
-    for (_, mine), (_, theirs) in zip(rep.named_buffers(), net.named_buffers()):
-        mine.data = theirs.data
+    for (_, buf), (_, master) in zip(rep.named_buffers(), net.named_buffers()):
+        buf.data = master.data
     return rep

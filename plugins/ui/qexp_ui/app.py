@@ -62,7 +62,7 @@ def plotly_js() -> Path:
     """``plotly.min.js`` shipped inside the plotly wheel."""
     from qexp.ext import require_extra
     plotly = require_extra("plotly", "ui", "the qexp UI's charts")
-    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    path = Path(str(plotly.__file__)).parent / "package_data" / "plotly.min.js"
     if not path.is_file():
         from qexp.ext import QexpError
         raise QexpError(f"the installed plotly package has no {path}; reinstall it: pip install 'qexp[ui]'")
