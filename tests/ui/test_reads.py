@@ -239,6 +239,24 @@ def test_deleted_experiments_on_request(store: dict, tmp_path: Path) -> None:
     assert "dropped-deleted-" in table and ">kept<" not in table
 
 
+def test_deleted_experiments_through_the_wandb_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The W&B backend keeps its runs in a local store and answers as that store does."""
+    pytest.importorskip("wandb")
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    (tmp_path / "wandb").mkdir()
+    m = create_manager(f"wandb://qexp-test?mode=offline&store=sqlite:///{tmp_path / 'ml.db'}")
+    m.create_exp("kept")
+    m.create_exp("dropped")
+    m.delete_exp(experiment_name="dropped")
+    assert [e.name.split("-deleted-")[0] for e in m.list_deleted_experiments()] == ["dropped"]
+    shown = TestClient(create_app(manager=m), base_url=LOCAL).get("/?deleted=1", headers=HTML).text
+    assert "dropped-deleted-" in shown.split('id="deleted-experiments"')[1]
+    files = create_manager(f"wandb://qexp-test?mode=offline&store={tmp_path / 'files'}")
+    assert files.list_deleted_experiments() is None
+
+
 def test_the_column_chooser_offers_keys_beyond_the_page(store: dict) -> None:
     c = client(store["uri"])
     page = c.get(f"/runs?exp={store['exp']}&size=1", headers=HTML).text
