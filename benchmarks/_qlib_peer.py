@@ -2,12 +2,14 @@
 
 Runs in a separate Python that has pyqlib 0.9.7 installed (``--qlib-python`` of bench_models.py):
 
-    python _qlib_peer.py DATA.npz MODEL EPOCHS MLP_STEPS OUT.json
+    python _qlib_peer.py DATA.npz MODEL EPOCHS MLP_STEPS OUT.json [KWARGS_JSON]
 
 For GRU, LSTM and TransformerModel one epoch is exactly Qlib's ``fit`` loop body: ``train_epoch(x_train,
 y_train)``, ``test_epoch(x_train, y_train)``, ``test_epoch(x_valid, y_valid)`` on pandas frames, as
 ``pytorch_gru.GRU.fit`` calls them. The MLP (``DNNModelPytorch``) has no epochs: ``fit`` runs MLP_STEPS
 steps on a minimal dataset object (``segments`` and ``prepare``, as Qlib's DatasetH) and is timed whole.
+``DEnsembleModel`` (DoubleEnsemble on LightGBM, ``bench_gbdt_zoo.py``) is built with KWARGS_JSON and its whole
+``fit`` timed on that dataset object (wall clock and the process's CPU time).
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ class _Dataset:
         self.frames = frames
         self.segments = {k: None for k in frames}
 
-    def prepare(self, seg: str, col_set=None, data_key=None) -> pd.DataFrame:  # noqa: ANN001
+    def prepare(self, seg, col_set=None, data_key=None):  # noqa: ANN001, ANN201
+        if isinstance(seg, (list, tuple)):  # DEnsembleModel asks for ["train", "valid"] at once
+            return [self.frames[s] for s in seg]
         return self.frames[seg]
 
 
@@ -47,7 +51,13 @@ def main() -> int:
     tr = _frame(data, "train")
     va = _frame(data, "valid")
     result: dict = {"qlib_version": __import__("qlib").__version__, "threads": torch.get_num_threads()}
-    if model_name == "DNNModelPytorch":
+    if model_name == "DEnsembleModel":
+        from qlib.contrib.model.double_ensemble import DEnsembleModel
+        model = DEnsembleModel(**json.loads(sys.argv[6]))
+        t0, c0 = time.perf_counter(), time.process_time()
+        model.fit(_Dataset({"train": tr, "valid": va}))
+        result["fit_s"], result["fit_cpu_s"] = [time.perf_counter() - t0], [time.process_time() - c0]
+    elif model_name == "DNNModelPytorch":
         # Qlib 0.9.7 compares torch versions as strings ("2.13" <= "2.6"), so on torch >= 2.10 it passes
         # ReduceLROnPlateau a 'verbose' argument that newer torch rejects; a version string it reads
         # correctly avoids that and changes nothing else

@@ -1,11 +1,13 @@
 """Benchmark: XGBModel, CatBoostModel and DEnsembleModel fit time on Alpha158 of the imported S&P 500 stocks,
-each timed side by side with the library called directly with the same parameters (target: within 10%).
+each timed side by side with its peer with the same parameters (target: within 10%): the library called
+directly (XGBoost, CatBoost) and Qlib 0.9.7's own DEnsembleModel (DoubleEnsemble).
 
+    .venv/bin/python benchmarks/bench_models.py --gbdt [xgb,catboost,dense] [--gbdt-stocks N] ...
     .venv/bin/python benchmarks/bench_gbdt_zoo.py [--models xgb,catboost,dense] [--stocks N] [--rounds N]
                                                   [--de-models N] [--threads N] [--repeats N] [--work DIR]
-                                                  [--json FILE]
+                                                  [--qlib-python PY] [--json FILE]
 
-Standalone (it shares only the data import and dataset helpers of ``bench_models.py``). Steps:
+``bench_models.py --gbdt`` runs these rows with the rest (``bench`` and ``gbdt_table`` here). Steps:
 
 1. The shared CSVs are imported once per ``--work`` folder (``bench_models.import_data``); Alpha158 is built
    as in Qlib's GBDT configs (raw features; DropnaLabel + CSZScoreNorm on the label) for all 505 stocks or the
@@ -17,10 +19,10 @@ Standalone (it shares only the data import and dataset helpers of ``bench_models
      with Qlib's Alpha158 parameters (eta 0.0421, max_depth 8, subsample 0.8789, colsample 0.8879);
    - CatBoost: ``CatBoost(params).fit(Pool, eval_set=Pool, use_best_model=True)`` with Qlib's parameters
      (lr 0.0421, max_depth 6, 100 leaves, Lossguide; Bernoulli bootstrap, as Poisson is GPU-only);
-   - DoubleEnsemble: the algorithm written plainly on ``lightgbm`` and pandas (sub-models by ``lgb.train``,
-     the loss curve tree by tree, SR with pandas ranks and bins, FS re-predicting every sub-model for every
-     permuted feature), with Qlib's Alpha158 config (decay 0.5, 28 rounds, weights 1/0.2, LightGBM
-     parameters of the LightGBM config).
+   - DoubleEnsemble: Qlib 0.9.7's ``DEnsembleModel.fit`` on the same train/valid matrices, in a second Python
+     that has pyqlib (``--qlib-python``, default ``/tmp/qlibvenv/bin/python``; ``_qlib_peer.py``), timed
+     there around ``fit`` alone; with Qlib's Alpha158 config (decay 0.5, 28 rounds, weights 1/0.2, LightGBM
+     parameters of the LightGBM config) on both sides.
    ``--rounds`` caps the boosting rounds of XGBoost/CatBoost (default 1000, Qlib's), ``--de-models`` the
    number of DoubleEnsemble sub-models (default 6, Qlib's). The ratio printed is qexp / direct (< 1.10 meets
    the target), by the wall clock and by the process's CPU time (steadier on a shared machine).
@@ -37,7 +39,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_models as bm  # noqa: E402  (the data import and dataset helpers)
@@ -112,72 +113,102 @@ def ours_dense(ds, n_models: int, threads: int) -> Any:
                           num_threads=threads, seed=0).fit(ds, verbose_eval=0)
 
 
-def direct_dense(ds, n_models: int, threads: int) -> Any:
-    """DoubleEnsemble written plainly against lightgbm and pandas."""
-    import lightgbm as lgb
-    params = {"objective": "mse", **LGB_PARAMS, "num_threads": threads, "seed": 0}
-    tr, va = ds.prepare(["train", "valid"], col_set=["feature", "label"], data_key="learn")
-    x, y = tr["feature"], tr["label"].iloc[:, 0].to_numpy()
-    xv, yv = va["feature"], va["label"].iloc[:, 0].to_numpy()
-    rng = np.random.default_rng(0)
-    sub_w = _de_weights(n_models)
-    weights, feats = np.ones(len(y)), x.columns
-    models: list[tuple[Any, pd.Index]] = []
-    ens = np.zeros(len(y))
-    for k in range(n_models):
-        dtrain = lgb.Dataset(x[feats].to_numpy(), label=y, weight=weights)
-        booster = lgb.train(params, dtrain, num_boost_round=DE_KW["epochs"],
-                            valid_sets=[dtrain, lgb.Dataset(xv[feats].to_numpy(), label=yv)],
-                            valid_names=["train", "valid"])
-        models.append((booster, feats))
-        if k + 1 == n_models:
-            break
-        xk = x[feats].to_numpy()
-        curve = pd.DataFrame(index=range(len(y)), columns=range(booster.num_trees()), dtype=float)
-        acc = np.zeros(len(y))
-        for t in range(booster.num_trees()):
-            acc += booster.predict(xk, start_iteration=t, num_iteration=1)
-            curve[t] = (y - acc) ** 2
-        ens += sub_w[k] * booster.predict(xk)
-        loss = (y - ens / sum(sub_w[: k + 1])) ** 2
-        # SR
-        ranks = curve.rank(pct=True)
-        part = max(int(curve.shape[1] * 0.1), 1)
-        h = pd.Series(-loss).rank(pct=True) + (ranks.iloc[:, -part:].mean(axis=1)
-                                               / ranks.iloc[:, :part].mean(axis=1)).rank(pct=True)
-        bins = pd.cut(h, DE_KW["bins_sr"])
-        weights = (1.0 / (DE_KW["decay"] ** (k + 1) * h.groupby(bins, observed=True).transform("mean") + 0.1)).to_numpy()
-        # FS
-        g = pd.Series(0.0, index=x.columns)
-        tmp = x.copy()
-        for f in x.columns:
-            tmp[f] = rng.permutation(x[f].to_numpy())
-            pred = sum(b.predict(tmp[fs].to_numpy()) for b, fs in models) / len(models)
-            d = (y - pred) ** 2 - loss
-            g[f] = d.mean() / (d.std() + 1e-7)
-            tmp[f] = x[f]
-        gbins = pd.cut(g.fillna(0.0), DE_KW["bins_fs"])
-        chosen: list[str] = []
-        for i, b in enumerate(sorted(gbins.unique(), reverse=True)):
-            members = g.index[gbins == b]
-            chosen += list(rng.choice(members, int(np.ceil(DE_KW["sample_ratios"][i] * len(members))), replace=False))
-        feats = x.columns[x.columns.isin(chosen)]
-    return models
+def qlib_dense(ds, n_models: int, threads: int, python: str, work: Path) -> dict | None:
+    """Qlib 0.9.7's own ``DEnsembleModel.fit`` on the same train/valid matrices, in ``python`` (a second Python
+    with pyqlib; ``_qlib_peer.py``), timed there (fit only: no imports); None when that Python has no qlib."""
+    import subprocess
+    probe = subprocess.run([python, "-c", "import qlib, lightgbm"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        print(f"Qlib peer skipped: {python} cannot import qlib and lightgbm; create it with: python -m venv "
+              f"/tmp/qlibvenv && /tmp/qlibvenv/bin/pip install torch==2.13.0 pyqlib==0.9.7", file=sys.stderr)
+        return None
+    npz = work / "gbdt_matrices.npz"
+    if not npz.exists():
+        tr, va = ds.prepare(["train", "valid"], col_set=["feature", "label"], data_key="learn")
+        arrays = {}
+        for seg, df in (("train", tr), ("valid", va)):
+            arrays[f"x_{seg}"] = df["feature"].to_numpy(np.float32)
+            arrays[f"y_{seg}"] = df["label"].iloc[:, 0].to_numpy(np.float32)
+            arrays[f"dates_{seg}"] = df.index.get_level_values(0).to_numpy("datetime64[ns]").astype(np.int64)
+            arrays[f"inst_{seg}"] = df.index.get_level_values(1).to_numpy().astype(str)
+        np.savez(npz, **arrays)
+    kwargs = {"num_models": n_models, "sub_weights": _de_weights(n_models), **DE_KW, **LGB_PARAMS,
+              "num_threads": threads, "seed": 0}
+    out = work / "qlib_dense.json"
+    proc = subprocess.run([python, str(Path(__file__).with_name("_qlib_peer.py")), str(npz), "DEnsembleModel", "0",
+                           "0", str(out), json.dumps(kwargs)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"Qlib peer DEnsembleModel failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(out.read_text())
 
 
 def paired(ours: Callable[[], Any], direct: Callable[[], Any], repeats: int) -> dict:
-    """Alternate the two (order swapped each round) and keep every time."""
+    """Alternate the two (order swapped each round) and keep every time. A side that times itself (Qlib's, in
+    another process) returns ``{"fit_s": [s], "fit_cpu_s": [s]}``, or None when it could not run."""
     times: dict[str, list[float]] = {"ours_s": [], "direct_s": [], "ours_cpu_s": [], "direct_cpu_s": []}
     for r in range(repeats):
         order = [("ours", ours), ("direct", direct)] if r % 2 == 0 else [("direct", direct), ("ours", ours)]
         for name, fn in order:
             t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            times[f"{name}_s"].append(time.perf_counter() - t0)
+            res = fn()
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if isinstance(res, dict):
+                wall, cpu = res["fit_s"][0], res["fit_cpu_s"][0]
+            elif res is None and name == "direct":
+                continue
+            times[f"{name}_s"].append(wall)
             # the process's CPU time too: on a shared machine it varies less than the wall clock
-            times[f"{name}_cpu_s"].append(time.process_time() - c0)
+            times[f"{name}_cpu_s"].append(cpu)
+    if not times["direct_s"]:
+        return {**times, "ratio": None, "cpu_ratio": None}
     return {**times, "ratio": float(np.median(times["ours_s"]) / np.median(times["direct_s"])),
             "cpu_ratio": float(np.median(times["ours_cpu_s"]) / np.median(times["direct_cpu_s"]))}
+
+
+PEERS = {"XGBModel": "xgboost.train", "CatBoostModel": "CatBoost.fit", "DEnsembleModel": "Qlib 0.9.7's DEnsembleModel"}
+
+
+def bench(models: list[str], stocks: int | None, rounds: int, de_models: int, threads: int, repeats: int,
+          qlib_python: str, work: Path) -> dict:
+    """Each of ``models`` (``xgb``, ``catboost``, ``dense``) timed against its peer on Alpha158 (the data
+    provider must serve the imported S&P data: ``bench_models.import_data``)."""
+    ds = build_dataset(stocks)
+    xt, _, _, _ = learn(ds)
+    out: dict = {"stocks": stocks or 505, "train_rows": len(xt), "features": xt.shape[1], "threads": threads,
+                 "rounds": rounds, "de_models": de_models, "models": {}}
+    label = ds.prepare("test", col_set="label", data_key="infer").iloc[:, 0]
+    (work / "gbdt_matrices.npz").unlink(missing_ok=True)  # Qlib's side reads the rows of this run
+    runs = {
+        "xgb": ("XGBModel", lambda: ours_xgb(ds, rounds, threads), lambda: direct_xgb(ds, rounds, threads)),
+        "catboost": ("CatBoostModel", lambda: ours_catboost(ds, rounds, threads),
+                     lambda: direct_catboost(ds, rounds, threads)),
+        "dense": ("DEnsembleModel", lambda: ours_dense(ds, de_models, threads),
+                  lambda: qlib_dense(ds, de_models, threads, qlib_python, work)),
+    }
+    for key in models:
+        name, ours, peer = runs[key]
+        res = paired(ours, peer, repeats)
+        res["test_ic"] = bm.daily_ic(ours().predict(ds), label)
+        out["models"][name] = res
+        print(json.dumps({name: res}), file=sys.stderr, flush=True)
+    return out
+
+
+def gbdt_table(out: dict) -> list[str]:
+    lines = [f"\nGBDT zoo fit on Alpha158 ({out['stocks']} stocks, {out['train_rows']:,} train rows, "
+             f"{out['threads']} threads; XGBoost/CatBoost at most {out['rounds']} rounds, DoubleEnsemble "
+             f"{out['de_models']} sub-models):", "",
+             "| model | qexp fit | peer (same data, same machine) | qexp / peer (target <= 1.10) | CPU time ratio "
+             "| test IC |", "|---|---|---|---|---|---|"]
+    for name, r in out["models"].items():
+        ours = f"{np.median(r['ours_s']):.1f} s"
+        if r["ratio"] is None:
+            lines.append(f"| {name} | {ours} | {PEERS[name]}: not run | | | {r['test_ic']:.4f} |")
+            continue
+        lines.append(f"| {name} | {ours} | {PEERS[name]} {np.median(r['direct_s']):.1f} s | {r['ratio']:.2f} | "
+                     f"{r['cpu_ratio']:.2f} | {r['test_ic']:.4f} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -188,6 +219,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--de-models", type=int, default=6, help="DoubleEnsemble sub-models")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--qlib-python", default="/tmp/qlibvenv/bin/python",
+                    help="a Python with pyqlib 0.9.7, for DoubleEnsemble's peer")
     ap.add_argument("--work", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -195,27 +228,9 @@ def main(argv: list[str] | None = None) -> dict:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-gbdt-"))
     work.mkdir(parents=True, exist_ok=True)
     qexp.init(uri=str(work / "runs"), provider_uri=str(bm.import_data(work)))
-    ds = build_dataset(args.stocks or None)
-    xt, _, _, _ = learn(ds)
-    out: dict = {"stocks": args.stocks or 505, "train_rows": len(xt), "features": xt.shape[1],
-                 "threads": args.threads, "rounds": args.rounds, "de_models": args.de_models, "models": {}}
-    label = ds.prepare("test", col_set="label", data_key="infer").iloc[:, 0]
-    runs = {
-        "xgb": ("XGBModel", lambda: ours_xgb(ds, args.rounds, args.threads),
-                lambda: direct_xgb(ds, args.rounds, args.threads)),
-        "catboost": ("CatBoostModel", lambda: ours_catboost(ds, args.rounds, args.threads),
-                     lambda: direct_catboost(ds, args.rounds, args.threads)),
-        "dense": ("DEnsembleModel", lambda: ours_dense(ds, args.de_models, args.threads),
-                  lambda: direct_dense(ds, args.de_models, args.threads)),
-    }
-    for key in args.models.split(","):
-        name, ours, direct = runs[key]
-        res = paired(ours, direct, args.repeats)
-        res["test_ic"] = bm.daily_ic(ours().predict(ds), label)
-        out["models"][name] = res
-        print(f"{name:15s} qexp {np.median(res['ours_s']):7.1f} s   direct {np.median(res['direct_s']):7.1f} s   "
-              f"ratio {res['ratio']:.2f} (target <= 1.10; CPU time ratio {res['cpu_ratio']:.2f})   "
-              f"test IC {res['test_ic']:.4f}", flush=True)
+    out = bench(args.models.split(","), args.stocks or None, args.rounds, args.de_models, args.threads,
+                args.repeats, args.qlib_python, work)
+    print("\n".join(gbdt_table(out)))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return out

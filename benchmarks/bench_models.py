@@ -4,6 +4,8 @@
                                                 [--skip-lgb] [--skip-alstm] [--skip-qlib-loop] [--work DIR]
                                                 [--json FILE] [--zoo [MODEL,...]] [--zoo-fraction F]
                                                 [--zoo-epochs N] [--qlib-python PY]
+                                                [--gbdt [xgb,catboost,dense]] [--gbdt-stocks N]
+                                                [--gbdt-rounds N] [--gbdt-de-models N] [--gbdt-repeats N]
 
 Steps:
 1. The shared CSVs (``../shared/data/sp500_5yr`` or ``$QEXP_SHARED_DATA``) are imported into a Qlib-format
@@ -23,7 +25,8 @@ Steps:
    epoch of Qlib's loop.
 
 5. ``--zoo``: the PyTorch zoo on the same Alpha360 data, one row per net (GRU, LSTM, MLP, Transformer,
-   Localformer, TCN, GeneralPTNN; or the comma-separated ones named): qexp's epoch time with the
+   Localformer, TCN, GeneralPTNN, KRNN, Sandwich, SFM, GATs, HIST (a synthetic concept matrix), TabNet,
+   ADARNN, ADD, TCTS, IGMTF; or the comma-separated ones named): qexp's epoch time with the
    hyperparameters of Qlib's Alpha360 benchmark YAML, and for GRU, LSTM, MLP and Transformer Qlib 0.9.7's
    own training code on the same matrices, run right after ours in a second Python that has pyqlib
    installed (``--qlib-python``, default ``/tmp/qlibvenv/bin/python``; see ``_qlib_peer.py``), and the
@@ -31,7 +34,13 @@ Steps:
    epochs, so its row times ``--zoo-mlp-steps`` steps of batch 4096 with a valid evaluation every 20 steps.
    ``--zoo-fraction F`` times on a random F of the days (whole cross-sections; both sides alike) and scales
    the times to the full segments by the rows each side trained and scored (Qlib drops a last partial batch);
-   ``--zoo-rounds R`` alternates the two sides R times and keeps each side's best.
+   ``--zoo-rounds R`` alternates the two sides R times and keeps each side's best. ``TRAModel`` trains on an
+   ``MTSDatasetH`` over the same handler with Qlib's TRA Alpha360 config (``_tra_zoo.py``; ``--zoo-fraction``
+   keeps the last F of each segment's days), no Qlib peer.
+6. ``--gbdt``: XGBModel, CatBoostModel and DEnsembleModel fit on Alpha158 (``bench_gbdt_zoo.py``), each
+   against its peer in alternation: ``xgboost.train`` / ``CatBoost.fit`` called directly, Qlib 0.9.7's own
+   DEnsembleModel in ``--qlib-python``; the ratio qexp / peer (target <= 1.10). ``--gbdt-stocks`` (the first
+   N stocks), ``--gbdt-rounds`` and ``--gbdt-de-models`` reduce the sizes.
 
 Segments: train 2013-02-08..2015-12-31, valid 2016-01-01..2016-12-31, test 2017-01-01..2018-02-07.
 Reference: Qlib's ALSTM takes about 148 s per epoch on 2 CPU cores for ~326k Alpha360 training rows.
@@ -332,8 +341,9 @@ def bench_matmul_floor(n_train: int, n_valid: int, batch: int = 800, steps: int 
 
 # ---- the PyTorch zoo ----------------------------------------------------------------------------------------
 ZOO_MODELS = ("GRU", "LSTM", "DNNModelPytorch", "TransformerModel", "LocalformerModel", "TCN", "GeneralPTNN", "KRNN",
-              "Sandwich", "SFM", "GATs")
+              "Sandwich", "SFM", "GATs", "HIST", "TabnetModel", "ADARNN", "ADD", "TCTS", "IGMTF")
 QLIB_PEERS = ("GRU", "LSTM", "DNNModelPytorch", "TransformerModel")  # timed against Qlib 0.9.7's own code
+ZOO_MODELS += ("TRAModel",)  # on its own MTSDatasetH over the same Alpha360 handler: see _tra_zoo.py
 # the hyperparameters of Qlib's Alpha360 benchmark YAMLs (examples/benchmarks/<MODEL>/..._Alpha360.yaml)
 ZOO_KWARGS: dict[str, dict] = {
     "GRU": {"d_feat": 6, "hidden_size": 64, "num_layers": 2, "dropout": 0.0, "lr": 1e-3, "batch_size": 800},
@@ -353,12 +363,65 @@ ZOO_KWARGS: dict[str, dict] = {
             "optimizer": "adam"},
     # without model_path: the timing is the same whatever the starting weights
     "GATs": {"d_feat": 6, "hidden_size": 64, "num_layers": 2, "dropout": 0.7, "lr": 1e-4, "base_model": "LSTM"},
+    # plus a synthetic concept matrix (hist_concepts): Qlib's CSI300 file is the user's, not downloaded
+    "HIST": {"d_feat": 6, "hidden_size": 64, "num_layers": 2, "dropout": 0.0, "lr": 1e-4, "metric": "ic",
+             "base_model": "LSTM"},
+    # the supervised epochs (the pretraining's epochs rebuild the input: an encoder plus a decoder pass)
+    "TabnetModel": {"d_feat": 360, "pretrain": False},
+    # the first pre_epoch (40) epochs, with the learned gate; the boosting epochs after them cost the same
+    "ADARNN": {"d_feat": 6, "hidden_size": 64, "num_layers": 2, "dropout": 0.0, "lr": 1e-3, "batch_size": 800,
+               "metric": "loss"},
+    "ADD": {"d_feat": 6, "hidden_size": 64, "num_layers": 2, "dropout": 0.1, "dec_dropout": 0.0, "lr": 1e-3,
+            "batch_size": 5000, "metric": "ic", "base_model": "GRU", "gamma": 0.1, "gamma_clip": 0.2, "mu": 0.2},
+    # three labels (the label repeated: the values do not change the cost); one training, no retraining
+    "TCTS": {"d_feat": 6, "hidden_size": 64, "num_layers": 2, "dropout": 0.0, "batch_size": 800, "output_dim": 3,
+             "fore_lr": 5e-4, "weight_lr": 5e-4, "steps": 3, "target_label": 1, "lowest_valid_performance": None},
+    "IGMTF": {"d_feat": 6, "hidden_size": 64, "num_layers": 2, "dropout": 0.0, "lr": 1e-4, "metric": "ic",
+              "base_model": "LSTM"},
 }
 
 
+HIST_CONCEPTS = 4000  # about as many as Qlib's CSI300 stock2concept file has (for 735 stocks)
+_HIST_FOLDERS: list[Any] = []  # temp folders of the synthetic concept files, removed at exit
+
+
+def hist_concepts(instruments: Any, concepts: int = HIST_CONCEPTS, per_stock: int = 10) -> dict[str, str]:
+    """HIST's ``stock2concept``/``stock_index`` kwargs: a synthetic 0/1 matrix (each stock in ``per_stock``
+    random concepts) of the instruments' size, for timing; the real file is the user's."""
+    names = sorted({str(i) for i in instruments})
+    rng = np.random.default_rng(0)
+    matrix = np.zeros((len(names), concepts), dtype=np.float32)
+    for row in range(len(names)):
+        matrix[row, rng.choice(concepts, min(per_stock, concepts), replace=False)] = 1.0
+    folder = tempfile.TemporaryDirectory(prefix="qexp-hist-concepts-")
+    _HIST_FOLDERS.append(folder)
+    np.save(Path(folder.name) / "stock2concept.npy", matrix)
+    np.save(Path(folder.name) / "stock_index.npy", {n: i for i, n in enumerate(names)})
+    return {"stock2concept": str(Path(folder.name) / "stock2concept.npy"),
+            "stock_index": str(Path(folder.name) / "stock_index.npy")}
+
+
+def zoo_kwargs(name: str, instruments: Any) -> dict:
+    """Qlib's Alpha360 YAML hyperparameters of ``name`` (HIST: with synthetic concept files for the stocks)."""
+    return {**ZOO_KWARGS[name], **(hist_concepts(instruments) if name == "HIST" else {})}
+
+
 def zoo_class(name: str) -> Any:
-    from qexp_models import graph_models, torch_models
-    return getattr(torch_models, name, None) or getattr(graph_models, name)
+    from qexp_models import aux_models, graph_models, tabnet, torch_models
+    for module in (torch_models, graph_models, aux_models, tabnet):
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise KeyError(name)
+
+
+def _three_labels(data: _Frames) -> _Frames:
+    """TCTS's three tasks: the label three times (timing only)."""
+    frames = {}
+    for seg, df in data.frames.items():
+        label = df["label"].iloc[:, 0]
+        extra = pd.DataFrame({("label", f"LABEL{k}"): label for k in (1, 2)}, index=df.index)
+        frames[seg] = pd.concat([df, extra], axis=1)
+    return _Frames(frames)
 
 
 class _Frames:
@@ -398,8 +461,9 @@ def bench_zoo_ours(name: str, data: _Frames, epochs: int, mlp_steps: int) -> dic
         t0 = time.perf_counter()
         model.fit(data)
         return {"fit_s": [time.perf_counter() - t0], "threads": torch.get_num_threads()}
-    model = cls(**ZOO_KWARGS[name], n_epochs=epochs, early_stop=epochs + 1, GPU=-1, seed=0)
-    model.fit(data)
+    instruments = data.frames["train"].index.get_level_values(1).unique()
+    model = cls(**zoo_kwargs(name, instruments), n_epochs=epochs, early_stop=epochs + 1, GPU=-1, seed=0)
+    model.fit(_three_labels(data) if name == "TCTS" else data)
     return {"epoch_s": list(model.epoch_seconds), "train_s": list(model.train_seconds),
             "threads": torch.get_num_threads()}
 
@@ -455,6 +519,11 @@ def bench_zoo(ds, names: list[str], epochs: int, fraction: float, mlp_steps: int
     out: dict = {"rows": rows, "full_rows": full, "fraction": fraction, "epochs": epochs, "mlp_steps": mlp_steps,
                  "models": {}}
     for name in names:
+        if name == "TRAModel":  # windows and a memory: its own dataset over the same handler
+            from _tra_zoo import bench_tra
+            out["models"][name] = {"ours": bench_tra(ds.handler, SEGMENTS, epochs, fraction)}
+            print(json.dumps({name: out["models"][name]["ours"]}), file=sys.stderr)
+            continue
         entry: dict = {}
         for _ in range(rounds):  # ours and Qlib's in turn, so a shared machine's load changes hit both alike
             _extend(entry, "ours", bench_zoo_ours(name, data, epochs, mlp_steps))
@@ -486,6 +555,10 @@ def zoo_table(z: dict) -> list[str]:
              "| model | qexp epoch | Qlib 0.9.7 epoch (same data, same machine) | Qlib / qexp (higher = qexp faster) |",
              "|---|---|---|---|"]
     for name, e in z["models"].items():
+        if name == "TRAModel":
+            from _tra_zoo import tra_row
+            lines.append(tra_row(e))
+            continue
         q = e.get("qlib")
         if name == "DNNModelPytorch":  # steps do not grow with the rows: the fit times as measured
             ours = min(e["ours"]["fit_s"])
@@ -526,6 +599,12 @@ def main() -> int:
                     help="zoo: rounds of (qexp, Qlib) in turn per model; the best of each side is reported")
     ap.add_argument("--qlib-python", default="/tmp/qlibvenv/bin/python",
                     help="zoo: a Python with pyqlib 0.9.7 and torch, for Qlib's side")
+    ap.add_argument("--gbdt", nargs="?", const="xgb,catboost,dense", default=None,
+                    help="time XGBModel/CatBoostModel/DEnsembleModel against their peers (bench_gbdt_zoo.py)")
+    ap.add_argument("--gbdt-stocks", type=int, default=0, help="gbdt: the first N stocks (default 0: all)")
+    ap.add_argument("--gbdt-rounds", type=int, default=1000, help="gbdt: XGBoost/CatBoost rounds at most")
+    ap.add_argument("--gbdt-de-models", type=int, default=6, help="gbdt: DoubleEnsemble sub-models (default 6)")
+    ap.add_argument("--gbdt-repeats", type=int, default=2, help="gbdt: rounds of (qexp, peer) in turn")
     args = ap.parse_args()
     if not data_dir().is_dir() or not any(data_dir().glob("*.csv")):
         print(f"SKIPPED: the S&P 500 CSVs are not at {data_dir()}; set QEXP_SHARED_DATA to their folder")
@@ -563,6 +642,11 @@ def main() -> int:
             ap.error(f"--zoo: unknown model(s) {', '.join(sorted(unknown))}; known: {', '.join(ZOO_MODELS)}")
         results["zoo"] = bench_zoo(ds if ds is not None else alstm_dataset(), names, args.zoo_epochs,
                                    args.zoo_fraction, args.zoo_mlp_steps, args.qlib_python, work, args.zoo_rounds)
+    if args.gbdt:
+        import bench_gbdt_zoo
+        results["gbdt"] = bench_gbdt_zoo.bench(args.gbdt.split(","), args.gbdt_stocks or None, args.gbdt_rounds,
+                                               args.gbdt_de_models, os.cpu_count() or 1, args.gbdt_repeats,
+                                               args.qlib_python, work)
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -616,6 +700,9 @@ def table(r: dict) -> str:
                      f"{p['rows_measured']:,} rows of each).")
     if "zoo" in r:
         lines += zoo_table(r["zoo"])
+    if "gbdt" in r:
+        import bench_gbdt_zoo
+        lines += bench_gbdt_zoo.gbdt_table(r["gbdt"])
     return "\n".join(lines)
 
 

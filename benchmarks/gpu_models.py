@@ -4,8 +4,8 @@ prediction differences.
     python benchmarks/gpu_models.py [--instruments 100] [--epochs 3] [--cpu-epochs 1] [--models GRU,LSTM,...]
                                     [--out DIR]
 
-Without CUDA it runs the CPU part only and says that CUDA is absent. HIST is left out: it needs your concept
-files (see docs/models.md).
+Without CUDA it runs the CPU part only and says that CUDA is absent. HIST runs on a synthetic concept matrix
+of the market's stocks (``bench_models.hist_concepts``; the real one is your file, see docs/models.md).
 
 Steps:
 1. A synthetic market (``--instruments`` stocks, 2015-2020) in a temp folder; Alpha360 as in Qlib's configs
@@ -29,16 +29,39 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_models import ZOO_KWARGS, ZOO_MODELS, zoo_class  # noqa: E402
+from _tra_zoo import tra_dataset, tra_model  # noqa: E402
+from bench_models import ZOO_KWARGS, ZOO_MODELS, zoo_class, zoo_kwargs  # noqa: E402
 from gpu_alstm import build_dataset, diff, steady  # noqa: E402
 
 
+class ThreeLabels:
+    """TCTS's three tasks on a one-label dataset: the label three times (timing and CPU/GPU checks only)."""
+
+    def __init__(self, ds):
+        self.ds, self.segments = ds, ds.segments
+
+    def prepare(self, segments, col_set="__all", data_key="infer", **kwargs):
+        df = self.ds.prepare(segments, col_set=col_set, data_key=data_key, **kwargs)
+        if isinstance(col_set, list) and "label" in col_set:
+            import pandas as pd
+            label = df["label"].iloc[:, 0]
+            df = pd.concat([df, pd.DataFrame({("label", f"LABEL{k}"): label for k in (1, 2)}, index=df.index)],
+                           axis=1)
+        return df
+
+
 def fit(name: str, ds, gpu: int, epochs: int):
+    if name == "TRAModel":  # ds: the MTSDatasetH of _tra_zoo.tra_dataset
+        return tra_model(epochs, gpu).fit(ds)
     cls = zoo_class(name)
+    if name == "TCTS":
+        ds = ThreeLabels(ds)
     if name == "DNNModelPytorch":  # 20 steps per "epoch" (one valid evaluation each)
         model = cls(**ZOO_KWARGS[name], max_steps=20 * epochs, early_stop_rounds=10**9, GPU=gpu, seed=0)
     else:
-        model = cls(**ZOO_KWARGS[name], n_epochs=epochs, early_stop=epochs + 1, GPU=gpu, seed=0)
+        instruments = ds.prepare("train", col_set="label", data_key="learn").index.get_level_values("instrument")
+        model = cls(**zoo_kwargs(name, instruments.unique()), n_epochs=epochs, early_stop=epochs + 1, GPU=gpu,
+                    seed=0)
     model.fit(ds)
     return model
 
@@ -75,13 +98,15 @@ def main() -> int:
         for name in names:
             entry: dict = {}
             t0 = time.perf_counter()
-            entry["cpu_epoch_s"] = fit(name, ds, -1, args.cpu_epochs).epoch_seconds
+            # TRA reads windows and a memory: its own MTSDatasetH over the same handler (_tra_zoo.py)
+            data = tra_dataset(ds.handler, ds.segments) if name == "TRAModel" else ds
+            entry["cpu_epoch_s"] = fit(name, data, -1, args.cpu_epochs).epoch_seconds
             if has_gpu:
                 torch.cuda.reset_peak_memory_stats()
-                model = fit(name, ds, 0, args.epochs)
+                model = fit(name, data, 0, args.epochs)
                 entry["gpu_epoch_s"] = model.epoch_seconds
                 entry["gpu_peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2 ** 30
-                entry["same_weights_gpu_vs_cpu"] = diff(model.predict(ds), on_cpu(model).predict(ds))
+                entry["same_weights_gpu_vs_cpu"] = diff(model.predict(data), on_cpu(model).predict(data))
             entry["wall_s"] = time.perf_counter() - t0
             res["models"][name] = entry
             print(json.dumps({name: entry}), file=sys.stderr, flush=True)
