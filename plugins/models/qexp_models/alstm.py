@@ -141,7 +141,7 @@ class ALSTM(Model):
 
     # ---- training ----------------------------------------------------------------------------
     def fit(self, dataset: Any, evals_result: dict | None = None, save_path: str | None = None,
-            reweighter: Any = None) -> "ALSTM":
+            reweighter: Any = None) -> ALSTM:
         """Train on ``train``, early-stopping on ``valid``; keeps the weights of the best valid score.
 
         ``evals_result`` (a dict) receives the per-epoch ``train``/``valid`` scores; ``save_path`` (optional)

@@ -123,7 +123,7 @@ class LGBModel(ModelFT):
     # ---- training ----------------------------------------------------------------------------
     def fit(self, dataset: Any, num_boost_round: int | None = None, early_stopping_rounds: int | None = None,
             verbose_eval: int = 20, evals_result: dict | None = None, reweighter: Any = None,
-            **kwargs: Any) -> "LGBModel":
+            **kwargs: Any) -> LGBModel:
         """Train on ``train``, early-stopping on ``valid`` when the dataset has one.
 
         ``evals_result`` (a dict) receives LightGBM's per-iteration metrics; ``kwargs`` go to
@@ -170,7 +170,7 @@ class LGBModel(ModelFT):
         return pd.Series(self.model.predict(x.to_numpy()), index=x.index)
 
     def finetune(self, dataset: Any, num_boost_round: int = 10, verbose_eval: int = 20,
-                 reweighter: Any = None) -> "LGBModel":
+                 reweighter: Any = None) -> LGBModel:
         """Add ``num_boost_round`` trees trained on ``train`` to the fitted ones (``lightgbm.train`` keeps
         the trees up to the best iteration, so fine-tuning continues from there)."""
         lgb = _lazy.lightgbm("LGBModel")

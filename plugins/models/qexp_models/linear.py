@@ -55,7 +55,7 @@ class LinearModel(Model):
         self.lasso_max_iter = 1000
         self.lasso_tol = 1e-4
 
-    def fit(self, dataset: Any, reweighter: Any = None) -> "LinearModel":
+    def fit(self, dataset: Any, reweighter: Any = None) -> LinearModel:
         """Fit on the learn data of ``train`` (and ``valid`` with ``include_valid``), rows with any NaN dropped."""
         require_segment(dataset, "train", "LinearModel")
         frames = [dataset.prepare("train", col_set=["feature", "label"], data_key=DK_L)]
