@@ -14,7 +14,8 @@ from .conftest import cli, workflow_config, write_config
 
 READS = [["runs", "list"], ["runs", "show", "0123abcd"], ["runs", "compare", "0123abcd", "4567abcd"],
          ["exp", "list"], ["index", "rebuild"], ["runs", "report", "0123abcd"],
-         ["runs", "rerun-records", "0123abcd"], ["runs", "delete", "0123abcd", "--yes"], ["exp", "delete", "x", "--yes"]]
+         ["runs", "rerun-records", "0123abcd"], ["runs", "delete", "0123abcd", "--yes"], ["exp", "delete", "x", "--yes"],
+         ["runs", "sync-wandb", "--dry-run"]]
 
 
 @pytest.mark.parametrize("args", READS, ids=lambda a: " ".join(a[:2]))

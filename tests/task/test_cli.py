@@ -26,13 +26,57 @@ def cli(*args):
     return CliRunner().invoke(get_cli(), list(args), catch_exceptions=False)
 
 
-def test_reading_a_pool_creates_nothing(tmp_path):
+def _cli_split(*args, env=None):
+    """``qexp ARGS`` with stdout and stderr apart."""
+    return CliRunner().invoke(get_cli(), list(args), env=env)
+
+
+READ_COMMANDS = [["tasks", "list"], ["tasks", "list", "--pool", "p"], ["tasks", "stat", "--pool", "p"],
+                 ["tasks", "wait", "--pool", "p"], ["tasks", "reset", "--pool", "p"]]
+
+
+@pytest.mark.parametrize("args", READ_COMMANDS, ids=" ".join)
+def test_reading_a_missing_sqlite_store_is_an_error_and_creates_nothing(args, tmp_path):
     store = tmp_path / "runs"
-    result = cli("tasks", "stat", "--pool", "p", "--uri", str(store))
-    assert result.exit_code == 0 and "waiting" in result.output
-    assert cli("tasks", "list", "--uri", str(store)).exit_code == 0
-    assert cli("tasks", "wait", "--pool", "p", "--uri", str(store)).exit_code == 0
+    result = _cli_split(*args, "--uri", str(store))
+    assert result.exit_code == 1, result.output
+    err = result.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("Error: no task store at sqlite:///")
+    assert str(store / ".qexp" / "tasks.sqlite") in err and "came from beside the tracking store" in err
+    assert "--uri" in err and result.stdout == "" and "Traceback" not in err
     assert not store.exists()
+    typo = "sqlite:///" + str(tmp_path / "tasks" / "typo.sqlite")
+    result = _cli_split(*args, "--tasks-uri", typo)
+    assert result.exit_code == 1 and "came from --tasks-uri" in result.stderr and result.stdout == ""
+    result = _cli_split(*args, env={"QEXP_TASKS_URI": typo})
+    assert result.exit_code == 1 and "came from $QEXP_TASKS_URI" in result.stderr
+    assert not (tmp_path / "tasks").exists()
+
+
+def test_reading_a_postgres_database_without_the_table_is_an_error(pg_uri):
+    for args in READ_COMMANDS:
+        result = _cli_split(*args, "--tasks-uri", pg_uri)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.stderr.strip().startswith(f"Error: no task store at {pg_uri}") and result.stdout == ""
+    from qexp.task.store import open_task_store
+    assert not open_task_store(pg_uri).exists()  # the reads made no table
+    TaskManager("p", uri=pg_uri).create_task([small_task()])
+    listed = _cli_split("tasks", "list", "--tasks-uri", pg_uri)
+    assert listed.exit_code == 0 and "p" in listed.stdout and pg_uri not in listed.stdout
+    assert listed.stderr.strip() == f"task store: {pg_uri} (from --tasks-uri)"
+
+
+def test_a_listing_names_its_task_store_on_stderr_and_json_stays_pure(tmp_path):
+    store = tmp_path / "runs"
+    uri = "sqlite:///" + str(store / ".qexp" / "tasks.sqlite")
+    TaskManager("p", uri=uri).create_task([small_task()])
+    for args in (["tasks", "list"], ["tasks", "list", "--pool", "p"], ["tasks", "stat", "--pool", "p"]):
+        result = _cli_split(*args, "--uri", str(store), "--json")
+        assert result.exit_code == 0, result.output
+        json.loads(result.stdout)
+        assert result.stderr.strip() == f"task store: {uri} (from beside the tracking store)"
+        table = _cli_split(*args, "--uri", str(store))
+        assert uri not in table.stdout and table.stderr.count("task store: ") == 1
 
 
 def test_tasks_commands(tmp_path):
@@ -44,11 +88,11 @@ def test_tasks_commands(tmp_path):
     listed = cli("tasks", "list", "--uri", str(store))
     assert listed.exit_code == 0 and "p" in listed.output
     shown = cli("tasks", "list", "--pool", "p", "--uri", str(store), "--json")
-    rows = json.loads(shown.output)
+    rows = json.loads(shown.stdout)
     assert [r["_id"] for r in rows] == ids and [r["status"] for r in rows] == ["running", "waiting", "waiting"]
     table = cli("tasks", "list", "--pool", "p", "--status", "waiting", "--tasks-uri", uri)
     assert "LinearModel test 2019-05-01..2019-05-28" in table.output and "2019-04-01" not in table.output
-    stat = json.loads(cli("tasks", "stat", "--pool", "p", "--uri", str(store), "--json").output)
+    stat = json.loads(cli("tasks", "stat", "--pool", "p", "--uri", str(store), "--json").stdout)
     assert stat == {"waiting": 2, "running": 1, "part_done": 0, "done": 0}
     reset = cli("tasks", "reset", "--pool", "p", "--uri", str(store))
     assert "1 task(s) of pool p set from running to waiting" in reset.output

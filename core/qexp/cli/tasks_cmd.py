@@ -1,7 +1,9 @@
 """``qexp tasks list|stat|reset|wait`` (a task pool's state) and ``qexp worker`` (pull and train its tasks).
 
 The task store is ``--tasks-uri`` / ``$QEXP_TASKS_URI``, else the one beside the tracking store ``--uri``
-(``DIR/.qexp/tasks.sqlite`` for a file store). Reading a pool never creates a store.
+(``DIR/.qexp/tasks.sqlite`` for a file store). Reading a pool never creates a store: ``list``, ``stat``,
+``reset`` and ``wait`` on a store that does not exist are a one-line error naming it, and name the store they
+read on stderr.
 """
 from __future__ import annotations
 
@@ -28,6 +30,38 @@ def _tasks_uri(tasks_uri: str | None, uri: str | None) -> str:
         return tasks_uri
     from ..uri import default_uri
     return default_tasks_uri(uri or default_uri())
+
+
+def _uri_source() -> str:
+    """How the task store URI was chosen: ``--tasks-uri``, ``$QEXP_TASKS_URI`` or beside the tracking store."""
+    ctx = click.get_current_context(silent=True)
+    source = ctx.get_parameter_source("tasks_uri") if ctx is not None else None
+    if source is click.core.ParameterSource.COMMANDLINE:
+        return "--tasks-uri"
+    if source is click.core.ParameterSource.ENVIRONMENT:
+        return "$QEXP_TASKS_URI"
+    from .common import uri_source
+    return f"beside the tracking store (whose URI came from {uri_source()})"
+
+
+def _existing_store(tasks_uri: str | None, uri: str | None) -> str:
+    """The task store URI of a read command, checked to exist: a SQLite file that is not there or a database
+    without the tasks table is a one-line error naming it and how it was chosen (never an empty listing).
+    The store read is named on stderr, as the tracking-store listings do."""
+    from ..exceptions import QexpError
+    from ..task.store import open_task_store
+    store_uri = _tasks_uri(tasks_uri, uri)
+    try:
+        found = open_task_store(store_uri).exists()
+    except QexpError as exc:
+        fail(str(exc))
+    if not found:
+        fail(f"no task store at {_masked(store_uri)} (nothing was ever queued there); the task store URI came "
+             f"from {_uri_source()}. Give the right one with --tasks-uri URI (or $QEXP_TASKS_URI, or the "
+             f"tracking store's --uri); a task store is created when tasks are first queued (TrainerRM, "
+             f"TaskManager.create_task)")
+    click.echo(f"task store: {_masked(store_uri)} (from {_uri_source().split(' (')[0]})", err=True)
+    return store_uri
 
 
 def _manager(pool: str, tasks_uri: str | None, uri: str | None, **kwargs: Any) -> Any:
@@ -63,7 +97,7 @@ def list_cmd(pool: str | None, status: str | None, limit: int, tasks_uri: str | 
              as_json: bool) -> None:
     """The pools of the task store, or the tasks of one pool."""
     from ..task.manage import TaskManager
-    store_uri = _tasks_uri(tasks_uri, uri)
+    store_uri = _existing_store(tasks_uri, uri)
     if pool is None:
         pools = _guard(TaskManager.list, uri=store_uri)
         rows = []
@@ -73,9 +107,9 @@ def list_cmd(pool: str | None, status: str | None, limit: int, tasks_uri: str | 
         if as_json:
             print_json([dict(zip(["pool", *STATUSES, "total"], r)) for r in rows])
         else:
-            print_table(["pool", *STATUSES, "total"], rows, title=f"task pools in {_masked(store_uri)}")
+            print_table(["pool", *STATUSES, "total"], rows, title="task pools")
         return
-    tm = _manager(pool, tasks_uri, uri)
+    tm = _manager(pool, store_uri, None)
     query = {"status": status} if status else {}
     tasks = _guard(lambda: list(tm.query(query, decode=False)))
     shown = tasks if limit <= 0 else tasks[:limit]
@@ -116,13 +150,13 @@ def _masked(uri: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 def stat_cmd(pool: str, tasks_uri: str | None, uri: str | None, as_json: bool) -> None:
     """How many tasks of the pool are in each status."""
-    tm = _manager(pool, tasks_uri, uri)
+    tm = _manager(pool, _existing_store(tasks_uri, uri), None)
     stat = _guard(tm.task_stat)
     if as_json:
         print_json({s: stat.get(s, 0) for s in STATUSES})
         return
     print_table(["status", "tasks"], [[s, stat.get(s, 0)] for s in STATUSES] + [["total", sum(stat.values())]],
-                title=f"pool {pool} in {_masked(tm.uri)}")
+                title=f"pool {pool}")
 
 
 @tasks_group.command("reset")
@@ -136,7 +170,7 @@ def stat_cmd(pool: str, tasks_uri: str | None, uri: str | None, as_json: bool) -
 def reset_cmd(pool: str, from_status: str, to_status: str, tasks_uri: str | None, uri: str | None) -> None:
     """Set the tasks of one status to another (by default running -> waiting, Qlib's reset_waiting; a crashed
     worker's task also comes back by itself when its lease ends)."""
-    tm = _manager(pool, tasks_uri, uri)
+    tm = _manager(pool, _existing_store(tasks_uri, uri), None)
     n = _guard(tm.reset_status, {"status": from_status}, to_status)
     click.echo(f"{n} task(s) of pool {pool} set from {from_status} to {to_status}")
 
@@ -148,7 +182,7 @@ def reset_cmd(pool: str, from_status: str, to_status: str, tasks_uri: str | None
 @uri_option
 def wait_cmd(pool: str, timeout: float | None, tasks_uri: str | None, uri: str | None) -> None:
     """Wait until no task of the pool is waiting, running or part_done."""
-    tm = _manager(pool, tasks_uri, uri)
+    tm = _manager(pool, _existing_store(tasks_uri, uri), None)
     try:
         _guard(tm.wait, timeout=timeout)
     except TimeoutError as exc:

@@ -69,10 +69,6 @@ class PostgresTaskStore(SQLTaskStore):
             conn.cursor().execute("SET synchronous_commit TO off")
         return conn
 
-    def exists(self) -> bool:
-        # a server database always exists; whether the table does is asked on the connection
-        return True
-
     def _table_exists(self, conn: Any) -> bool:
         cur = conn.cursor()
         cur.execute("SELECT to_regclass('qexp_tasks') IS NOT NULL")

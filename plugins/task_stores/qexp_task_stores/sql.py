@@ -82,6 +82,15 @@ class SQLTaskStore(TaskStore):
     def _is_closed(self, conn: Any) -> bool:
         return False
 
+    def _can_open(self) -> bool:
+        """Whether a connection may be opened without creating anything (a SQLite file that is not there:
+        False; a server database: True, its table is asked on the connection)."""
+        return True
+
+    def exists(self) -> bool:
+        """Whether the store was created: the file or database is there and holds the tasks table."""
+        return self._use(lambda conn: True, False)
+
     def _conn(self, create: bool = False) -> Any | None:
         """This thread's connection; None when the store does not exist and ``create`` is False."""
         local = self._local
@@ -90,7 +99,7 @@ class SQLTaskStore(TaskStore):
         if local.conn is not None and self._is_closed(local.conn):
             local.conn = None
         if local.conn is None:
-            if not create and not self.exists():
+            if not create and not self._can_open():
                 return None
             local.conn = self._connect(create)
         if create and not self._schema_ready:

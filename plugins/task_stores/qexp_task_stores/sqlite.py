@@ -45,7 +45,7 @@ class SQLiteTaskStore(SQLTaskStore):
         super().__init__(uri)
         self.path = sqlite_path(uri)
 
-    def exists(self) -> bool:
+    def _can_open(self) -> bool:
         return os.path.isfile(self.path)
 
     def _connect(self, create: bool) -> Any:

@@ -27,7 +27,7 @@ def sync_wandb(uri: str | None, exp: tuple[str, ...], include_synced: bool, dry_
     It needs W&B credentials: `wandb login` or WANDB_API_KEY (and WANDB_BASE_URL for a self-hosted
     server). Without them it lists the folders and says what to set.
     """
-    from qexp.ext import QexpError, create_manager, experiment_ids
+    from qexp.ext import QexpError, cli_manager, experiment_ids
 
     from ._lazy import import_wandb
     from .credentials import CREDENTIALS_HINT, has_credentials
@@ -36,9 +36,10 @@ def sync_wandb(uri: str | None, exp: tuple[str, ...], include_synced: bool, dry_
     try:
         if not dry_run:  # finding the folders needs only the store; uploading needs wandb
             import_wandb("uploading runs with `wandb sync`")
-        manager = create_manager(uri)
     except QexpError as exc:  # wandb not installed: the message says what to install
         raise click.ClickException(str(exc)) from None
+    # a read: a store that does not exist is the standard one-line error, never a new empty store
+    manager = cli_manager(uri)
     runs = find_offline_runs(manager, experiment_ids(manager, exp), include_synced=include_synced)
     runs_with_dirs = [r for r in runs if r.dirs]
     for r in runs:
