@@ -95,5 +95,13 @@ def test_a_deleted_folder_is_reported_not_synced(two_runs, wandb_uri):
 
 
 def test_nothing_to_sync(tmp_path):
+    from qexp.ext import create_manager
+    create_manager(str(tmp_path / "empty"))  # an existing store without W&B runs
     result = invoke("--uri", str(tmp_path / "empty"))
     assert result.exit_code == 0 and "no offline W&B runs to sync" in result.output
+
+
+def test_a_missing_store_is_an_error_not_a_new_store(tmp_path):
+    result = invoke("--uri", str(tmp_path / "TYPO"), "--dry-run")
+    assert result.exit_code == 1 and "came from --uri" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "TYPO").exists()
