@@ -39,3 +39,25 @@ def sp500_dir() -> Path:
     if not SP500_DIR.is_dir() or not any(SP500_DIR.glob("*.csv")):
         pytest.skip(f"the S&P 500 sample data is not at {SP500_DIR} (set QEXP_SHARED_DATA to its folder)")
     return SP500_DIR
+
+
+@pytest.fixture(scope="session")
+def _dask_processes(tmp_path_factory):
+    """A ``dask scheduler`` and two single-thread ``dask worker`` processes on 127.0.0.1, for the session."""
+    pytest.importorskip("distributed")
+    from tests.executors.helpers import DaskProcesses, child_env
+    work = tmp_path_factory.mktemp("dask")
+    procs = DaskProcesses(work, n_workers=2, env=child_env(QEXP_CACHE_DIR=str(work / "cache")))
+    try:
+        procs.wait(2)
+        yield procs
+    finally:
+        procs.stop()
+
+
+@pytest.fixture
+def dask_cluster(_dask_processes):
+    """The session's Dask cluster (executor and sweep tests) with both workers up: a worker a test killed is
+    restarted by its nanny under a new address, and the next test waits for it."""
+    _dask_processes.wait(2)
+    return _dask_processes

@@ -43,17 +43,41 @@ def leave_open(name: str, experiment: str = "calls") -> str:
     return R.get_recorder().id
 
 
-def die_once(marker: str, name: str, experiment: str = "calls") -> int:
-    """Dies by SIGKILL inside its run the first time (the marker file says which process died), then works."""
+def where() -> str:
+    """Which worker serves this call: a Dask worker's address, else this process's pid."""
+    try:
+        from distributed import get_worker
+        return str(get_worker().address)
+    except (ImportError, ValueError):  # ValueError: not in a Dask worker
+        return str(os.getpid())
+
+
+def meet(folder: str, n: int, timeout: float = 60) -> str:
+    """Wait until ``n`` calls of this function run at once (each leaves a file in ``folder``); return
+    :func:`where` it ran. ``n`` calls on a pool of ``n`` workers thus name every worker."""
+    me = where()
+    with open(os.path.join(folder, me.replace("/", "_").replace(":", "_")), "w") as f:
+        f.write(me)
+    deadline = time.time() + timeout
+    while len(os.listdir(folder)) < n:
+        if time.time() > deadline:
+            raise TimeoutError(f"only {os.listdir(folder)} of {n} calls met")
+        time.sleep(0.05)
+    return me
+
+
+def die_once(marker: str, name: str, experiment: str = "calls") -> str:
+    """Dies by SIGKILL inside its run the first time (the marker file says which worker died: :func:`where`),
+    then works and returns which worker served it."""
     with R.start(experiment_name=experiment, recorder_name=name):
         R.log_metrics(v=1.0)
         if not os.path.exists(marker):
             with open(marker, "w") as f:
-                f.write(str(os.getpid()))
+                f.write(where())
             time.sleep(0.5)  # mid-run: the worker has reported the run it opened
             os.kill(os.getpid(), signal.SIGKILL)
         R.log_metrics(v=2.0)
-    return os.getpid()
+    return where()
 
 
 def always_die(name: str, experiment: str = "calls") -> None:

@@ -1,12 +1,13 @@
-"""Fixtures of the executor tests: qexp's executor plugins loaded (here and in worker processes), a tiny
-synthetic market, and a real Dask scheduler with two workers started as separate processes."""
+"""Fixtures of the executor tests: qexp's executor plugins loaded (here and in worker processes), tiny
+synthetic markets. The Dask cluster (``dask_cluster``: a scheduler and two workers started as separate
+processes) is in tests/conftest.py, shared with the sweep tests."""
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from .helpers import PLUGINS, DaskProcesses, child_env, make_market
+from .helpers import PLUGINS, make_market
 
 
 def load_executor_plugins() -> None:
@@ -35,16 +36,3 @@ def _executor_plugins(monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_market(tmp_path_factory):
     return make_market(tmp_path_factory.mktemp("tiny") / "market")
-
-
-@pytest.fixture(scope="session")
-def dask_cluster(tmp_path_factory):
-    """A scheduler and two single-thread workers (``dask scheduler`` / ``dask worker``) on 127.0.0.1."""
-    pytest.importorskip("distributed")
-    work = tmp_path_factory.mktemp("dask")
-    procs = DaskProcesses(work, n_workers=2, env=child_env(QEXP_CACHE_DIR=str(work / "cache")))
-    try:
-        procs.wait(2)
-        yield procs
-    finally:
-        procs.stop()

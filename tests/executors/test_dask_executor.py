@@ -71,13 +71,17 @@ def test_a_killed_worker_fails_its_run_and_the_call_runs_on_another_worker(dask_
     qexp.init(uri=str(tmp_path / "store"))
     marker = tmp_path / "died"
     with get_executor(dask_uri(dask_cluster)) as ex:
-        pid = ex.submit(calls.die_once, str(marker), "victim", retries=2, key="victim").result(timeout=120)
-    dead = int(marker.read_text())
-    assert pid != dead
+        workers = set(ex.client.scheduler_info(n_workers=-1)["workers"])
+        assert len(workers) == 2
+        served = ex.submit(calls.die_once, str(marker), "victim", retries=2, key="victim").result(timeout=120)
+    dead = marker.read_text()
+    assert dead in workers
+    # the retry ran on the other worker of the two, not on the dead one's restart (a new address)
+    assert served == (workers - {dead}).pop()
     found = sorted(runs(tmp_path / "store").values(), key=lambda r: r.status)
     assert [r.status for r in found] == ["FAILED", "FINISHED"]
     reason = found[0].list_tags()["qexp.failure_reason"]
-    assert "died" in reason and "'victim'" in reason, reason
+    assert f"Dask worker {dead} died" in reason and "'victim'" in reason and "retried" in reason, reason
     assert found[1].list_metrics() == {"v": 2.0}
 
 

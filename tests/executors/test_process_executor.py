@@ -92,10 +92,16 @@ def test_a_run_left_open_is_ended_by_the_worker(pool, tmp_path):
 
 def test_killed_worker_fails_its_run_and_the_call_is_retried(pool, tmp_path):
     qexp.init(uri=str(tmp_path / "store"))
+    (tmp_path / "meet").mkdir()
+    # the pool's two workers, each named by a call that waits for the other
+    workers = {f.result() for f in [pool.submit(calls.meet, str(tmp_path / "meet"), 2) for _ in range(2)]}
+    assert len(workers) == 2
     marker = tmp_path / "died"
-    pid = pool.submit(calls.die_once, str(marker), "victim", retries=1, key="victim").result()
-    dead = int(marker.read_text())
-    assert pid != dead
+    served = pool.submit(calls.die_once, str(marker), "victim", retries=1, key="victim").result()
+    dead = marker.read_text()
+    assert dead in workers
+    # the retry went to the other worker that was there all along, not to the dead one's replacement
+    assert served == (workers - {dead}).pop()
     found = sorted(runs(tmp_path / "store").values(), key=lambda r: r.status)
     assert [r.status for r in found] == ["FAILED", "FINISHED"]  # the retry is a new run; the failed one is kept
     reason = found[0].list_tags()["qexp.failure_reason"]
@@ -146,6 +152,28 @@ def test_ctrl_c_cancels_queued_calls_and_fails_running_runs(tmp_path):
     for r in found.values():
         assert r.status == "FAILED"
         assert r.list_tags()["qexp.failure_reason"].startswith("cancelled: the driver stopped (Ctrl-C)")
+
+
+def test_the_default_worker_count_is_the_usable_cores():
+    from qexp.ext import usable_cores
+
+    def check():
+        for uri in ("process://", "process:", "process"):
+            ex = get_executor(uri)  # workers start on the first submit: none are started here
+            try:
+                assert ex.max_workers == usable_cores() and ex.uri == f"process://{usable_cores()}", uri
+            finally:
+                ex.shutdown()
+
+    check()
+    mask = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    if len(mask) > 1:  # on fewer CPUs than the machine has (a container's quota, taskset): those, not cpu_count
+        os.sched_setaffinity(0, {min(mask)})
+        try:
+            assert usable_cores() == 1 < (os.cpu_count() or 1)
+            check()
+        finally:
+            os.sched_setaffinity(0, mask)
 
 
 def test_local_executor_runs_in_order_in_this_thread(tmp_path):
