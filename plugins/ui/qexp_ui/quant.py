@@ -173,7 +173,7 @@ def importance(param_dicts: list[dict[str, str]], values: list[float], keys: lis
         import optuna
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
     except ImportError:
-        return {}, "parameter importance needs Optuna (pip install \"qexp[sweep]\"), as `qexp sweep` does"
+        return {}, "parameter importance needs Optuna (pip install \"qexp[optuna]\"), as `qexp sweep` does"
     dists: dict[str, Any] = {}
     columns: dict[str, list[Any]] = {}
     for k in keys:
