@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# a Python with pyqlib 0.9.7 for the side-by-side benchmarks (see benchmarks/_qlib_peer.py)
+QLIB_PYTHON ?= /tmp/qlibvenv/bin/python
 STAMP := $(VENV)/.qexp-installed
 DEMO_STAMP := $(VENV)/.qexp-demo-installed
 
@@ -44,8 +46,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tracking.py
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_backtest.py
-	$(BIN)/python benchmarks/bench_models.py
+	$(BIN)/python benchmarks/bench_models.py --zoo --zoo-fraction 0.1 --gbdt --gbdt-stocks 100
 	$(BIN)/python benchmarks/bench_workflow.py
+	$(BIN)/python benchmarks/bench_executors.py
+	$(BIN)/python benchmarks/bench_rolling.py --qlib-python $(QLIB_PYTHON)
+	$(BIN)/python benchmarks/bench_cache.py
+	$(BIN)/python benchmarks/bench_cache.py --overhead --overhead-runs 2
+	$(BIN)/python benchmarks/bench_ui.py --reduced
 
 clean:
 	rm -rf $(VENV) qexp_runs
