@@ -143,12 +143,14 @@ def test_provider_setup_and_lazy_synthetic(tmp_path, monkeypatch, edge_store):
     assert data_api.get_region() == "us" and len(data_api.get_provider().calendar()) == 120
     configure({"provider_uri": f"file://{edge_store}"})
     assert data_api.get_region() == "cn"
-    monkeypatch.setenv("QEXP_CACHE_DIR", str(tmp_path / "cache"))
+    # a fresh cache folder (the reads above stored edge_store's calendar in the test's own)
+    monkeypatch.setenv("QEXP_CACHE_DIR", str(tmp_path / "lazy_cache"))
     configure({"synth": {"instruments": 4, "start": "2020-01-01", "end": "2020-03-31"}})
     provider = data_api.get_provider()
-    assert not provider.generated and not (tmp_path / "cache").exists()   # nothing until first data access
+    assert not provider.generated and not (tmp_path / "lazy_cache").exists()   # nothing until first data access
     assert len(provider.calendar()) > 50 and provider.generated
-    folders = [p.name for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    # the synthetic folder, and the cache store (datasets/) holding its calendar
+    folders = [p.name for p in (tmp_path / "lazy_cache").iterdir() if p.is_dir() and p.name != "datasets"]
     assert folders == [SynthParams(4, "2020-01-01", "2020-03-31").folder_name()]
     df = provider.features("csi300", ["$close"])
     assert df.index.names == ["datetime", "instrument"] and len(df) > 0

@@ -1,5 +1,5 @@
 """Fixtures for the runtime tests: the monitor and Redis plugins loaded (here and in child processes), a small
-synthetic market, the machine's Redis (databases 11 and 12 only, flushed), and the process-wide runtime state
+synthetic market, the machine's Redis (databases 11, 12 and 13 only, flushed), and the process-wide runtime state
 (logging, data settings, memory cache) put back after each test."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 RUNTIME_PLUGINS = ("monitor", "redis_cache")
-REDIS_DBS = (11, 12)
+REDIS_DBS = (11, 12, 13)
 
 
 @pytest.fixture(autouse=True)
@@ -91,6 +91,19 @@ def redis_db12():
     client = redis.Redis(host="127.0.0.1", port=6379, db=12)
     client.flushdb()
     yield "redis://127.0.0.1:6379/12"
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis_db13():
+    """Database 13, flushed before and after (the calendar and instrument-list entries' tests)."""
+    if not _redis_ok(13):
+        pytest.skip("no Redis server at 127.0.0.1:6379 (.ci/run starts one)")
+    import redis
+    client = redis.Redis(host="127.0.0.1", port=6379, db=13)
+    client.flushdb()
+    yield "redis://127.0.0.1:6379/13"
     client.flushdb()
     client.close()
 

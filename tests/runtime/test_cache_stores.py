@@ -209,7 +209,7 @@ def test_four_processes_compute_alpha158_once_with_redis(tmp_path, synth_root, r
     assert sum(c for c, _ in results) == 1, results
     assert len({d for _, d in results}) == 1
     import redis
-    assert redis.Redis(db=11).zcard("qexp:v1:lru") == 1
+    assert redis.Redis(db=11).zcard("qexp:v1:lru") == 3    # the frame, the calendar and the 'all' market
 
 
 @pytest.mark.slow
@@ -273,7 +273,7 @@ def test_redis_stopped_mid_run_warns_once_and_gives_the_same_result(tmp_path, sy
 
     first = raw()
     assert cache.wait_for_writes(60)
-    assert cache.active_store().stats()["entries"] == 1
+    assert cache.active_store().stats()["entries"] == 3   # the frame, the calendar and the 'all' market
     stop()
     with pytest.warns(RuntimeWarning, match="redis connection failed") as record:
         again = raw()                                 # the entry on disk, read with local locks
@@ -314,13 +314,14 @@ def test_cache_cli_stats_and_clear(tmp_path, synth_root, redis_db12, monkeypatch
     assert res.exit_code == 0, res.output
     stats = json.loads(res.output[res.output.index("["):])
     kinds = {s["kind"]: s for s in stats}
-    assert kinds["disk"]["entries"] == 1 and kinds["redis"]["entries"] == 1 and kinds["redis"]["reachable"]
+    # redis: the frame, the calendar and the 'all' market; disk entries count frames only
+    assert kinds["disk"]["entries"] == 1 and kinds["redis"]["entries"] == 3 and kinds["redis"]["reachable"]
     assert kinds["disk"]["max_bytes"] == 5 * 1024 ** 3
     res = runner.invoke(get_cli(), ["cache", "stats"])
     assert res.exit_code == 0 and "redis://127.0.0.1:6379/12" in res.output and "5.0 GB" in res.output
     res = runner.invoke(get_cli(), ["cache", "clear"])          # QEXP_CACHE_URI's store only
     assert res.exit_code == 0, res.output
-    assert "removed 1 entry from" in res.output
+    assert "removed 3 entries from" in res.output
     stats = {s["kind"]: s for s in json.loads(runner.invoke(get_cli(), ["cache", "stats", "--json"]).output)}
     assert stats["redis"]["entries"] == 0 and stats["disk"]["entries"] == 1
     res = runner.invoke(get_cli(), ["cache", "clear", "--uri", str(tmp_path / "cache" / "datasets")])

@@ -64,7 +64,7 @@ def test_kernels_sets_the_expression_engines_threads(tmp_path, synth_root, monke
 # ---- expression_cache --------------------------------------------------------------------------------
 def test_expression_cache_keeps_each_instruments_series(tmp_path, synth_root, monkeypatch):
     direct = _init(tmp_path, synth_root).features("all", FIELDS, START, END)
-    assert _entries()["small_entries"] == 0
+    assert _entries()["small_entries"] == 2          # no series: only the calendar and the 'all' market
     prov = _init(tmp_path, synth_root, expression_cache="DiskExpressionCache")
     calls = []
     real = type(prov)._evaluate
@@ -77,7 +77,7 @@ def test_expression_cache_keeps_each_instruments_series(tmp_path, synth_root, mo
     first = prov.features("all", FIELDS, START, END)
     assert len(calls) == 1
     n_codes = first.index.get_level_values("instrument").nunique()
-    assert _entries()["small_entries"] == len(FIELDS) * n_codes
+    assert _entries()["small_entries"] == len(FIELDS) * n_codes + 2
     again = prov.features("all", FIELDS, "2019-09-02", END)   # another range: read from the cache
     assert len(calls) == 1
     pd.testing.assert_frame_equal(first, direct)
@@ -217,8 +217,8 @@ def test_redis_keys_choose_the_redis_store(tmp_path, synth_root, redis_db):
     assert type(store).__name__ == "RedisCacheStore" and (store.host, store.port, store.db) == ("127.0.0.1", 6379, 11)
     _alpha158()
     assert cache.wait_for_writes(60)
-    assert store.stats()["entries"] == 1
-    assert store.client.zcard("qexp:v1:lru") == 1
+    assert store.stats()["entries"] == 3              # the frame, the calendar and the 'all' market
+    assert store.client.zcard("qexp:v1:lru") == 3
 
 
 def test_redis_password_is_sent(tmp_path, synth_root, own_redis):

@@ -1,4 +1,6 @@
-"""Read access to one Qlib-format provider folder: calendar, markets, feature spans and panels."""
+"""Read access to one Qlib-format provider folder: calendar, markets, feature spans and panels.
+
+Calendars and instrument lists are read through the active cache store (:mod:`qexp_data.metacache`)."""
 from __future__ import annotations
 
 import os
@@ -8,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import binfmt
+from . import binfmt, metacache
 from .errors import CREATE_DATA_HINT, DataError, ProviderNotFoundError, UnknownMarketError
 
 SUPPORTED_FREQS = ("day", "1d")
@@ -43,10 +45,10 @@ class QlibStore:
             path = self.root / "calendars" / f"{binfmt.FREQ}_future.txt"
             if path.is_file():
                 if self._future is None:
-                    self._future = binfmt.read_calendar(path)
+                    self._future = metacache.read_calendar(path)
                 return self._future
         if self._calendar is None:
-            self._calendar = binfmt.read_calendar(self.root / "calendars" / f"{binfmt.FREQ}.txt")
+            self._calendar = metacache.read_calendar(self.root / "calendars" / f"{binfmt.FREQ}.txt")
         return self._calendar
 
     # -- markets
@@ -63,7 +65,7 @@ class QlibStore:
                 known = ", ".join(self.markets()) or "none"
                 raise UnknownMarketError(f"No market {market!r} in {self.root}: {path} does not exist. "
                                          f"Markets available: {known}.")
-            self._markets[key] = binfmt.read_instruments(path)
+            self._markets[key] = metacache.read_instruments(path)
         return self._markets[key]
 
     # -- features

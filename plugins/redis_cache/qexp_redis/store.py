@@ -5,9 +5,10 @@
   so its lock frees itself within the TTL -- never a manual ``redis-cli del`` as with Qlib's locks.
 * **Single-flight builds**: :meth:`CacheStore.get_or_create_frame` on these locks -- N workers asking for the
   same dataset, one computes, the others wait on the lock and read what it wrote.
-* **Small entries** (calendars, instrument lists, per-instrument expression series up to ``max_value_mb=``,
-  default 64) live in Redis: raw array bytes under ``…:blob:<key>`` and a JSON header (dtypes, shapes, CRC32)
-  in the hash ``…:meta:<key>``; never pickled.
+* **Small entries** (a data folder's calendars and instrument lists, which the data plugin reads through the
+  active store keyed by the file's path, size and mtime; per-instrument expression series of
+  ``DiskExpressionCache``; anything up to ``max_value_mb=``, default 64) live in Redis: raw array bytes under
+  ``…:blob:<key>`` and a JSON header (dtypes, shapes, CRC32) in the hash ``…:meta:<key>``; never pickled.
 * **Frames** (a whole Alpha158 frame) live on shared disk (``dir=``, default ``$QEXP_CACHE_DIR/datasets``: give
   a folder every machine mounts), with only their metadata, LRU rank and lock in Redis.
 * **Size cap** (``max_gb=``, default ``QEXP_CACHE_MAX_GB`` or 5): least recently used entries (the sorted set
