@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ..services import service_missing
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "examples" / "plugin" / "workflow_config_onefeature.yaml"
 SMALL = ["task.dataset.kwargs.handler.kwargs.start_time=2016-01-01",
@@ -26,7 +28,7 @@ def installed() -> None:
     try:
         md.distribution("qexp-example-plugin")
     except md.PackageNotFoundError:
-        pytest.skip("the example plugin is not installed: `make test` installs it (pip install -e examples/plugin)")
+        service_missing("the example plugin is not installed: `make test` installs it (pip install -e examples/plugin)")
 
 
 def qexp_cli(*args: str, env_extra: dict[str, str] | None = None, cwd: Path | None = None):

@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 import pytest
 
+from ..services import import_client, service_missing
+
 PG_ADMIN_URI = os.environ.get("QEXP_TEST_PG_URI", "postgresql://postgres@127.0.0.1:5432/test")
 # rows MLflow seeds that the store needs (the schema version and the default workspace)
 KEEP_TABLES = {"alembic_version", "workspaces"}
@@ -28,11 +30,12 @@ _session: dict[str, Any] = {}
 
 
 def _once(request: pytest.FixtureRequest, key: str, make: Callable[[], Any]) -> Any:
-    """``make()`` once per test session; a failure (skip included) is remembered and repeated."""
+    """``make()`` once per test session; a failure (skip or a missing service's fail included) is remembered
+    and repeated."""
     if key not in _session:
         try:
             _session[key] = ("ok", make())
-        except BaseException as exc:  # pytest.skip raises a BaseException subclass
+        except BaseException as exc:  # pytest.skip and pytest.fail raise BaseException subclasses
             _session[key] = ("err", exc)
         request.config.add_cleanup(lambda: _session.pop(key, None))
     status, value = _session[key]
@@ -68,7 +71,7 @@ def _sqlite_template(request: pytest.FixtureRequest) -> Path:
 
 # ---- PostgreSQL ---------------------------------------------------------------------------------
 def _psycopg2() -> Any:
-    return pytest.importorskip("psycopg2", reason="PostgreSQL tests need psycopg2 (pip install \"qexp[mlflow]\")")
+    return import_client("psycopg2", reason="PostgreSQL tests need psycopg2 (pip install \"qexp[mlflow]\")")
 
 
 def _admin_connection() -> Any:
@@ -76,8 +79,8 @@ def _admin_connection() -> Any:
     try:
         conn = psycopg2.connect(PG_ADMIN_URI, connect_timeout=3)
     except psycopg2.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is unreachable at {PG_ADMIN_URI} ({str(exc).strip()}); start it (e.g. "
-                    f"pg_ctlcluster --skip-systemctl-redirect <version> main start) or set QEXP_TEST_PG_URI")
+        service_missing(f"PostgreSQL is unreachable at {PG_ADMIN_URI} ({str(exc).strip()}); start it (e.g. "
+                        f"pg_ctlcluster --skip-systemctl-redirect <version> main start) or set QEXP_TEST_PG_URI")
     conn.autocommit = True
     return conn
 
@@ -147,7 +150,7 @@ MYSQL_ADMIN = os.environ.get("QEXP_TEST_MYSQL_URI", "mysql://root@127.0.0.1:3306
 
 
 def _mysql_connect(database: str | None = None) -> Any:
-    pymysql = pytest.importorskip("pymysql", reason="MySQL tests need PyMySQL (pip install \"qexp[mlflow]\")")
+    pymysql = import_client("pymysql", reason="MySQL tests need PyMySQL (pip install \"qexp[mlflow]\")")
     from urllib.parse import unquote, urlparse
     u = urlparse(MYSQL_ADMIN)
     try:
@@ -155,8 +158,8 @@ def _mysql_connect(database: str | None = None) -> Any:
                                password=unquote(u.password or ""), database=database, autocommit=True,
                                connect_timeout=3)
     except pymysql.err.OperationalError as exc:
-        pytest.skip(f"MySQL/MariaDB is unreachable at {MYSQL_ADMIN} ({exc}); start it (e.g. service mariadb "
-                    f"start) or set QEXP_TEST_MYSQL_URI")
+        service_missing(f"MySQL/MariaDB is unreachable at {MYSQL_ADMIN} ({exc}); start it (e.g. service mariadb "
+                        f"start) or set QEXP_TEST_MYSQL_URI")
 
 
 class MysqlDatabase:

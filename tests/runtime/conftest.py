@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ..services import import_client, service_missing
+
 RUNTIME_PLUGINS = ("monitor", "redis_cache")
 REDIS_DBS = (11, 12, 13)
 
@@ -61,51 +63,36 @@ def synth_root(tmp_path_factory) -> Path:
     return root
 
 
-def _redis_ok(db: int) -> bool:
+def _redis_db(db: int):
+    """The machine's Redis database ``db``, flushed before and after; skipped (failed under
+    ``QEXP_REQUIRE_SERVICES=1``) when the client library is missing or no server answers."""
+    redis = import_client("redis", reason="the Redis tests need redis-py (pip install \"qexp[redis]\")")
+    client = redis.Redis(host="127.0.0.1", port=6379, db=db, socket_connect_timeout=1)
     try:
-        import redis
-        redis.Redis(host="127.0.0.1", port=6379, db=db, socket_connect_timeout=1).ping()
-        return True
-    except Exception:
-        return False
+        client.ping()
+    except Exception as exc:
+        service_missing(f"no Redis server at 127.0.0.1:6379 ({exc}); .ci/run starts one")
+    client.flushdb()
+    yield f"redis://127.0.0.1:6379/{db}"
+    client.flushdb()
+    client.close()
 
 
 @pytest.fixture
 def redis_db():
-    """The machine's Redis, database 11, flushed before and after (skips when no server answers)."""
-    if not _redis_ok(11):
-        pytest.skip("no Redis server at 127.0.0.1:6379 (.ci/run starts one)")
-    import redis
-    client = redis.Redis(host="127.0.0.1", port=6379, db=11)
-    client.flushdb()
-    yield "redis://127.0.0.1:6379/11"
-    client.flushdb()
-    client.close()
+    """The machine's Redis, database 11, flushed before and after."""
+    yield from _redis_db(11)
 
 
 @pytest.fixture
 def redis_db12():
-    if not _redis_ok(12):
-        pytest.skip("no Redis server at 127.0.0.1:6379 (.ci/run starts one)")
-    import redis
-    client = redis.Redis(host="127.0.0.1", port=6379, db=12)
-    client.flushdb()
-    yield "redis://127.0.0.1:6379/12"
-    client.flushdb()
-    client.close()
+    yield from _redis_db(12)
 
 
 @pytest.fixture
 def redis_db13():
-    """Database 13, flushed before and after (the calendar and instrument-list entries' tests)."""
-    if not _redis_ok(13):
-        pytest.skip("no Redis server at 127.0.0.1:6379 (.ci/run starts one)")
-    import redis
-    client = redis.Redis(host="127.0.0.1", port=6379, db=13)
-    client.flushdb()
-    yield "redis://127.0.0.1:6379/13"
-    client.flushdb()
-    client.close()
+    """Database 13 (the calendar and instrument-list entries' tests)."""
+    yield from _redis_db(13)
 
 
 def free_port() -> int:
@@ -121,7 +108,7 @@ def own_redis(tmp_path):
     import shutil
     exe = shutil.which("redis-server")
     if exe is None:
-        pytest.skip("redis-server is not installed")
+        service_missing("redis-server is not installed")
     port = free_port()
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -135,7 +122,7 @@ def own_redis(tmp_path):
             time.sleep(0.05)
     else:
         proc.kill()
-        pytest.skip("the private redis-server did not start")
+        service_missing("the private redis-server did not start")
 
     def stop() -> None:
         if proc.poll() is None:

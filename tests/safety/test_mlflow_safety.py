@@ -12,6 +12,7 @@ import qexp
 from qexp import R
 from qexp.ext import ConfigError, StoreNotFoundError, create_manager
 
+from ..services import import_client, service_missing
 from .conftest import cli
 
 
@@ -43,11 +44,11 @@ def test_mlflow_store_reads_short_ids_and_infinities(tmp_path):
 
 
 def test_postgres_reads_do_not_create_the_tables():
-    psycopg2 = pytest.importorskip("psycopg2")
+    psycopg2 = import_client("psycopg2")
     try:
         admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3)
     except psycopg2.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({exc})")
+        service_missing(f"no PostgreSQL on 127.0.0.1:5432 ({exc})")
     admin.autocommit = True
     name = "qexp_safety_empty"
     with admin.cursor() as cur:

@@ -18,6 +18,7 @@ from qexp import R
 from qexp.ext import Executor
 from qexp_sweep.driver import run_sweep
 from tests.executors.helpers import REPO, child_env
+from tests.services import import_client, service_missing
 
 pytest.importorskip("optuna")
 
@@ -103,6 +104,7 @@ def test_pruned_trials_finish_and_only_exceptions_fail(tiny_cfg, tmp_path):
     states = {t.values["task.model.kwargs.learning_rate"]: t for t in result.trials}
     assert states[0.3].state == "COMPLETE" and states[0.0001].state == "PRUNED"
     assert states[0.0001].pruned_at is not None and states[0.0001].pruned_at >= 3
+    assert states[0.0001].dataset_reused  # a pruned trial reused the dataset too (it said False: reported after the fit)
     bad = write_space(tmp_path, method="grid", metric={"name": "IC", "goal": "maximize"},
                       parameters={"task.model.kwargs.loss": {"values": ["mse", "huber"]}})
     failed = run_sweep(str(cfg_path), bad, uri=str(store))
@@ -178,13 +180,13 @@ def _cli():
 @pytest.mark.services
 def test_the_study_can_live_in_postgresql(tiny_cfg, tmp_path):
     import optuna
-    pytest.importorskip("psycopg2")
+    import_client("psycopg2")
     from qexp_sweep.study import storage
     study_uri = "postgresql://postgres@127.0.0.1:5432/test"
     try:
         store = storage(study_uri)
     except Exception as exc:  # the machine's PostgreSQL is down
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+        service_missing(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
     cfg_path, _ = tiny_cfg
     space = write_space(tmp_path, method="random", metric={"name": "IC", "goal": "maximize"},
                         parameters={"task.model.kwargs.num_leaves": {"values": [3, 7, 15]}})

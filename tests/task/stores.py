@@ -6,15 +6,17 @@ import uuid
 
 import pytest
 
+from ..services import import_client, service_missing
+
 PG_ADMIN = dict(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=5)
 
 
 def _pg_admin():
-    psycopg2 = pytest.importorskip("psycopg2")
+    psycopg2 = import_client("psycopg2")
     try:
         conn = psycopg2.connect(**PG_ADMIN)
     except psycopg2.OperationalError as exc:  # pragma: no cover - CI starts the server
-        pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432 ({str(exc).strip().splitlines()[0]})")
+        service_missing(f"PostgreSQL is not running on 127.0.0.1:5432 ({str(exc).strip().splitlines()[0]})")
     conn.autocommit = True
     return conn
 
