@@ -32,6 +32,10 @@ def get_module_by_module_path(module_path: str | ModuleType) -> ModuleType:
         name = re.sub(r"\W", "_", os.path.abspath(module_path))
         if name in sys.modules:
             return sys.modules[name]
+        if not os.path.isfile(module_path):  # an ImportError: the caller names the class it was looking for
+            raise ModuleNotFoundError(f"no file {os.path.abspath(module_path)}; a relative .py module_path is read "
+                                      f"from the working directory, as in Qlib: run from the folder that holds it "
+                                      f"or give its absolute path")
         spec = importlib.util.spec_from_file_location(name, module_path)
         if spec is None or spec.loader is None:
             raise ConfigError(f"cannot load module from file {module_path!r}")
