@@ -111,3 +111,13 @@ def test_the_documented_example_plugin_works(ds158_norm) -> None:
     finally:
         plugins.unregister(name)
     assert registry.components.resolve("OneFeature") is None
+
+
+def test_the_package_docstring_lists_every_registered_model() -> None:
+    import qexp_models
+    from qexp_models.plugin import register_models
+    registered: set[str] = set()
+    register_models(lambda cls, **kw: registered.add(cls.__name__))
+    assert len(registered) >= 28
+    assert qexp_models.__doc__ is not None
+    assert sorted(n for n in registered if f"``{n}``" not in qexp_models.__doc__) == []
