@@ -94,6 +94,38 @@ def _anything(v: Any) -> str | None:
     return None
 
 
+def _trade_unit(v: Any) -> str | None:
+    ok = v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)
+    return None if ok else "a positive number of shares per lot (100 in cn, 1 in us) or None (no lot rounding)"
+
+
+def _limit_threshold(v: Any) -> str | None:
+    if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
+        return None
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, str) for x in v):
+        return None
+    return "a number (0.095), a (buy_limit_expression, sell_limit_expression) pair or None (no limits)"
+
+
+def _deal_price(v: Any) -> str | None:
+    if isinstance(v, str) and v.strip():
+        return None
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, str) and x.strip() for x in v):
+        return None
+    return "a price field ('close', '$open', 'vwap') or a (buy_field, sell_field) pair"
+
+
+CUSTOM_OPS_REFUSED = (
+    "only an empty list: qexp's expression engine computes its built-in operators (Qlib's: Ref, Mean, EMA, "
+    "Corr, If, ...) with its own vectorised kernels and cannot run Qlib operator classes. Write the feature with "
+    "the built-in operators, or compute it in a handler processor (a Processor in infer_processors / "
+    "learn_processors), and remove custom_ops")
+
+
+def _custom_ops(v: Any) -> str | None:
+    return None if v is None or (isinstance(v, (list, tuple)) and len(v) == 0) else CUSTOM_OPS_REFUSED
+
+
 @dataclass(frozen=True)
 class Setting:
     """One runtime key: Qlib's default, what it accepts, and what it does in qexp."""
@@ -160,19 +192,19 @@ QLIB_SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "serve", notice=True),
     Setting("pit_record_type", None, _anything, "describes Qlib's point-in-time files", notice=True),
     Setting("pit_record_nan", None, _anything, "describes Qlib's point-in-time files", notice=True),
-    Setting("custom_ops", [], _anything, "registers Qlib operator classes; qexp's expression engine has its own "
-            "operators (an unknown one is an error naming it)", notice=True),
+    Setting("custom_ops", [], _custom_ops, "Qlib operator classes to register; qexp's expression engine has a "
+            "fixed set of built-in operators, so only an empty list is accepted"),
     Setting("min_data_shift", 0, _anything, "shifts Qlib's minute bars; qexp serves daily data", notice=True),
     Setting("mem_cache_space_limit", None, _anything, "was the client's memory limit in older Qlib; use "
             "mem_cache_size_limit with mem_cache_limit_type='sizeof'", notice=True),
     Setting("mongo", None, _anything, "configures Qlib's MongoDB task manager; qexp's task layer keeps tasks in "
             "its own task store", notice=True),
-    Setting("trade_unit", None, _anything, "is a region default of Qlib's exchange; give it in the backtest's "
-            "exchange_kwargs", notice=True),
-    Setting("limit_threshold", None, _anything, "is a region default of Qlib's exchange; give it in the "
-            "backtest's exchange_kwargs", notice=True),
-    Setting("deal_price", None, _anything, "is a region default of Qlib's exchange; give it in the backtest's "
-            "exchange_kwargs", notice=True),
+    Setting("trade_unit", None, _trade_unit, "the backtest exchange's lot size when a config's exchange_kwargs "
+            "gives none (default: the region's, 100 in cn, 1 in us)"),
+    Setting("limit_threshold", None, _limit_threshold, "the backtest exchange's daily price limit when a config's "
+            "exchange_kwargs gives none (default: the region's, 0.095 in cn, None in us)"),
+    Setting("deal_price", None, _deal_price, "the backtest exchange's deal price when a config's exchange_kwargs "
+            "gives none (default: the region's, 'close')"),
     Setting("dataset_cache_dir_name", "dataset_cache", _anything, "names Qlib's cache folder inside provider_uri; "
             "qexp's cache store is cache_uri / local_cache_path", notice=True),
     Setting("features_cache_dir_name", "features_cache", _anything, "names Qlib's cache folder inside "
@@ -384,6 +416,8 @@ def effective_runtime_settings(settings: dict[str, Any]) -> dict[str, Any]:
     out["cache_max_gb"] = None if cap is None else round(cap / 1024 ** 3, 3)
     for key in ("mem_cache_size_limit", "mem_cache_limit_type", "mem_cache_expire", "clear_mem_cache"):
         out[key] = s.get(key, QLIB_SETTINGS[key].default)
+    for key in ("trade_unit", "limit_threshold", "deal_price"):
+        out[key] = s[key] if key in s else f"the region's ({out['region']})"
     out["logging_level"] = logging.getLevelName(log_level_from_settings(s))
     out["logging_config"] = "custom dictConfig" if s.get("logging_config") else "qexp default (Qlib's format)"
     out["capture_logs"] = capture_logs_from_settings(s)

@@ -88,6 +88,27 @@ def test_expression_cache_keeps_each_instruments_series(tmp_path, synth_root, mo
     assert len(calls) == 2
 
 
+def test_default_disk_cache_0_skips_the_expression_cache(tmp_path, synth_root, monkeypatch):
+    from qexp_data import exprcache
+    through_cache = []
+    real = exprcache.evaluate_cached
+
+    def counting(*a, **k):
+        through_cache.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(exprcache, "evaluate_cached", counting)
+    cached = _init(tmp_path, synth_root, expression_cache="DiskExpressionCache").features("all", FIELDS, START, END)
+    assert through_cache == [1]
+    n_entries = _entries()["small_entries"]
+    assert n_entries > 2                                # the series (beside the calendar and the market)
+    skipped = _init(tmp_path, synth_root, expression_cache="DiskExpressionCache", default_disk_cache=0).features(
+        "all", FIELDS, "2019-09-02", END)
+    assert through_cache == [1]                         # computed directly: the cache neither read nor written
+    assert _entries()["small_entries"] == n_entries
+    pd.testing.assert_frame_equal(skipped, cached.loc[pd.Timestamp("2019-09-02"):])
+
+
 def test_default_conf_server_turns_the_disk_caches_on(tmp_path, synth_root):
     from qexp_data import cache
     _init(tmp_path, synth_root, default_conf="server")
@@ -301,6 +322,8 @@ def test_effective_runtime_settings(monkeypatch):
     assert eff["kernels"] == 3 and eff["cache_uri"] == "redis://h:6379/2" and eff["default_disk_cache"] == 2
     assert eff["mem_cache_limit_type"] == "sizeof" and eff["mem_cache_size_limit"] == 500
     assert "mount_path" in eff["ignored"] and eff["dataset_cache"] == "DiskDatasetCache"
+    assert eff["trade_unit"] == "the region's (cn)" and "trade_unit" not in eff["ignored"]
+    assert effective_runtime_settings({"deal_price": "open"})["deal_price"] == "open"
     assert effective_runtime_settings({"dataset_cache": None})["cache_uri"] is None
     assert effective_runtime_settings({"kernels": lambda f: 5})["kernels"] == 5
     assert np.isclose(effective_runtime_settings({})["system_metrics_interval"], 10.0)

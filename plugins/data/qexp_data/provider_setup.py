@@ -17,7 +17,8 @@ from qexp.ext import REGION_CN, cache_uri_from_settings, create_by_scheme, set_p
 OWN_KEYS = ("provider_uri", "region", "synth", "cache_uri")
 QLIB_KEYS = ("default_conf", "kernels", "expression_cache", "dataset_cache", "local_cache_path",
              "default_disk_cache", "mem_cache_size_limit", "mem_cache_limit_type", "mem_cache_expire",
-             "clear_mem_cache", "redis_host", "redis_port", "redis_task_db", "redis_password")
+             "clear_mem_cache", "redis_host", "redis_port", "redis_task_db", "redis_password",
+             "custom_ops")  # custom_ops: only [] passes qexp.init's check (the engine's operators are built in)
 STORE_KEYS = ("cache_uri", "local_cache_path", "redis_host", "redis_port", "redis_task_db", "redis_password")
 
 

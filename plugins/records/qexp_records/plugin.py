@@ -13,6 +13,14 @@ def register_record_templates(register: ComponentRegister) -> None:
 
 
 @hookimpl
+def qexp_init(settings: dict) -> list:
+    """Qlib's ``trade_unit``, ``limit_threshold`` and ``deal_price``: the exchange's defaults when a backtest
+    config's ``exchange_kwargs`` does not give its own."""
+    from .backtest.exchange import set_init_defaults
+    return set_init_defaults(settings)
+
+
+@hookimpl
 def register_commands(cli: click.Group) -> None:
     from .cli import add_commands
     add_commands(cli)

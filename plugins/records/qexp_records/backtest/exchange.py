@@ -50,14 +50,29 @@ _REGIONS: dict[str, dict[str, Any]] = {
     "us": {"trade_unit": 1, "limit_threshold": None, "deal_price": "close"}}
 
 
+INIT_KEYS = ("trade_unit", "limit_threshold", "deal_price")
+_init_defaults: dict[str, Any] = {}
+"""What ``qexp.init`` gave of :data:`INIT_KEYS` (Qlib's ``C.trade_unit`` / ``C.limit_threshold`` /
+``C.deal_price``, which ``qlib.init`` keyword arguments override over the region's values)."""
+
+
+def set_init_defaults(settings: dict[str, Any]) -> list[str]:
+    """Take ``trade_unit``, ``limit_threshold`` and ``deal_price`` from ``qexp.init``'s settings (absent keys:
+    the region's values again); returns the keys taken."""
+    _init_defaults.clear()
+    _init_defaults.update({k: settings[k] for k in INIT_KEYS if k in settings})
+    return list(_init_defaults)
+
+
 def region_defaults(region: str | None = None) -> dict[str, Any]:
-    """``trade_unit``, ``limit_threshold`` and ``deal_price`` for ``region`` (the active one when None)."""
+    """``trade_unit``, ``limit_threshold`` and ``deal_price`` for ``region`` (the active one when None), with
+    what ``qexp.init`` set of them (as Qlib's ``qlib.init(trade_unit=...)`` sets ``C.trade_unit``)."""
     if region is None:
         from qexp.ext import get_region
         region = get_region()
     if region not in _REGIONS:
         raise ConfigError(f"unknown region {region!r}; use one of {', '.join(_REGIONS)}")
-    return dict(_REGIONS[region])
+    return {**_REGIONS[region], **_init_defaults}
 
 
 @dataclass
@@ -79,8 +94,9 @@ class Exchange:
     """Prices and trading rules for the instruments ``codes`` between ``start_time`` and ``end_time``.
 
     ``quote`` is a frame indexed ``(datetime, instrument)`` (tests, custom data) or None to read the active
-    data provider. Settings left out (``limit_threshold``, ``trade_unit``, ``deal_price``) take the region's
-    values; passing ``None`` explicitly turns limits or lot rounding off (Qlib cannot turn them off).
+    data provider. Settings left out (``limit_threshold``, ``trade_unit``, ``deal_price``) take the values
+    ``qexp.init`` gave, else the region's; passing ``None`` explicitly turns limits or lot rounding off (Qlib
+    cannot turn them off).
     """
 
     def __init__(self, freq: str = "day", start_time: Any = None, end_time: Any = None,
