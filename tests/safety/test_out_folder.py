@@ -117,3 +117,56 @@ def test_out_dot_in_an_empty_current_folder_is_written(csv_src, tmp_path, monkey
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".here")]   # no temp folder left
     r = cli("data", "synth", "--out", ".", "--force", *SYNTH)          # now not empty: refused
     assert r.exit_code == 1 and "current folder" in r.output
+
+
+def _on_a_terminal(args: list[str], answer: str, timeout: float = 120.0) -> tuple[int, str]:
+    """``qexp ARGS`` in a child process whose stdin and stdout are a real pseudo-terminal (so isatty() is
+    True, as for a user at a shell); ``answer`` is typed at the prompt. Returns (exit status, output)."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "qexp", *args], stdin=slave, stdout=slave, stderr=slave,
+                            close_fds=True)
+    os.close(slave)
+    out, typed, deadline = b"", False, time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:          # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if not typed and b"replace it?" in out:
+                os.write(master, answer.encode())
+                typed = True
+            if proc.poll() is not None and not ready:
+                break
+        return proc.wait(timeout=max(1.0, deadline - time.monotonic())), out.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
+def test_replacing_a_data_folder_on_a_terminal_asks_first(tmp_path):
+    d = tmp_path / "data"
+    assert cli("data", "synth", "--out", str(d), *SYNTH).exit_code == 0
+    before = (d / "calendars" / "day.txt").read_text()
+    other = ["--instruments", "4", "--start", "2020-01-01", "--end", "2020-03-31"]
+    code, out = _on_a_terminal(["data", "synth", "--out", str(d), *other], "n\n")
+    assert "already holds a data folder" in out and "replace it? [y/N]" in out, out
+    assert code == 1 and "Aborted" in out, out
+    assert (d / "calendars" / "day.txt").read_text() == before          # "n": the folder is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]       # and no temporary folder is left
+    code, out = _on_a_terminal(["data", "synth", "--out", str(d), *other], "y\n")
+    assert code == 0 and "Wrote a synthetic market of 4 instruments" in out, out
+    assert (d / "calendars" / "day.txt").read_text().split()[-1] == "2020-03-31"   # "y": replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
