@@ -274,13 +274,52 @@ def fire(name: str, **kwargs: Any) -> None:
 
     pluggy stops at the first implementation that raises; an event must reach every plugin, so a failing one
     (a W&B mirror that lost its connection, say) is warned about by plugin name and the others still run.
+
+    Wrappers (``@hookimpl(wrapper=True)``, and old-style ``hookwrapper=True``) run as pluggy runs them: their
+    code up to ``yield`` before every plain implementation, the rest after, innermost first; the new-style
+    ones receive the list of the plain implementations' results from ``yield``, the old-style ones a
+    ``pluggy.Result``. A wrapper that raises, or yields not exactly once, is warned about by plugin name and
+    the others still run.
     """
-    for impl in reversed(getattr(pm.hook, name).get_hookimpls()):  # pluggy's order: last registered first
+    impls = getattr(pm.hook, name).get_hookimpls()
+    wrappers = [i for i in impls if i.wrapper or i.hookwrapper]
+    plain = [i for i in impls if not (i.wrapper or i.hookwrapper)]
+
+    def warn(impl: Any, what: str) -> None:
+        warnings.warn(f"qexp: plugin '{impl.plugin_name}' failed in its {name} hook: {what}", RuntimeWarning,
+                      stacklevel=3)
+
+    entered: list[tuple[Any, Any]] = []
+    for impl in reversed(wrappers):  # pluggy's order: last registered (and tryfirst) first, outermost
         try:
-            impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            gen = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            next(gen)
+        except StopIteration:
+            warn(impl, "the wrapper did not yield")
         except Exception as exc:
-            warnings.warn(f"qexp: plugin '{impl.plugin_name}' failed in its {name} hook: "
-                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+            warn(impl, f"{type(exc).__name__}: {exc}")
+        else:
+            entered.append((impl, gen))
+    results: list[Any] = []
+    for impl in reversed(plain):
+        try:
+            res = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        except Exception as exc:
+            warn(impl, f"{type(exc).__name__}: {exc}")
+        else:
+            if res is not None:
+                results.append(res)
+    for impl, gen in reversed(entered):  # innermost first
+        try:
+            gen.send(pluggy.Result(results, None) if impl.hookwrapper else results)
+        except StopIteration as stop:
+            if impl.wrapper and isinstance(stop.value, list):
+                results = stop.value
+        except Exception as exc:
+            warn(impl, f"{type(exc).__name__}: {exc}")
+        else:
+            gen.close()
+            warn(impl, "the wrapper yielded more than once")
 
 
 def call_init_hooks(settings: dict[str, Any]) -> set[str]:

@@ -287,6 +287,55 @@ def test_failing_event_implementation_does_not_silence_the_others(tmp_path):
     assert len(calls) == 2
 
 
+def test_wrapper_implementations_of_an_event_run_around_the_others(tmp_path):
+    """fire() runs @hookimpl(wrapper=True) and old-style hookwrapper=True implementations as pluggy does (before
+    and after every plain one), not as plain functions that would only make a generator and never run; a
+    failing wrapper, or plain implementation, is warned about by name and the others still run."""
+    calls = []
+
+    class Plain:
+        @hookimpl
+        def recorder_ended(self, recorder, status):
+            calls.append(("plain", status))
+            return "plain-result"
+
+    class NewStyle:
+        @hookimpl(wrapper=True)
+        def recorder_ended(self, recorder, status):
+            calls.append(("new-before", status))
+            result = yield
+            calls.append(("new-after", result))
+            return result
+
+    class OldStyle:
+        @hookimpl(hookwrapper=True)
+        def recorder_ended(self, recorder, status):
+            calls.append(("old-before", status))
+            outcome = yield
+            calls.append(("old-after", outcome.get_result()))
+
+    class Broken:
+        @hookimpl(wrapper=True)
+        def recorder_ended(self, recorder, status):
+            raise ValueError("no context today")
+            yield  # pragma: no cover
+
+    qexp.init(uri=str(tmp_path / "s"))
+    names = [plugins.register(obj, name=n) for obj, n in
+             ((Plain(), "plain"), (NewStyle(), "new-wrapper"), (OldStyle(), "old-wrapper"), (Broken(), "broken"))]
+    try:
+        with pytest.warns(RuntimeWarning, match="plugin 'broken' failed in its recorder_ended hook: "
+                                                "ValueError: no context today"):
+            with R.start(experiment_name="x"):
+                pass
+        # registered last = outermost: old-style wraps new-style, which wraps the plain implementation
+        assert calls == [("old-before", "FINISHED"), ("new-before", "FINISHED"), ("plain", "FINISHED"),
+                         ("new-after", ["plain-result"]), ("old-after", ["plain-result"])]
+    finally:
+        for n in names:
+            plugins.unregister(n)
+
+
 ESSENTIAL_INIT = """
 import importlib.metadata as md, sys
 if sys.argv[2] == "stale":  # the qexp distribution's entry points are gone (stale or missing metadata)
