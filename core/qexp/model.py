@@ -19,7 +19,7 @@ named by an entry point in the ``qexp`` group::
     # my_models/plugin.py
     import pandas as pd
     import qexp
-    from qexp.model import Model
+    from qexp.ext import Model
 
     class OneFeature(Model):
         \"\"\"Scores stocks by their first feature, signed as it correlates with the label in train.\"\"\"

@@ -384,3 +384,24 @@ def test_ext_exports_exist():
     import qexp.ext
     missing = [n for n in qexp.ext.__all__ if not hasattr(qexp.ext, n)]
     assert not missing and len(set(qexp.ext.__all__)) == len(qexp.ext.__all__)
+
+
+def test_the_model_plugin_guide_imports_only_the_public_surface():
+    """qexp.model's docstring teaches plugin authors: its example imports only ``qexp`` and ``qexp.ext`` (what
+    plugins may import), and the names it takes from qexp.ext are exported there."""
+    import ast
+    import re
+    import textwrap
+
+    import qexp.ext
+    import qexp.model
+    doc = qexp.model.__doc__ or ""
+    code = doc[doc.rindex("\n", 0, doc.index("# my_models/plugin.py")) + 1:doc.index("# pyproject.toml")]
+    tree = ast.parse(textwrap.dedent(code))
+    modules = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names} | \
+              {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert {m for m in modules if m == "qexp" or m.startswith("qexp.")} <= {"qexp", "qexp.ext"}, modules
+    from_ext = [a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "qexp.ext"
+                for a in n.names]
+    assert "Model" in from_ext and all(name in qexp.ext.__all__ for name in from_ext)
+    assert not re.search(r"from qexp\.(?!ext\b)\w+ import", doc)
