@@ -74,7 +74,8 @@ def run_trial(spec: TrialSpec) -> dict:
     An exception ends the run FAILED (tag ``qexp.failure_reason``) and is raised to the driver."""
     apply_sys(spec.config, Path(spec.config_dir))
     task = copy.deepcopy(spec.config["task"])
-    state, pruned_at, reused = COMPLETE, None, False
+    state, pruned_at = COMPLETE, None
+    reused: list[bool] = []  # filled as the dataset is made, so a pruned trial still says whether it reused it
     with R.start(experiment_name=spec.experiment, recorder_name=f"trial-{spec.number}"):
         rec = R.get_recorder()
         rec.set_tags(**{TAG_PARENT: spec.parent_run_id, TAG_SWEEP: spec.sweep_id, TAG_TRIAL: str(spec.number),
@@ -84,7 +85,7 @@ def run_trial(spec: TrialSpec) -> dict:
         R.save_objects(task=task)
         try:
             with _pruning(spec, rec.id), reuse_preparation(_preparation(spec.sweep_id)):
-                reused = _train(task, spec.sweep_id)
+                _train(task, spec.sweep_id, reused)
         except TrialStopped as stop:
             state, pruned_at = PRUNED, stop.step
         except BaseException as exc:
@@ -93,13 +94,12 @@ def run_trial(spec: TrialSpec) -> dict:
         rec.set_tags(**{TAG_STATE: state})
         metrics = rec.list_metrics()
     return {"run_id": rec.id, "state": state, "value": metrics.get(spec.metric), "metrics": metrics,
-            "pruned_at": pruned_at, "dataset_reused": reused}
+            "pruned_at": pruned_at, "dataset_reused": bool(reused and reused[0])}
 
 
-def _train(task: dict, sweep_id: str) -> bool:
+def _train(task: dict, sweep_id: str, reused: list[bool]) -> None:
     """task_train's steps (``qexp.ext.exe_task``) on the dataset shared by the sweep's trials in this worker;
-    returns whether the dataset came from the cache."""
-    reused: list[bool] = []
+    ``reused`` gets whether the dataset came from the cache as soon as it is known (the fit may be pruned)."""
 
     def dataset(config: Any) -> Any:
         ds, hit = _dataset(config, sweep_id)
@@ -107,7 +107,6 @@ def _train(task: dict, sweep_id: str) -> bool:
         return ds
 
     exe_task(task, dataset_factory=dataset)
-    return bool(reused and reused[0])
 
 
 # ---- what trials of one sweep share in a worker ------------------------------------------------------------
