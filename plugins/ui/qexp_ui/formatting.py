@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import time
 from typing import Any
 from urllib.parse import urlencode
+
+from markupsafe import Markup, escape
 
 STATUS_CLASS = {"RUNNING": "running", "FINISHED": "finished", "FAILED": "failed", "SCHEDULED": "scheduled"}
 
@@ -71,9 +74,16 @@ def query(base: str, params: list[tuple[str, Any]]) -> str:
     return base + ("?" + urlencode(items) if items else "")
 
 
+def dotbreak(v: Any) -> Markup:
+    """A dotted key escaped; a long one (``model.kwargs.learning_rate``) may break after each dot."""
+    if len(str(v)) <= 16:
+        return Markup(escape(str(v)))
+    return Markup("<wbr>").join(escape(part) for part in re.split(r"(?<=\.)", str(v)))
+
+
 def status_class(status: str | None) -> str:
     return STATUS_CLASS.get(status or "", "scheduled")
 
 
 FILTERS = {"ms_time": ms_time, "duration": duration, "ago": ago, "num": num, "short": short,
-           "status_class": status_class}
+           "status_class": status_class, "dotbreak": dotbreak}
