@@ -72,11 +72,12 @@ def plotly_js() -> Path:
 def open_manager(uri: str | None, allow_write: bool) -> ExpManager:
     """The store as a long-lived reader opens it: a read-only UI makes no sort index in a file store (it uses
     those there are) and looks for dead run owners at most once a second; a backend whose
-    factory takes no such options opens as usual."""
+    factory takes no such options opens as usual. The UI never creates a store: a URI with no store behind it
+    (a typo) raises :class:`qexp.ext.StoreNotFoundError` and leaves nothing behind."""
     try:
-        return create_manager(uri, sort_indexes=allow_write, reap_interval=1.0)
+        return create_manager(uri, create=False, sort_indexes=allow_write, reap_interval=1.0)
     except TypeError:
-        return create_manager(uri)
+        return create_manager(uri, create=False)
 
 
 def create_app(uri: str | None = None, *, manager: ExpManager | None = None, host: str = "127.0.0.1",
