@@ -116,6 +116,33 @@ def test_cli_refuses_a_public_address_without_token(store: dict) -> None:
     assert res.exit_code == 1 and "--token" in res.output
 
 
+@pytest.mark.parametrize("kind", ["file", "sqlite"])
+def test_a_missing_store_is_an_error_and_stays_missing(kind: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mistyped --uri is a one-line error naming the path and the fix, never a new empty store."""
+    from qexp.ext import StoreNotFoundError
+    from qexp_ui.cli import ui_cmd
+    if kind == "sqlite":
+        pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # anything a backend would make beside the store (./mlruns) lands here
+    target = tmp_path / ("typo" if kind == "file" else "typo.db")
+    uri = str(target) if kind == "file" else f"sqlite:///{target}"
+    import uvicorn
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: pytest.fail("qexp ui started on a missing store"))
+    with pytest.raises(StoreNotFoundError):
+        create_app(uri)
+    res = CliRunner().invoke(ui_cmd, ["--uri", uri, "--port", "0"])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 1 and len(lines) == 1, res.output
+    assert lines[0].startswith("Error: ") and str(target) in lines[0] and "came from --uri" in lines[0]
+    assert "Give the right one with --uri" in lines[0]
+    res = CliRunner().invoke(ui_cmd, ["--port", "0"], env={"QEXP_URI": uri})
+    assert res.exit_code == 1 and "came from $QEXP_URI" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"] and not any(work.iterdir())
+
+
 # ---- writes --------------------------------------------------------------------------------------------
 
 def test_read_only_by_default(store: dict) -> None:
@@ -250,6 +277,104 @@ def test_pages_render_their_data_without_javascript(store: dict) -> None:
     assert js.status_code == 200 and len(js.content) > 1_000_000 and b"plotly" in js.content[:2000].lower()
     headers = c.get("/", headers=HTML).headers
     assert "default-src 'self'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
+
+
+def test_experiments_page_shows_the_last_activity(store: dict) -> None:
+    """The last activity of an experiment is the latest start or end of its runs; one with no runs shows —."""
+    from qexp.ext import create_manager
+    from qexp_ui.formatting import ms_time
+    m = create_manager(store["uri"])
+    empty = m.create_exp("empty").id
+    rows = m.search_rows([store["exp"]])
+    latest = max(t for r in rows for t in (r["start_time"], r["end_time"]) if t)
+    home = client(store).get("/", headers=HTML).text
+    cells = dict(re.findall(r'<tr data-exp-id="([^"]+)">.*?<td title="([^"]*)">[^<]*</td>\s*</tr>', home, re.S))
+    assert cells[str(store["exp"])] == ms_time(latest)
+    last = re.search(rf'<tr data-exp-id="{store["exp"]}">.*?<td title="[^"]*">([^<]*)</td>', home, re.S)
+    assert last and re.fullmatch(r"\d+(\.\d)? s ago", last.group(1)), last and last.group(1)
+    none = re.search(rf'<tr data-exp-id="{empty}">.*?<td title="[^"]*">([^<]*)</td>', home, re.S)
+    assert none and none.group(1) == "—"
+
+
+def test_a_parent_run_lists_its_children(store: dict) -> None:
+    """Runs started inside a run are its children: the parent's page lists them with status and a link to
+    compare them; each child's page names its parent."""
+    with R.start(experiment_name="exp", recorder_name="parent"):
+        parent = R.get_recorder().id
+        kids = []
+        for i in range(2):
+            with R.start(recorder_name=f"child-{i}"):
+                R.log_metrics(IC=0.01 * i)
+                kids.append(R.get_recorder().id)
+    c = client(store)
+    page = c.get(f"/runs/{parent}", headers=HTML).text
+    table = page.split('<table class="grid" id="children">')[1].split("</table>")[0]
+    listed = re.findall(r'<tr><td><a href="/runs/([0-9a-f]+)">(child-\d)</a></td>', table)
+    assert sorted(listed) == sorted(zip(kids, ["child-0", "child-1"]))
+    assert table.count('class="badge finished"') == 2
+    assert f'href="/compare?runs={kids[1]}&amp;runs={kids[0]}"' in page or \
+        f'href="/compare?runs={kids[0]}&amp;runs={kids[1]}"' in page
+    child = c.get(f"/runs/{kids[0]}", headers=HTML).text
+    assert f'parent: <a href="/runs/{parent}">parent</a>' in child
+    assert 'id="children"' not in child and 'id="children"' not in c.get(f"/runs/{store['run']}", headers=HTML).text
+
+
+def test_run_page_shows_host_and_git_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run started in a git work tree records its host, commit, branch and uncommitted changes; the run page
+    shows them. (qexp asks git once per process and folder, so the dirty tree is a second folder.)"""
+    import socket
+    import subprocess
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
+
+    def work_tree(name: str, dirty: bool) -> tuple[Path, str]:
+        repo = tmp_path / name
+        repo.mkdir()
+        subprocess.run([*git, "init", "-q", "-b", "research"], cwd=repo, check=True)
+        (repo / "model.py").write_text("x = 1\n")
+        subprocess.run([*git, "add", "model.py"], cwd=repo, check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "first"], cwd=repo, check=True)
+        if dirty:
+            (repo / "model.py").write_text("x = 22\n")
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True,
+                             text=True).stdout.strip()
+        return repo, sha
+
+    monkeypatch.setenv("QEXP_AUTOLOG_GIT", "1")
+    uri = str(tmp_path / "runs")
+    qexp.init(uri=uri)
+    runs = {}
+    for name, dirty in (("clean", False), ("dirty", True)):
+        repo, sha = work_tree(name, dirty)
+        monkeypatch.chdir(repo)
+        with R.start(experiment_name="git", recorder_name=name):
+            runs[name] = (R.get_recorder().id, sha, dirty)
+    c = TestClient(create_app(uri), base_url=LOCAL)
+    for run, sha, dirty in runs.values():
+        page = c.get(f"/runs/{run}", headers=HTML).text
+        assert f'<td id="host-cell">{socket.gethostname()}</td>' in page
+        git_cell = page.split('id="git-cell">')[1].split("</td>")[0]
+        assert git_cell.startswith(sha) and "(research" in git_cell
+        assert ("uncommitted changes" in git_cell) is dirty
+
+
+def test_compare_takes_at_most_50_runs(store: dict) -> None:
+    """50 runs compare; 51 is a readable 400 page (and JSON for scripts), not a truncated comparison."""
+    ids = [store["run"], store["other"]]
+    for i in range(49):
+        with R.start(experiment_name="many", recorder_name=f"m{i}"):
+            R.log_metrics(IC=i / 1000)
+            ids.append(R.get_recorder().id)
+    c = client(store)
+    ok = c.get("/compare", params={"runs": ids[:50]}, headers=HTML)
+    assert ok.status_code == 200 and "<h1>Compare 50 runs</h1>" in ok.text
+    r = c.get("/compare", params={"runs": ids}, headers=HTML)
+    assert r.status_code == 400 and "text/html" in r.headers["content-type"] and "Traceback" not in r.text
+    assert "Pick 2 to 50 runs" in r.text and "compare takes 2 to 50 runs; 51 given" in r.text
+    r = c.get("/compare", params={"runs": ",".join(ids + ["feedfacefeedfacefeedfacefeedface"])}, headers=HTML)
+    assert r.status_code == 400 and "compare takes 2 to 50 runs; 52 given" in r.text
+    api = c.get("/compare", params={"runs": ids}, headers={"Accept": "application/json"})
+    assert api.status_code == 400 and api.json()["error"] == "Pick 2 to 50 runs"
 
 
 def test_metric_api_and_live_endpoint(store: dict) -> None:

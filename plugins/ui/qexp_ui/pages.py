@@ -27,6 +27,7 @@ from .table import PAGE_SIZES, RunsQuery, available_keys, default_columns
 from .web import HTTPError, json_script, load_run, render, run_ids, store_of, valid_run_ids
 
 MAX_COMPARE = 50
+COUNT_IDS_UP_TO = 1000  # ids a refused compare request counts, to say how many were given
 
 
 def add_routes(app: FastAPI) -> None:
@@ -144,9 +145,10 @@ def add_routes(app: FastAPI) -> None:
     @app.get("/compare", response_class=HTMLResponse)
     def compare(request: Request) -> Response:
         st = store_of(request)
-        ids = run_ids(request, MAX_COMPARE + 1)
+        ids = run_ids(request, COUNT_IDS_UP_TO)
         if not 2 <= len(ids) <= MAX_COMPARE:
-            raise HTTPError(400, "Pick 2 to 50 runs", f"compare takes 2 to {MAX_COMPARE} runs; {len(ids)} given. "
+            given = str(len(ids)) if len(ids) < COUNT_IDS_UP_TO else f"{COUNT_IDS_UP_TO} or more"
+            raise HTTPError(400, "Pick 2 to 50 runs", f"compare takes 2 to {MAX_COMPARE} runs; {given} given. "
                                                       f"Tick them in a runs table and press Compare.")
         rows = st.rows_for(ids)
         missing = [r for r in ids if r not in {x["run_id"] for x in rows}]
