@@ -5,6 +5,7 @@ import concurrent.futures as cf
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -183,10 +184,11 @@ def test_the_study_can_live_in_postgresql(tiny_cfg, tmp_path):
     import_client("psycopg2")
     from qexp_sweep.study import storage
     study_uri = "postgresql://postgres@127.0.0.1:5432/test"
-    try:
-        store = storage(study_uri)
-    except Exception as exc:  # the machine's PostgreSQL is down
-        service_missing(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+    try:  # only a server that is down counts as missing; any other error of the storage (driver, URL, login) fails
+        socket.create_connection(("127.0.0.1", 5432), timeout=3).close()
+    except OSError as exc:
+        service_missing(f"PostgreSQL is not running on 127.0.0.1:5432 ({exc})")
+    store = storage(study_uri)
     cfg_path, _ = tiny_cfg
     space = write_space(tmp_path, method="random", metric={"name": "IC", "goal": "maximize"},
                         parameters={"task.model.kwargs.num_leaves": {"values": [3, 7, 15]}})
