@@ -49,7 +49,5 @@ def day(i: int) -> pd.Timestamp:
 @pytest.fixture(scope="session")
 def tiny_market(tmp_path_factory):
     """A small synthetic market (12 stocks, 2018-2019) for the training tests."""
-    from qexp_data.synth import SynthParams, write_synth
-    dst = tmp_path_factory.mktemp("market") / "synth"
-    write_synth(dst, SynthParams(instruments=12, start="2018-01-01", end="2019-12-31", seed=11))
-    return dst
+    from .tasks import write_market
+    return write_market(tmp_path_factory.mktemp("market") / "synth")

@@ -49,6 +49,23 @@ def train_in_proc(task_config, experiment_name, recorder_name=None):
         return R.get_recorder()
 
 
+class PidModel:
+    """LGBModel (same kwargs) that tags its run with the pid of the process that fits it."""
+
+    def __init__(self, **kwargs):
+        from qexp.config import init_instance_by_config
+        self.model = init_instance_by_config({"class": "LGBModel", "module_path": "qlib.contrib.model.gbdt",
+                                              "kwargs": kwargs})
+
+    def fit(self, dataset, **kwargs):
+        from qexp import R
+        R.set_tags(fit_pid=str(os.getpid()))
+        return self.model.fit(dataset)
+
+    def predict(self, dataset, segment="test"):
+        return self.model.predict(dataset, segment)
+
+
 class Sleepy:
     """A model whose fit takes ``seconds`` (to stop a worker in the middle of a task)."""
 

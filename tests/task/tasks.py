@@ -28,3 +28,10 @@ def small_task(train=("2018-02-01", "2018-12-31"), valid=("2019-01-01", "2019-03
         "record": [{"class": "SignalRecord", "module_path": "qlib.workflow.record_temp",
                     "kwargs": {"model": "<MODEL>", "dataset": "<DATASET>"}}],
     }
+
+
+def write_market(dst):
+    """The small synthetic market these tasks and the rolling tests fit: 12 stocks, 2018-2019."""
+    from qexp_data.synth import SynthParams, write_synth
+    write_synth(dst, SynthParams(instruments=12, start="2018-01-01", end="2019-12-31", seed=11))
+    return dst

@@ -204,11 +204,6 @@ def test_shared_handler_refits_on_a_moved_window(tiny_market, tmp_path):
 
 @pytest.mark.slow
 def test_rolling_on_a_process_pool(tiny_market, tmp_path):
-    from qexp.ext import get_executor
-    try:
-        get_executor("process://2").shutdown()
-    except Exception as exc:  # pragma: no cover
-        pytest.skip(f"process://2 not available: {exc}")
     from qexp.task.rolling import Rolling
     store = tmp_path / "runs"
     overrides = [f"qlib_init.provider_uri={tiny_market}", *TINY]
@@ -220,6 +215,31 @@ def test_rolling_on_a_process_pool(tiny_market, tmp_path):
     pd.testing.assert_frame_equal(a, b)
     for key in SIGNAL_KEYS + PORT_KEYS:
         assert math.isfinite(rec.list_metrics()[key]), key
+
+
+@pytest.mark.slow
+def test_rolling_command_on_a_process_pool(tiny_market, tmp_path):
+    import os
+    store = tmp_path / "runs"
+    pid_model = ["--set", "task.model.class=PidModel", "--set", "task.model.module_path=tests.task.helpers"]
+    result = rolling(tiny_market, store, "--step", "80", "--horizon", "1", "--executor", "process://2", *pid_model)
+    assert result.exit_code == 0, result.output
+    assert "2 windows in experiment rolling_models" in result.output and "rolling/IC" in result.output
+    qexp.init(uri=str(store))
+    windows = runs("rolling_models")
+    pids = {w.list_tags()["fit_pid"] for w in windows}
+    assert len(windows) == 2 and str(os.getpid()) not in pids  # fitted in the pool's worker processes
+    assert list((store / ".qexp" / "handlers").glob("*.pkl*")) == []
+    (combined,) = runs("rolling")
+    metrics = combined.list_metrics()
+    for key in SIGNAL_KEYS + PORT_KEYS:
+        assert math.isfinite(metrics[key]), key
+    local = rolling(tiny_market, tmp_path / "local", "--step", "80", "--horizon", "1", *pid_model)
+    assert local.exit_code == 0, local.output
+    qexp.init(uri=str(tmp_path / "local"))
+    (here,) = runs("rolling")
+    assert {w.list_tags()["fit_pid"] for w in runs("rolling_models")} == {str(os.getpid())}
+    pd.testing.assert_frame_equal(here.load_object("pred.pkl"), combined.load_object("pred.pkl"))
 
 
 def test_roll_fit_window_tasks_refit_the_shared_handler(tiny_market, tmp_path):
