@@ -36,3 +36,10 @@ def _executor_plugins(monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_market(tmp_path_factory):
     return make_market(tmp_path_factory.mktemp("tiny") / "market")
+
+
+@pytest.fixture(scope="session")
+def task_market(tmp_path_factory):
+    """The task tests' market (12 stocks, 2018-2019), which their small tasks and rolling config fit."""
+    from tests.task.tasks import write_market
+    return write_market(tmp_path_factory.mktemp("task_market") / "synth")

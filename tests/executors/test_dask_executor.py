@@ -5,6 +5,7 @@ import os
 import subprocess
 import time
 
+import pandas as pd
 import pytest
 
 import qexp
@@ -144,6 +145,62 @@ def test_ten_configs_on_dask_give_the_metrics_they_give_locally(dask_cluster, ti
         for k in local:
             assert remote[k] == pytest.approx(local[k], rel=1e-9, abs=1e-12), k
     assert len({round(m["IC"], 10) for m in outcomes["dask"]}) > 1  # the configs really differ
+
+
+def on_a_dask_worker(rec) -> bool:
+    """Whether the run was made in a ``dask worker`` process (qexp tags every run with its command line)."""
+    return " worker tcp://127.0.0.1:" in rec.list_tags().get("cmd-sys.argv", "")
+
+
+def preds(recs) -> list[pd.DataFrame]:
+    return [r.load_object("pred.pkl") for r in recs]
+
+
+def test_trainers_on_the_cluster(dask_cluster, task_market, tmp_path):
+    from qexp.task import TaskManager
+    from qexp.trainer import DelayTrainerR, TrainerR, TrainerRM
+    from tests.task.tasks import small_task
+    tasks = [small_task(test=("2019-04-01", "2019-04-30")),
+             small_task(test=("2019-05-01", "2019-05-31"), alpha=2.0),
+             small_task(test=("2019-06-01", "2019-06-30"), alpha=3.0)]
+    qexp.init(uri=str(tmp_path / "runs"), provider_uri=str(task_market))
+    local = preds(TrainerR(experiment_name="local")(tasks))
+    uri = dask_uri(dask_cluster)
+    with get_executor(uri) as ex:
+        for trainer in (TrainerR(experiment_name="r", executor=ex), DelayTrainerR(experiment_name="d", executor=ex),
+                        TrainerRM(experiment_name="rm", executor=ex)):
+            recs = trainer(tasks)
+            name = type(trainer).__name__
+            assert [r.list_params()["model.kwargs.alpha"] for r in recs] == ["1.0", "2.0", "3.0"], name
+            assert all(on_a_dask_worker(r) and r.list_tags()["train_status"] == "end_task_train" for r in recs), name
+            for got, want in zip(preds(recs), local):  # the same predictions as in this process
+                pd.testing.assert_frame_equal(got, want)
+        assert TaskManager("rm").task_stat() == {"done": 3}
+        assert not ex._closed  # an Executor given is the caller's
+    with TrainerR(experiment_name="by_uri", executor=uri) as trainer:  # or the trainer's own, from the URI
+        (rec,) = trainer.train(tasks[:1])
+    assert on_a_dask_worker(rec) and trainer._ex is None
+
+
+@pytest.mark.slow
+def test_rolling_on_the_cluster_gives_the_local_predictions(dask_cluster, task_market, tmp_path):
+    from qexp.task.rolling import Rolling
+    from tests.task.test_rolling import CONFIG, TINY
+    store = tmp_path / "runs"
+    overrides = [f"qlib_init.provider_uri={task_market}", *TINY]
+    on_dask = Rolling(CONFIG, exp_name="dask", horizon=1, step=40, executor=dask_uri(dask_cluster), uri=str(store),
+                      overrides=overrides)
+    rec = on_dask.run()
+    assert list((store / ".qexp" / "handlers").glob("*.pkl*")) == []  # the workers' pickle is gone after them
+    local = Rolling(CONFIG, exp_name="local", horizon=1, step=40, uri=str(store), overrides=overrides)
+    want = local.run()
+    windows = on_dask._recs
+    assert len(windows) == 4 and all(on_a_dask_worker(w) for w in windows)
+    assert not any(on_a_dask_worker(w) for w in local._recs)
+    for key in ("pred.pkl", "label.pkl"):
+        pd.testing.assert_frame_equal(rec.load_object(key), want.load_object(key))
+    assert on_dask.window_ics == local.window_ics
+    assert rec.list_metrics()["IC"] == want.list_metrics()["IC"]
 
 
 def _unshare_works() -> bool:
