@@ -112,3 +112,14 @@ def test_custom_ops_are_refused_by_name_with_what_to_do(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="qexp"):
         _init(tmp_path, custom_ops=[])                                 # Qlib's default: accepted quietly
     assert not [r for r in caplog.records if "custom_ops" in r.getMessage()]
+
+
+def test_region_tw_trades_qlib_s_taiwan_lots_and_limits(tmp_path):
+    from qexp_records.backtest.exchange import region_defaults
+    from qexp_records.port_ana_record import default_port_analysis_config
+    assert region_defaults("tw") == {"trade_unit": 1000, "limit_threshold": 0.1, "deal_price": "close"}
+    assert default_port_analysis_config("tw")["backtest"]["benchmark"] is None
+    assert default_port_analysis_config("tw")["backtest"]["exchange_kwargs"]["limit_threshold"] == 0.1
+    qexp.init(uri=str(tmp_path / "store"), region="tw")
+    q = make_quote({"A": [10.0] * 3})
+    assert _first_buys(q, make_pred({0: {"A": 1}}), 1) == [("A", "BUY", 9000.0)]   # lots of 1,000 (95000 / 10)

@@ -27,19 +27,19 @@ def default_port_analysis_config(region: str | None = None) -> dict[str, Any]:
     9.5% limits, close prices, 5/15 bp costs with a minimum of 5.
 
     For region ``us`` the limit is off and the benchmark is ``^gspc`` (Qlib's US examples), since US stocks
-    have no daily price limit and there is no SH000300 there. ``limit_threshold`` and ``deal_price`` given
+    have no daily price limit and there is no SH000300 there; region ``tw`` trades 1,000-share lots within 10%
+    limits (Qlib's REG_TW) and has no default benchmark (returns are absolute unless the config names one). ``limit_threshold`` and ``deal_price`` given
     to ``qexp.init`` replace the region's (``trade_unit`` too, through the exchange).
     """
     if region is None:
         from qexp.ext import get_region
         region = get_region()
-    us = region == "us"
-    defaults = region_defaults("us" if us else "cn")
+    defaults = region_defaults(region)
     return {
         "strategy": {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
                      "kwargs": {"signal": "<PRED>", "topk": 50, "n_drop": 5}},
         "backtest": {"start_time": None, "end_time": None, "account": 100000000,
-                     "benchmark": "^gspc" if us else "SH000300",
+                     "benchmark": {"us": "^gspc", "tw": None}.get(region, "SH000300"),
                      "exchange_kwargs": {"limit_threshold": defaults["limit_threshold"],
                                          "deal_price": defaults["deal_price"],
                                          "open_cost": 0.0005, "close_cost": 0.0015, "min_cost": 5}},

@@ -47,7 +47,8 @@ REGION_DEFAULT: Any = _RegionDefault()
 # the US trades single shares without limits.
 _REGIONS: dict[str, dict[str, Any]] = {
     "cn": {"trade_unit": 100, "limit_threshold": 0.095, "deal_price": "close"},
-    "us": {"trade_unit": 1, "limit_threshold": None, "deal_price": "close"}}
+    "us": {"trade_unit": 1, "limit_threshold": None, "deal_price": "close"},
+    "tw": {"trade_unit": 1000, "limit_threshold": 0.1, "deal_price": "close"}}  # Qlib's REG_TW
 
 
 INIT_KEYS = ("trade_unit", "limit_threshold", "deal_price")
