@@ -182,7 +182,6 @@ def test_trainers_on_the_cluster(dask_cluster, task_market, tmp_path):
     assert on_a_dask_worker(rec) and trainer._ex is None
 
 
-@pytest.mark.slow
 def test_rolling_on_the_cluster_gives_the_local_predictions(dask_cluster, task_market, tmp_path):
     from qexp.task.rolling import Rolling
     from tests.task.test_rolling import CONFIG, TINY
