@@ -346,8 +346,15 @@ def test_live_run_and_killed_run(ui_site: dict, browser: Any, screenshot_dir: Pa
     row = wait_for(lambda: csss(browser, '[data-metric-row="late_metric"]'), 10, "late_metric to appear")[0]
     seen = time.time() - t0
     wait_for(lambda: row.find_element("css selector", ".latest").text == "42", 5, "late_metric value")
-    assert seen < 2.5, f"late_metric took {seen:.2f} s to appear (logged without flush(): the store writes it " \
-                       f"within QEXP_METRIC_FLUSH_INTERVAL = 1 s, the page polls twice a second)"
+    # The issue asks for 2 s. The file store holds it with room (0.51-0.61 s in 5 runs on a shared 2-core
+    # machine). On MLflow SQLite it took 0.96-1.64 s: the writer loop
+    # (<= 0.2 s) + the backend's 1 s flush interval + the page's 500 ms poll leave under 0.3 s for the write, the
+    # poll request and the redraw, too little for a browser on a loaded machine; the 2 s bound on both stores
+    # is asserted where nothing else shares the time, at the API (test_reads.py
+    # test_a_metric_logged_without_flush_is_live_within_2s, default flush settings).
+    limit = 2.0 if ui_site["kind"] == "file" else 2.5
+    assert seen < limit, f"late_metric took {seen:.2f} s to appear (logged without flush(): the store writes " \
+                         f"it within QEXP_METRIC_FLUSH_INTERVAL = 1 s, the page polls every 500 ms)"
     shot(browser, screenshot_dir, ui_site, "live")
     # the killed run's page says why it failed
     open_page(browser, base + f"/runs/{ui_site['killed']}")
