@@ -53,6 +53,12 @@ class DataHandler(Serializable):
     CS_ALL = CS_ALL
     CS_RAW = CS_RAW
 
+    @classmethod
+    def dry_run_problems(cls, kwargs: dict) -> list[str]:
+        """``--dry-run``: a ``freq`` the provider cannot serve (the run would stop after the config checks)."""
+        from .store import freq_problems
+        return freq_problems(kwargs["freq"]) if "freq" in kwargs else []
+
     def __init__(self, instruments: Any = None, start_time: Any = None, end_time: Any = None,
                  data_loader: Any = None, init_data: bool = True, fetch_orig: bool = True):
         if data_loader is None:

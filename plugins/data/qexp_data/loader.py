@@ -92,6 +92,12 @@ class QlibDataLoader(DLWParser):
     configs) ``proc(df, instrument=code) -> df`` applied per instrument. ``cache=None`` follows ``QEXP_DATASET_CACHE`` (on unless ``0``/``false``/``off``).
     """
 
+    @classmethod
+    def dry_run_problems(cls, kwargs: dict) -> list[str]:
+        """``--dry-run``: a ``freq`` the provider cannot serve."""
+        from .store import freq_problems
+        return freq_problems(kwargs["freq"]) if "freq" in kwargs else []
+
     def __init__(self, config: dict | list | tuple, filter_pipe: list | None = None, swap_level: bool = True,
                  freq: str | dict = "day", inst_processors: list | dict | None = None,
                  cache: bool | None = None):

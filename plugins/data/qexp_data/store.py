@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,14 @@ from . import binfmt, metacache
 from .errors import CREATE_DATA_HINT, DataError, ProviderNotFoundError, UnknownMarketError
 
 SUPPORTED_FREQS = ("day", "1d")
+
+
+def freq_problems(freq: Any, where: str = "freq") -> list[str]:
+    """What a handler's or loader's ``freq`` (a name, or Qlib's per-field-group dict) would stop at: qexp's
+    provider serves daily bars only (for ``--dry-run``, which must catch what the run would hit)."""
+    items = freq.items() if isinstance(freq, dict) else [(None, freq)]
+    return [f"{where}{'.' + str(group) if group is not None else ''}: frequency {f!r} is not supported: qexp's "
+            f"data provider serves daily data (freq: day)" for group, f in items if str(f) not in SUPPORTED_FREQS]
 
 
 def check_freq(freq: str) -> None:
