@@ -27,6 +27,7 @@ from qexp.ext import Model
 from . import _lazy
 from ._data import DK_I, DK_L, has_segment, not_fitted, require_segment
 from ._log import epoch_line, log_points, model_note
+from ._torch_state import TorchStateMixin
 from ._windows import Steps, load
 
 logger = logging.getLogger("qexp.models.alstm")
@@ -37,7 +38,7 @@ OPTIMIZERS = ("adam", "gd")
 _QLIB_IGNORED = {"n_jobs"}  # Qlib's DataLoader workers: nothing to do here, windows are read in bulk
 
 
-class ALSTM(Model):
+class ALSTM(TorchStateMixin, Model):
     """Attention GRU/LSTM on sequences, trained with early stopping on the valid score.
 
     Args (Qlib's): d_feat (features per step), hidden_size, num_layers, dropout, n_epochs, lr, metric
@@ -46,6 +47,9 @@ class ALSTM(Model):
     default, uses GPU 0 when CUDA is present), seed (deterministic training on CPU), rnn_type (``"GRU"`` or
     ``"LSTM"``).
     """
+
+    gpu_warn_once = True  # fit and predict both ask for the device: one warning per model
+    gpu_warn_stacklevel = 3
 
     def __init__(self, d_feat: int = 6, hidden_size: int = 64, num_layers: int = 2, dropout: float = 0.0,
                  n_epochs: int = 200, lr: float = 0.001, metric: str = "", batch_size: int = 2000,
@@ -89,55 +93,9 @@ class ALSTM(Model):
         self.net: Any = None                     # the torch module; pickled as ``net_state`` (numpy, CPU)
         self.net_state: dict[str, np.ndarray] | None = None
 
-    # ---- pickling: the weights travel as CPU numpy arrays, so a GPU-trained model loads anywhere -----
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        net = state.pop("net", None)
-        if net is not None:
-            state["net_state"] = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
-        state["net"] = None
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-
-    # ---- device ------------------------------------------------------------------------------
-    def _device(self, torch: Any) -> Any:
-        """CUDA device ``GPU`` when present, else the CPU; a warning when a GPU was asked for explicitly."""
-        want = 0 if self.GPU is None else int(self.GPU)
-        if want < 0:
-            return torch.device("cpu")
-        if torch.cuda.is_available() and want < torch.cuda.device_count():
-            return torch.device("cuda", want)
-        if self.GPU is not None and not self.__dict__.get("_gpu_warned"):
-            self._gpu_warned = True  # once per model: fit and predict both ask for the device
-            why = ("CUDA is not available" if not torch.cuda.is_available()
-                   else f"only {torch.cuda.device_count()} CUDA device(s) exist")
-            warnings.warn(f"ALSTM: GPU={self.GPU} was requested but {why}; using the CPU (set GPU: -1 to "
-                          f"choose the CPU without this warning)", stacklevel=3)
-        return torch.device("cpu")
-
-    def _eval_batch(self, device: Any) -> int:
-        """Scoring batch: on a GPU large (few kernel launches); on the CPU about 1000 rows, where one step's
-        activations stay in cache (larger batches were slower there)."""
-        if self.eval_batch_size is not None:
-            return int(self.eval_batch_size)
-        return 16384 if device.type == "cuda" else 1024
-
     def _new_net(self) -> Any:
         from .alstm_net import ALSTMNet
         return ALSTMNet(self.d_feat, self.hidden_size, self.num_layers, self.dropout, self.rnn_type)
-
-    def _net_on(self, torch: Any, device: Any) -> Any:
-        """The fitted network on ``device`` (rebuilt from ``net_state`` after unpickling)."""
-        if self.net is None:
-            if self.net_state is None:
-                raise not_fitted("ALSTM")
-            net = self._new_net()
-            net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in self.net_state.items()})
-            self.net = net
-        self.net = self.net.to(device)
-        return self.net
 
     # ---- training ----------------------------------------------------------------------------
     def fit(self, dataset: Any, evals_result: dict | None = None, save_path: str | None = None,

@@ -44,6 +44,7 @@ from . import _lazy
 from ._checks import check_positive_int
 from ._data import DK_I, DK_L, check_frame, has_segment, label_vector, not_fitted, require_segment
 from ._log import log_points
+from ._torch_state import TorchStateMixin
 
 logger = logging.getLogger("qexp.models")
 
@@ -81,7 +82,7 @@ def check_dropout(model: str, dropout: Any) -> None:
         raise ValueError(f"{model}: dropout must be in [0, 1), got {dropout!r}")
 
 
-class TorchModel(Model):
+class TorchModel(TorchStateMixin, Model):
     """Base of the zoo's PyTorch models: the shared loop (see the module docstring).
 
     Subclasses call :meth:`_init_loop` from ``__init__`` and implement :meth:`_new_net`.
@@ -96,8 +97,6 @@ class TorchModel(Model):
     drop_last: ClassVar[bool] = False     # skip a round's last partial batch (BatchNorm nets, as Qlib's loops)
     metric_prefix: str = ""               # prepended to the per-round metric names (a pretraining phase)
     evals_loss: ClassVar[bool] = False    # evals_result gets each round's loss, not its score (as Qlib's model)
-    cpu_eval_batch: ClassVar[int] = 1024  # rows per scoring pass on a CPU (activations stay in cache)
-    gpu_eval_batch: ClassVar[int] = 16384
 
     # ---- construction ------------------------------------------------------------------------
     def _init_loop(self, *, d_feat: int | None, n_epochs: int, lr: float, metric: str, batch_size: int,
@@ -161,59 +160,6 @@ class TorchModel(Model):
     @property
     def name(self) -> str:
         return type(self).qlib_name
-
-    def _new_net(self) -> Any:
-        """A fresh network (torch module) whose forward maps a batch of inputs to ``[B]`` scores."""
-        raise NotImplementedError
-
-    # ---- pickling: the weights travel as CPU numpy arrays --------------------------------------
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        net = state.pop("net", None)
-        if net is not None:
-            state["net_state"] = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
-        state["net"] = None
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-
-    # ---- device ------------------------------------------------------------------------------
-    def _device(self, torch: Any) -> Any:
-        """CUDA device ``GPU`` when present, else the CPU; a warning when a GPU was asked for explicitly."""
-        if isinstance(self.GPU, str):
-            dev = torch.device(self.GPU)
-            if dev.type != "cuda" or torch.cuda.is_available():
-                return dev
-            want = dev.index or 0
-        else:
-            want = 0 if self.GPU is None else int(self.GPU)
-        if want < 0:
-            return torch.device("cpu")
-        if torch.cuda.is_available() and want < torch.cuda.device_count():
-            return torch.device("cuda", want)
-        if self.GPU is not None:
-            why = ("CUDA is not available" if not torch.cuda.is_available()
-                   else f"only {torch.cuda.device_count()} CUDA device(s) exist")
-            warnings.warn(f"{self.name}: GPU={self.GPU} was requested but {why}; using the CPU (set GPU: -1 to "
-                          f"choose the CPU without this warning)", stacklevel=4)
-        return torch.device("cpu")
-
-    def _eval_batch(self, device: Any) -> int:
-        if self.eval_batch_size is not None:
-            return int(self.eval_batch_size)
-        return self.gpu_eval_batch if device.type == "cuda" else self.cpu_eval_batch
-
-    def _net_on(self, torch: Any, device: Any) -> Any:
-        """The fitted network on ``device`` (rebuilt from ``net_state`` after unpickling)."""
-        if self.net is None:
-            if self.net_state is None:
-                raise not_fitted(self.name)
-            net = self._new_net()
-            net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in self.net_state.items()})
-            self.net = net
-        self.net = self.net.to(device)
-        return self.net
 
     # ---- data --------------------------------------------------------------------------------
     def _load(self, dataset: Any, segment: Any, learn: bool) -> Segment:
