@@ -26,7 +26,13 @@ class _Pretrained(TorchModel):
     model_path: Any
     base_model: str
 
-    def _set_base(self, base_model: str, model_path: Any) -> None:
+    def _init_base(self, hidden_size: int, num_layers: int, dropout: float, base_model: str,
+                   model_path: Any) -> None:
+        """The constructor arguments every pretrained graph model shares: the GRU/LSTM base's size and
+        dropout, its kind and the saved base model to start from (checked; a missing file warns)."""
+        check_positive_int(self.name, hidden_size=hidden_size, num_layers=num_layers)
+        check_dropout(self.name, dropout)
+        self.hidden_size, self.num_layers, self.dropout = int(hidden_size), int(num_layers), float(dropout)
         check_choice(self.name, "base_model", base_model, ("GRU", "LSTM"))
         self.base_model, self.model_path = base_model, model_path
         if missing_path(model_path):
@@ -57,10 +63,7 @@ class GATs(_Pretrained):
                  n_epochs: int = 200, lr: float = 0.001, metric: str = "", early_stop: int = 20, loss: str = "mse",
                  base_model: str = "GRU", model_path: Any = None, optimizer: str = "adam", GPU: Any = 0,
                  seed: int | None = None, **kwargs: Any):
-        check_positive_int(self.name, hidden_size=hidden_size, num_layers=num_layers)
-        check_dropout(self.name, dropout)
-        self.hidden_size, self.num_layers, self.dropout = int(hidden_size), int(num_layers), float(dropout)
-        self._set_base(base_model, model_path)
+        self._init_base(hidden_size, num_layers, dropout, base_model, model_path)
         self._init_loop(d_feat=d_feat, n_epochs=n_epochs, lr=lr, metric=metric, batch_size=1,
                         early_stop=early_stop, loss=loss, optimizer=optimizer, GPU=GPU, seed=seed, kwargs=kwargs)
 
@@ -95,11 +98,8 @@ class HIST(_Pretrained):
                  n_epochs: int = 200, lr: float = 0.001, metric: str = "", early_stop: int = 20, loss: str = "mse",
                  base_model: str = "GRU", model_path: Any = None, stock2concept: Any = None, stock_index: Any = None,
                  optimizer: str = "adam", GPU: Any = 0, seed: int | None = None, **kwargs: Any):
-        check_positive_int(self.name, hidden_size=hidden_size, num_layers=num_layers)
-        check_dropout(self.name, dropout)
-        self.hidden_size, self.num_layers, self.dropout = int(hidden_size), int(num_layers), float(dropout)
+        self._init_base(hidden_size, num_layers, dropout, base_model, model_path)
         self.stock2concept, self.stock_index = stock2concept, stock_index
-        self._set_base(base_model, model_path)
         self._init_loop(d_feat=d_feat, n_epochs=n_epochs, lr=lr, metric=metric, batch_size=1,
                         early_stop=early_stop, loss=loss, optimizer=optimizer, GPU=GPU, seed=seed, kwargs=kwargs)
         self.concepts: Any = None           # the matrix, read by fit
@@ -185,10 +185,7 @@ class IGMTF(_Pretrained):
                  n_epochs: int = 200, lr: float = 0.001, metric: str = "", early_stop: int = 20, loss: str = "mse",
                  base_model: str = "GRU", model_path: Any = None, optimizer: str = "adam", GPU: Any = 0,
                  seed: int | None = None, **kwargs: Any):
-        check_positive_int(self.name, hidden_size=hidden_size, num_layers=num_layers)
-        check_dropout(self.name, dropout)
-        self.hidden_size, self.num_layers, self.dropout = int(hidden_size), int(num_layers), float(dropout)
-        self._set_base(base_model, model_path)
+        self._init_base(hidden_size, num_layers, dropout, base_model, model_path)
         self._init_loop(d_feat=d_feat, n_epochs=n_epochs, lr=lr, metric=metric, batch_size=1,
                         early_stop=early_stop, loss=loss, optimizer=optimizer, GPU=GPU, seed=seed, kwargs=kwargs)
         self._memory_source: Any = None  # the train segment, while predicting
