@@ -105,14 +105,21 @@ def label_vector(df: pd.DataFrame, segment: str, model: str) -> np.ndarray:
     return y
 
 
-def infer_features(dataset: Any, segment: Any, model: str) -> pd.DataFrame:
-    """The feature frame of ``segment``'s infer data; every row of the segment is kept."""
+def infer_features(dataset: Any, segment: Any, model: str, n_fitted: int | None = None) -> pd.DataFrame:
+    """The feature frame of ``segment``'s infer data; every row of the segment is kept.
+
+    ``n_fitted`` (when given and not 0): the number of features the model was fitted on; a segment with
+    another number is a clear error rather than a library's shape error or silently wrong scores.
+    """
     require_segment(dataset, segment, model)
     x = dataset.prepare(segment, col_set="feature", data_key=DK_I)
     if not isinstance(x, pd.DataFrame):
         raise TypeError(f"{model}: dataset.prepare({segment!r}) returned {type(x).__name__}, not a DataFrame")
     if x.empty:
         raise ValueError(f"{model}: the '{segment}' segment has no rows to predict; check the dataset's segments")
+    if n_fitted and x.shape[1] != n_fitted:
+        raise ValueError(f"{model} was fitted on {n_fitted} features but '{segment}' has {x.shape[1]}; predict "
+                         f"with the dataset it was fitted on")
     return x
 
 

@@ -108,10 +108,7 @@ class CatBoostModel(Model):
         """Scores of ``segment``'s infer rows (raw formula values, as Qlib)."""
         if self.model is None:
             raise not_fitted("CatBoostModel")
-        x = infer_features(dataset, segment, "CatBoostModel")
-        if self.feature_names and x.shape[1] != len(self.feature_names):
-            raise ValueError(f"CatBoostModel was fitted on {len(self.feature_names)} features but '{segment}' has "
-                             f"{x.shape[1]}; predict with the dataset it was fitted on")
+        x = infer_features(dataset, segment, "CatBoostModel", n_fitted=len(self.feature_names))
         return pd.Series(self.model.predict(x.to_numpy()), index=x.index)
 
     def get_feature_importance(self, *args: Any, **kwargs: Any) -> pd.Series:

@@ -1,6 +1,6 @@
-"""What the XGBoost, CatBoost and DoubleEnsemble models share: the learn matrices of train/valid, the
-per-iteration metric points and their timestamps for the recorder, Qlib's evals_result shape, and one clear
-line for what a library refuses."""
+"""What the gradient-boosting models share: the learn matrices of train/valid (XGBoost, CatBoost,
+DoubleEnsemble), the per-iteration metric points and their timestamps for the recorder (LightGBM too),
+Qlib's evals_result shape, and one clear line for what a library refuses."""
 from __future__ import annotations
 
 import re

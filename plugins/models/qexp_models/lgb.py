@@ -20,7 +20,7 @@ from qexp.ext import ModelFT, live_step_metrics_wanted, preparation_cache
 from . import _lazy
 from ._data import has_segment, infer_features, learn_data, not_fitted, require_segment
 from ._log import active_recorder, log_points
-from .gbdt_common import iteration_times
+from .gbdt_common import iteration_times, metric_points
 
 LOSSES = ("mse", "binary")
 DEFAULT_METRIC = {"mse": "l2", "binary": "binary_logloss"}
@@ -156,17 +156,14 @@ class LGBModel(ModelFT):
                                valid_sets=[d for d, _ in ds], valid_names=[n for _, n in ds],
                                callbacks=callbacks, **kwargs)
         if live is None:
-            log_points(_metric_points(evals_result, times))
+            log_points(metric_points(evals_result, times))
         return self
 
     def predict(self, dataset: Any, segment: str | slice = "test") -> pd.Series:
         """Scores of ``segment``'s infer rows, at the best iteration."""
         if self.model is None:
             raise not_fitted("LGBModel")
-        x = infer_features(dataset, segment, "LGBModel")
-        if self.feature_names and x.shape[1] != len(self.feature_names):
-            raise ValueError(f"LGBModel was fitted on {len(self.feature_names)} features but '{segment}' has "
-                             f"{x.shape[1]}; predict with the dataset it was fitted on")
+        x = infer_features(dataset, segment, "LGBModel", n_fitted=len(self.feature_names))
         return pd.Series(self.model.predict(x.to_numpy()), index=x.index)
 
     def finetune(self, dataset: Any, num_boost_round: int = 10, verbose_eval: int = 20,
@@ -214,7 +211,7 @@ def _check_binary(y: np.ndarray, segment: str) -> None:
 
 def _live_logger(recorder: Any) -> Any:
     """A LightGBM callback logging each iteration's eval results to ``recorder`` as the iteration ends, with
-    the keys and steps of :func:`_metric_points` (it changes nothing in the training)."""
+    the keys and steps of :func:`.gbdt_common.metric_points` (it changes nothing in the training)."""
     def callback(env: Any) -> None:
         now = int(time.time() * 1000)
         step = env.iteration - env.begin_iteration
@@ -224,15 +221,3 @@ def _live_logger(recorder: Any) -> Any:
             recorder.log_metric_batch(points)
     callback.order = 26  # type: ignore[attr-defined]  # after the timestamps (25), before early stopping (30)
     return callback
-
-
-def _metric_points(evals_result: dict, times: list[int]) -> list[tuple[str, float, int, int]]:
-    """Qlib's keys: ``f"{metric}.{train|valid}"`` with ``@`` -> ``_`` (``ndcg@5.valid`` -> ``ndcg_5.valid``)."""
-    now = int(time.time() * 1000)
-    points = []
-    for set_name, metrics in evals_result.items():
-        for metric, values in metrics.items():
-            key = f"{metric}.{set_name}".replace("@", "_")
-            for step, value in enumerate(values):
-                points.append((key, float(value), times[step] if step < len(times) else now, step))
-    return points

@@ -115,10 +115,7 @@ class LinearModel(Model):
         """``X @ coef_ + intercept_`` for ``segment``'s infer rows (NaN where a feature is NaN)."""
         if self.coef_ is None:
             raise not_fitted("LinearModel")
-        x = infer_features(dataset, segment, "LinearModel")
-        if x.shape[1] != len(self.coef_):
-            raise ValueError(f"LinearModel was fitted on {len(self.coef_)} features but '{segment}' has "
-                             f"{x.shape[1]}; predict with the dataset it was fitted on")
+        x = infer_features(dataset, segment, "LinearModel", n_fitted=len(self.coef_))
         return pd.Series(x.to_numpy(dtype=np.float64) @ self.coef_ + self.intercept_, index=x.index)
 
 

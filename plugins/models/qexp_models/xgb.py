@@ -122,10 +122,7 @@ class XGBModel(ModelFT):
         if self.model is None:
             raise not_fitted("XGBModel")
         xgb = _xgboost()
-        x = infer_features(dataset, segment, "XGBModel")
-        if self.feature_names and x.shape[1] != len(self.feature_names):
-            raise ValueError(f"XGBModel was fitted on {len(self.feature_names)} features but '{segment}' has "
-                             f"{x.shape[1]}; predict with the dataset it was fitted on")
+        x = infer_features(dataset, segment, "XGBModel", n_fitted=len(self.feature_names))
         return pd.Series(self.model.predict(self._dmatrix(xgb, x.to_numpy(), segment)), index=x.index)
 
     def finetune(self, dataset: Any, num_boost_round: int = 10, verbose_eval: int = 20,
