@@ -127,6 +127,7 @@ from .tags import (
     TRIAL_STATE_TAG,
     TRIAL_TAG,
 )
+from .task.collect import Pickled
 from .task.store import (
     Cond,
     NewTask,
@@ -185,7 +186,8 @@ __all__ = [
     # tracking-store contracts and search
     "ExpManager", "Experiment", "Recorder", "Metric", "now_ms", "format_time", "validate_key", "clean_artifact_path",
     "copy_tree_or_file", "runs_frame", "SEARCH_COLUMNS", "ArtifactStore", "Clause", "Order", "parse_filter",
-    "parse_order_by", "matches", "row_value", "like_to_regex", "RestrictedUnpickler", "pickle_dumps", "pickle_loads", "process_start_ticks",
+    "parse_order_by", "matches", "row_value", "like_to_regex", "RestrictedUnpickler", "pickle_dumps", "pickle_loads", "Pickled",
+    "process_start_ticks",
     "search_key", "offset_token", "token_offset", "PageTokenError", "MAX_PAGE_OFFSET",
     # tag, param and metric names qexp writes on runs
     "RUN_NAME_TAG", "PARENT_TAG", "FAILURE_TAG", "SWEEP_TAG", "SWEEP_METRIC_TAG", "SWEEP_GOAL_TAG", "TRIAL_TAG",

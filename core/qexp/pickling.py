@@ -116,6 +116,15 @@ def dumps(obj: Any) -> bytes:
     return pickle.dumps(obj, protocol=4)
 
 
+def dump_object(obj: Any) -> bytes:
+    """The bytes ``R.save_objects`` and ``to_pickle`` store for ``obj``: its ``to_pickle_bytes()`` when it
+    has one (a data ``Serializable`` leaves its loaded data out), else :func:`dumps`."""
+    to_bytes = getattr(obj, "to_pickle_bytes", None)
+    if callable(to_bytes):
+        return to_bytes()
+    return dumps(obj)
+
+
 def make_unpickler(stream: Any, restricted: bool = False, unpickler: type[pickle.Unpickler] | None = None,
                    allow: Iterable[Any] = ()) -> pickle.Unpickler:
     """The unpickler ``load_object`` uses: ``unpickler`` if given, else the restricted one (with ``allow``)

@@ -276,7 +276,7 @@ class Recorder:
                 raise ArtifactPathError(f"object name {name!r} is empty")
             target = f"{ap}/{name_clean}" if ap else name_clean
             if callable(getattr(obj, "to_pickle_bytes", None)) or has_impls("recorder_artifact_logged"):
-                self.log_bytes(_dump_object(obj), target)
+                self.log_bytes(pickling.dump_object(obj), target)
             else:
                 self._save_object(obj, target)
 
@@ -424,7 +424,7 @@ class Recorder:
 
     def _save_object(self, obj: Any, artifact_file: str) -> None:
         """Pickle ``obj`` as ``artifact_file``; backends that can stream to their store override this."""
-        self._log_bytes(_dump_object(obj), artifact_file)
+        self._log_bytes(pickling.dump_object(obj), artifact_file)
 
     def _open_artifact(self, path: str) -> Any:
         """A binary file object for reading the artifact, or None when the backend only has bytes."""
@@ -468,13 +468,6 @@ def _param_str(v: Any) -> str:
     if isinstance(v, float) and math.isfinite(v) and v == int(v) and abs(v) < 1e15:
         return repr(v)
     return str(v)
-
-
-def _dump_object(obj: Any) -> bytes:
-    to_bytes = getattr(obj, "to_pickle_bytes", None)
-    if callable(to_bytes):
-        return to_bytes()
-    return pickling.dumps(obj)
 
 
 def copy_tree_or_file(src: str, dst_dir: str) -> str:

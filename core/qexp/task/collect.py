@@ -8,6 +8,7 @@ import pickle
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
+from .. import pickling
 from ..api import R
 from ..exceptions import LoadObjectError
 from ..experiment import Experiment
@@ -17,17 +18,23 @@ logger = logging.getLogger("qexp.tasks")
 
 
 class Pickled:
-    """``to_pickle(path)`` / ``load(path)`` for task-layer objects (Qlib's Serializable, without dill)."""
+    """``to_pickle(path)`` / ``load(path)`` for task-layer and data objects (Qlib's Serializable, without dill).
+
+    ``to_pickle`` writes what ``R.save_objects`` would store (``to_pickle_bytes()`` where the object has it,
+    else a protocol-4 pickle), atomically; ``load`` checks the class of what it unpickles.
+    """
 
     def to_pickle(self, path: str | os.PathLike, **kwargs: Any) -> None:
+        """Write the pickle to ``path`` atomically (a temporary file, then a rename)."""
         path = os.fspath(path)
         tmp = f"{path}.tmp{os.getpid()}"
         with open(tmp, "wb") as f:
-            pickle.dump(self, f, protocol=4)
+            f.write(pickling.dump_object(self))
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, filepath: str | os.PathLike) -> Any:
+        """Unpickle an object of this class from ``filepath`` (TypeError if it is another class)."""
         with open(filepath, "rb") as f:
             obj = pickle.load(f)
         if not isinstance(obj, cls):

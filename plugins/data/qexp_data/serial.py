@@ -8,13 +8,12 @@ statistics, not its data, and ``setup_data()`` reloads the data after unpickling
 from __future__ import annotations
 
 import os
-import pickle
 from typing import Any
 
-from qexp.ext import pickle_dumps
+from qexp.ext import Pickled, pickle_dumps
 
 
-class Serializable:
+class Serializable(Pickled):
     """Base class whose pickles leave out private (``_``-prefixed) attributes by default."""
 
     default_dump_all = False
@@ -74,20 +73,8 @@ class Serializable:
         return pickle_dumps(self)
 
     def to_pickle(self, path: str | os.PathLike, **kwargs: Any) -> None:
-        """Write the pickle to ``path`` atomically; ``kwargs`` go to :meth:`config` first."""
+        """Write the pickle to ``path`` atomically; ``kwargs`` go to :meth:`config` first. ``load`` (from
+        :class:`qexp.ext.Pickled`) reads it back."""
         if kwargs:
             self.config(**kwargs)
-        path = os.fspath(path)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(self.to_pickle_bytes())
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, filepath: str | os.PathLike) -> Any:
-        """Unpickle an object of this class from ``filepath`` (TypeError if it is another class)."""
-        with open(filepath, "rb") as f:
-            obj = pickle.load(f)
-        if not isinstance(obj, cls):
-            raise TypeError(f"{os.fspath(filepath)!r} holds a {type(obj).__name__}, not a {cls.__name__}")
-        return obj
+        super().to_pickle(path)
