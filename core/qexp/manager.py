@@ -11,7 +11,7 @@ from .exceptions import AmbiguousRunIdError, ExpAlreadyExistError, ExpNotFoundEr
 from .experiment import Experiment
 from .paging import PageTokenError, offset_token, search_key, token_offset
 from .recorder import Recorder
-from .search import Clause, parse_filter, parse_order_by
+from .search import Clause, Order, parse_filter, parse_order_by
 
 SEARCH_COLUMNS = ["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"]
 MIN_ID_PREFIX = 4
@@ -113,13 +113,7 @@ class ExpManager:
         Paging as :meth:`search_records`: the returned list's ``next_page_token`` continues the search and
         ``page_offset`` is the position of its first row in the whole result (None when the backend cannot
         tell)."""
-        if isinstance(experiment_ids, str):
-            experiment_ids = [experiment_ids]
-        if isinstance(order_by, str):
-            order_by = [order_by]
-        clauses = parse_filter(filter_string or "")
-        orders = parse_order_by(order_by or [])
-        ids = None if experiment_ids is None else [str(e) for e in experiment_ids]
+        ids, order_by, clauses, orders = _search_query(experiment_ids, filter_string, order_by)
         token = None
         try:
             if max_results is None and page_token is None:
@@ -148,13 +142,7 @@ class ExpManager:
         ``page_token`` with the same experiments, filter and order. ``attrs["page_offset"]`` is the position
         of the page's first row in the whole result (0 without a token; None when the backend cannot tell).
         """
-        if isinstance(experiment_ids, str):
-            experiment_ids = [experiment_ids]
-        if isinstance(order_by, str):
-            order_by = [order_by]
-        clauses = parse_filter(filter_string or "")
-        orders = parse_order_by(order_by or [])
-        ids = None if experiment_ids is None else [str(e) for e in experiment_ids]
+        ids, order_by, clauses, orders = _search_query(experiment_ids, filter_string, order_by)
         if max_results is None and page_token is None:
             rows, token = self._search_runs(ids, clauses, orders, None), None
         else:
@@ -242,6 +230,21 @@ class RowsPage(list):
 
     next_page_token: str | None = None
     page_offset: int | None = 0
+
+
+def _search_query(experiment_ids: Iterable[str] | str | None, filter_string: str,
+                  order_by: list[str] | str | None
+                  ) -> tuple[list[str] | None, list[str] | None, list[Clause], list[Order]]:
+    """A search's arguments as the backends take them: the experiment ids (None: all) as strings, ``order_by``
+    as a list, and the parsed filter clauses and order."""
+    if isinstance(experiment_ids, str):
+        experiment_ids = [experiment_ids]
+    if isinstance(order_by, str):
+        order_by = [order_by]
+    clauses = parse_filter(filter_string or "")
+    orders = parse_order_by(order_by or [])
+    ids = None if experiment_ids is None else [str(e) for e in experiment_ids]
+    return ids, order_by, clauses, orders
 
 
 def frame_rows(df: pd.DataFrame) -> list[dict]:
