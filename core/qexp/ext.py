@@ -44,6 +44,7 @@ from .cli.common import (
     find_exp,
     find_recorder,
     manager as cli_manager,
+    store_not_found,
     uri_option,
 )
 from .cli.output import fmt, print_json, print_table
@@ -227,7 +228,7 @@ __all__ = [
     # optional dependencies and progress
     "require_extra", "bar", "phase", "progress_line",
     # the command line
-    "cli_group", "cli_manager", "experiment_ids", "find_exp", "fail", "uri_option", "print_table", "print_json", "fmt",
+    "cli_group", "cli_manager", "store_not_found", "experiment_ids", "find_exp", "fail", "uri_option", "print_table", "print_json", "fmt",
     "announce_store", "find_recorder",
     # errors
     "QexpError", "ConfigError", "UnknownSchemeError", "MissingExtraError", "ExpNotFoundError", "ExpAlreadyExistError",

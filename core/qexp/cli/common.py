@@ -19,15 +19,28 @@ uri_option = click.option("--uri", envvar="QEXP_URI", default=None,
                           help="Tracking store URI (default: $QEXP_URI, else ./qexp_runs).")
 
 
-def uri_source(param: str = "uri") -> str:
-    """How the command's store URI was chosen: ``--uri``, ``$QEXP_URI`` or the default."""
+def option_source(param: str, envvar: str) -> str | None:
+    """``--param`` or ``$envvar`` when the running command's ``param`` came from the command line or that
+    environment variable; None when it is the default (or no command is running)."""
     ctx = click.get_current_context(silent=True)
     source = ctx.get_parameter_source(param) if ctx is not None else None
     if source is click.core.ParameterSource.COMMANDLINE:
         return f"--{param.replace('_', '-')}"
     if source is click.core.ParameterSource.ENVIRONMENT:
-        return "$QEXP_URI"
-    return f"the default {DEFAULT_URI}, as neither --uri nor $QEXP_URI is set"
+        return f"${envvar}"
+    return None
+
+
+def uri_source(param: str = "uri") -> str:
+    """How the command's store URI was chosen: ``--uri``, ``$QEXP_URI`` or the default."""
+    return option_source(param, "QEXP_URI") or f"the default {DEFAULT_URI}, as neither --uri nor $QEXP_URI is set"
+
+
+def store_not_found(exc: BaseException) -> NoReturn:
+    """The one-line error of a command that reads a store its ``--uri`` does not name: what was not found,
+    how the URI was chosen and how to give the right one (a read must never create a new empty store)."""
+    fail(f"{exc}; the store URI came from {uri_source()}. Give the right one with --uri PATH_OR_URI (or "
+         f"$QEXP_URI); a store is created by `qexp run` or qexp.init() when its first run starts")
 
 
 def manager(uri: str | None, create: bool = False) -> ExpManager:
@@ -37,8 +50,7 @@ def manager(uri: str | None, create: bool = False) -> ExpManager:
     try:
         return create_manager(uri, create=create)
     except StoreNotFoundError as exc:
-        fail(f"{exc}; the store URI came from {uri_source()}. Give the right one with --uri PATH_OR_URI (or "
-             f"$QEXP_URI); a store is created by `qexp run` or qexp.init() when its first run starts")
+        store_not_found(exc)
 
 
 def announce_store(m: ExpManager) -> None:

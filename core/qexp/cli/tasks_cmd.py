@@ -34,14 +34,9 @@ def _tasks_uri(tasks_uri: str | None, uri: str | None) -> str:
 
 def _uri_source() -> str:
     """How the task store URI was chosen: ``--tasks-uri``, ``$QEXP_TASKS_URI`` or beside the tracking store."""
-    ctx = click.get_current_context(silent=True)
-    source = ctx.get_parameter_source("tasks_uri") if ctx is not None else None
-    if source is click.core.ParameterSource.COMMANDLINE:
-        return "--tasks-uri"
-    if source is click.core.ParameterSource.ENVIRONMENT:
-        return "$QEXP_TASKS_URI"
-    from .common import uri_source
-    return f"beside the tracking store (whose URI came from {uri_source()})"
+    from .common import option_source, uri_source
+    return (option_source("tasks_uri", "QEXP_TASKS_URI")
+            or f"beside the tracking store (whose URI came from {uri_source()})")
 
 
 def _existing_store(tasks_uri: str | None, uri: str | None) -> str:

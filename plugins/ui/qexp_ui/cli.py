@@ -25,15 +25,14 @@ def add_commands(cli: click.Group) -> None:
 @click.option("--allow-write", is_flag=True, help="Allow deleting runs and editing tags from the UI.")
 def ui_cmd(uri: str | None, host: str, port: int, token: str | None, allow_write: bool) -> None:
     """Browse, monitor and compare the runs of a store in a web browser."""
-    from qexp.ext import QexpError, StoreNotFoundError, require_extra
+    from qexp.ext import QexpError, StoreNotFoundError, require_extra, store_not_found
     try:
         require_extra("fastapi", "ui", "qexp ui")
         uvicorn = require_extra("uvicorn", "ui", "qexp ui")
         from .app import create_app
         app = create_app(uri, host=host, port=port, token=token, allow_write=allow_write)
     except StoreNotFoundError as exc:  # qexp ui only reads: a mistyped --uri must not become a new empty store
-        fail(f"{exc}; the store URI came from {_uri_source()}. Give the right one with --uri PATH_OR_URI (or "
-             f"$QEXP_URI); a store is created by `qexp run` or qexp.init() when its first run starts")
+        store_not_found(exc)
     except QexpError as exc:
         fail(str(exc))
     config = uvicorn.Config(app, host=host, port=port, log_level=os.environ.get("QEXP_UI_LOG_LEVEL", "warning"),
@@ -41,18 +40,6 @@ def ui_cmd(uri: str | None, host: str, port: int, token: str | None, allow_write
     server = uvicorn.Server(config)
     _announce(server, app.state.config)
     server.run()
-
-
-def _uri_source() -> str:
-    """How ``--uri`` was chosen, worded as the other read commands word it."""
-    ctx = click.get_current_context(silent=True)
-    source = ctx.get_parameter_source("uri") if ctx is not None else None
-    if source is click.core.ParameterSource.COMMANDLINE:
-        return "--uri"
-    if source is click.core.ParameterSource.ENVIRONMENT:
-        return "$QEXP_URI"
-    from qexp.ext import DEFAULT_URI
-    return f"the default {DEFAULT_URI}, as neither --uri nor $QEXP_URI is set"
 
 
 def _announce(server: Any, config: Any) -> None:
