@@ -10,6 +10,7 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -140,32 +141,73 @@ test_ic.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 def predict_in_subprocess(uri: Path, recorder_id: str, dataset: Any, tmp_path: Path,
                           segment: str = "test") -> pd.Series:
-    """Load ``params.pkl`` of run ``recorder_id`` in a new Python process and predict ``segment`` there.
+    """Load ``params.pkl`` of run ``recorder_id`` in a new Python process and predict ``segment`` there."""
+    return predict_saved_in_subprocess(uri, recorder_id, dataset, tmp_path, ["params"], segment)["params"]
+
+
+def predict_saved_in_subprocess(uri: Path, recorder_id: str, dataset: Any, tmp_path: Path, names: list[str],
+                                segment: str = "test") -> dict[str, pd.Series]:
+    """Load the models ``{name}.pkl`` of run ``recorder_id`` in one new Python process and predict ``segment``
+    with each there: ``{name: scores}``.
 
     The dataset travels as a pickle with its data (``dump_all``), so the child needs no data provider.
     """
-    ds_file = tmp_path / "dataset.pkl"
+    work = Path(tempfile.mkdtemp(dir=tmp_path))
+    ds_file = work / "dataset.pkl"
     dataset.config(dump_all=True, recursive=True)
     try:
         ds_file.write_bytes(pickle.dumps(dataset))
     finally:
         dataset.config(dump_all=False, recursive=True)
-    out = tmp_path / "pred.pkl"
+    out = work / "preds.pkl"
     script = (
         "import pickle, sys\n"
         "import qexp\n"
         "from qexp import R\n"
         "qexp.init(uri=sys.argv[1])\n"
-        "model = R.get_recorder(recorder_id=sys.argv[2]).load_object('params.pkl')\n"
+        "rec = R.get_recorder(recorder_id=sys.argv[2])\n"
         "dataset = pickle.loads(open(sys.argv[3], 'rb').read())\n"
-        "model.predict(dataset, sys.argv[4]).to_pickle(sys.argv[5])\n"
+        "preds = {n: rec.load_object(n + '.pkl').predict(dataset, sys.argv[4]) for n in sys.argv[6].split(',')}\n"
+        "pickle.dump(preds, open(sys.argv[5], 'wb'))\n"
     )
     # one thread as in this process: a matrix product's rounding depends on how many threads share it
     env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", script, str(uri), recorder_id, str(ds_file), segment, str(out)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script, str(uri), recorder_id, str(ds_file), segment, str(out),
+                           ",".join(names)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return pd.read_pickle(out)
+    return pickle.loads(out.read_bytes())
+
+
+def fit_in_one_run(specs: dict[str, tuple[Any, dict, str]], request: pytest.FixtureRequest, uri: Path,
+                   experiment: str, **common: Any) -> tuple[dict[str, tuple[Any, Any]], str]:
+    """Fit each model of ``specs`` (``{name: (class, kwargs, dataset fixture name)}``, with ``common`` kwargs
+    added) inside one run of a new store at ``uri`` and save them there as ``{name}.pkl``:
+    ``({name: (model, dataset)}, run id)``."""
+    import qexp
+    from qexp import R
+    datasets = {name: request.getfixturevalue(ds_name) for name, (_, _, ds_name) in specs.items()}
+    qexp.init(uri=str(uri))
+    models = {}
+    with R.start(experiment_name=experiment):
+        for name, (cls, kwargs, _) in specs.items():
+            models[name] = (cls(**kwargs, **common).fit(datasets[name]), datasets[name])
+        R.save_objects(**{f"{name}.pkl": m for name, (m, _) in models.items()})
+        rid = R.get_recorder().id
+    return models, rid
+
+
+def assert_same_predictions_in_subprocess(models: dict[str, tuple[Any, Any]], uri: Path, recorder_id: str,
+                                          tmp_path: Path) -> None:
+    """The models saved by :func:`fit_in_one_run`, loaded in a new process (one per dataset), predict exactly
+    what they predict here."""
+    groups: dict[int, list[str]] = {}
+    for name, (_, ds) in models.items():
+        groups.setdefault(id(ds), []).append(name)
+    for names in groups.values():
+        ds = models[names[0]][1]
+        preds = predict_saved_in_subprocess(uri, recorder_id, ds, tmp_path, names)
+        for name in names:
+            pd.testing.assert_series_equal(preds[name], models[name][0].predict(ds), obj=name)
 
 
 def assert_test_index(pred: pd.Series, dataset: Any) -> None:

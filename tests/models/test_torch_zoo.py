@@ -15,12 +15,19 @@ import pandas as pd
 import pytest
 import torch
 
-import qexp
 from qexp import R
 from qexp_models import torch_models as tm
 from qexp_models.torch_loop import TorchModel
 
-from .conftest import FRAME_SEGMENTS, FrameDataset, assert_test_index, random_frame, test_ic
+from .conftest import (
+    FRAME_SEGMENTS,
+    FrameDataset,
+    assert_same_predictions_in_subprocess,
+    assert_test_index,
+    fit_in_one_run,
+    random_frame,
+    test_ic,
+)
 
 CPU = {"GPU": -1, "seed": 0}
 # tiny networks that still learn the synthetic market's signal in a few epochs (one thread, a few seconds)
@@ -37,15 +44,8 @@ IC_MODELS = {  # name: (class, kwargs, dataset fixture)
 @pytest.fixture(scope="module")
 def fitted_ic(request, tmp_path_factory):
     """The IC models fitted inside one run and saved there: ({name: (model, dataset)}, store uri, run id)."""
-    datasets = {name: request.getfixturevalue(ds_name) for name, (_, _, ds_name) in IC_MODELS.items()}
     uri = tmp_path_factory.mktemp("zoo") / "runs"
-    qexp.init(uri=str(uri))
-    models = {}
-    with R.start(experiment_name="zoo"):
-        for name, (cls, kwargs, _) in IC_MODELS.items():
-            models[name] = (cls(**kwargs, **CPU).fit(datasets[name]), datasets[name])
-        R.save_objects(**{f"{name}.pkl": m for name, (m, _) in models.items()})
-        rid = R.get_recorder().id
+    models, rid = fit_in_one_run(IC_MODELS, request, uri, "zoo", **CPU)
     return models, uri, rid
 
 
@@ -75,34 +75,7 @@ def test_ic_is_clearly_positive_on_the_planted_signal(fitted_ic, name) -> None:
 
 def test_round_trip_in_a_new_process_gives_identical_predictions(fitted_ic, tmp_path) -> None:
     models, uri, rid = fitted_ic
-    script = (
-        "import pickle, sys\n"
-        "import qexp\n"
-        "from qexp import R\n"
-        "qexp.init(uri=sys.argv[1])\n"
-        "rec = R.get_recorder(recorder_id=sys.argv[2])\n"
-        "dataset = pickle.loads(open(sys.argv[3], 'rb').read())\n"
-        "preds = {n: rec.load_object(n + '.pkl').predict(dataset) for n in sys.argv[5].split(',')}\n"
-        "pickle.dump(preds, open(sys.argv[4], 'wb'))\n"
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    groups: dict[int, list[str]] = {}
-    for name, (_, ds) in models.items():
-        groups.setdefault(id(ds), []).append(name)
-    for k, names in enumerate(groups.values()):
-        ds = models[names[0]][1]
-        ds_file, out = tmp_path / f"dataset{k}.pkl", tmp_path / f"preds{k}.pkl"
-        ds.config(dump_all=True, recursive=True)
-        try:
-            ds_file.write_bytes(pickle.dumps(ds))
-        finally:
-            ds.config(dump_all=False, recursive=True)
-        proc = subprocess.run([sys.executable, "-c", script, str(uri), rid, str(ds_file), str(out), ",".join(names)],
-                              capture_output=True, text=True, env=env, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        preds = pickle.loads(out.read_bytes())
-        for name in names:
-            pd.testing.assert_series_equal(preds[name], models[name][0].predict(ds), obj=name)
+    assert_same_predictions_in_subprocess(models, uri, rid, tmp_path)
 
 
 def test_pickle_holds_cpu_numpy_weights(fitted_ic) -> None:

@@ -3,17 +3,12 @@ synthetic market, Qlib's names, save/load in a new process, early stopping, what
 bad input."""
 from __future__ import annotations
 
-import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-import qexp
 from qexp import R
 from qexp_models import torch_models as tm
 from qexp_models.aux_models import ADARNN, ADD, TCTS
@@ -21,7 +16,17 @@ from qexp_models.graph_models import IGMTF
 from qexp_models.tabnet import TabnetModel
 from qexp_models.torch_loop import Segment, TorchModel
 
-from .conftest import FRAME_SEGMENTS, NORM_FEATURES, RANK_LABEL, FrameDataset, _dataset, assert_test_index, random_frame
+from .conftest import (
+    FRAME_SEGMENTS,
+    NORM_FEATURES,
+    RANK_LABEL,
+    FrameDataset,
+    _dataset,
+    assert_same_predictions_in_subprocess,
+    assert_test_index,
+    fit_in_one_run,
+    random_frame,
+)
 
 CPU = {"GPU": -1, "seed": 0}
 PRETRAIN = {"pretrain": ("2020-01-01", "2020-02-14"), "pretrain_validation": ("2020-02-15", "2020-03-05")}
@@ -67,15 +72,8 @@ def ds360_3labels(synth_dir):
 def fitted(request, tmp_path_factory):
     """Every model fitted on the synthetic market inside one run and saved there: ({name: (model, dataset)},
     store uri, run id)."""
-    datasets = {name: request.getfixturevalue(ds) for name, (_, _, ds) in MODELS.items()}
     uri = tmp_path_factory.mktemp("zoo_more") / "runs"
-    qexp.init(uri=str(uri))
-    models = {}
-    with R.start(experiment_name="zoo-more"):
-        for name, (cls, kwargs, _) in MODELS.items():
-            models[name] = (cls(**kwargs, **CPU).fit(datasets[name]), datasets[name])
-        R.save_objects(**{f"{name}.pkl": m for name, (m, _) in models.items()})
-        rid = R.get_recorder().id
+    models, rid = fit_in_one_run(MODELS, request, uri, "zoo-more", **CPU)
     return models, uri, rid
 
 
@@ -91,34 +89,7 @@ def test_fit_and_predict_on_the_synthetic_market(fitted, name) -> None:
 @pytest.mark.slow  # two new Python processes that import torch and load the datasets
 def test_round_trip_in_a_new_process_gives_identical_predictions(fitted, tmp_path) -> None:
     models, uri, rid = fitted
-    script = (
-        "import pickle, sys\n"
-        "import qexp\n"
-        "from qexp import R\n"
-        "qexp.init(uri=sys.argv[1])\n"
-        "rec = R.get_recorder(recorder_id=sys.argv[2])\n"
-        "dataset = pickle.loads(open(sys.argv[3], 'rb').read())\n"
-        "preds = {n: rec.load_object(n + '.pkl').predict(dataset) for n in sys.argv[5].split(',')}\n"
-        "pickle.dump(preds, open(sys.argv[4], 'wb'))\n"
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    groups: dict[int, list[str]] = {}
-    for name, (_, ds) in models.items():
-        groups.setdefault(id(ds), []).append(name)
-    for k, names in enumerate(groups.values()):
-        ds = models[names[0]][1]
-        ds_file, out = tmp_path / f"dataset{k}.pkl", tmp_path / f"preds{k}.pkl"
-        ds.config(dump_all=True, recursive=True)
-        try:
-            ds_file.write_bytes(pickle.dumps(ds))
-        finally:
-            ds.config(dump_all=False, recursive=True)
-        proc = subprocess.run([sys.executable, "-c", script, str(uri), rid, str(ds_file), str(out), ",".join(names)],
-                              capture_output=True, text=True, env=env, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        preds = pickle.loads(out.read_bytes())
-        for name in names:
-            pd.testing.assert_series_equal(preds[name], models[name][0].predict(ds), obj=name)
+    assert_same_predictions_in_subprocess(models, uri, rid, tmp_path)
 
 
 def test_fitted_models_pickle_no_training_state(fitted) -> None:
