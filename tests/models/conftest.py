@@ -110,6 +110,20 @@ def ts158(synth_dir: Path) -> Any:
     return _dataset(synth_dir, "Alpha158", ts=True, infer_processors=procs, learn_processors=RANK_LABEL)
 
 
+@pytest.fixture(scope="module")
+def tiny_market(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The benchmark-config tests' market (test_benchmark_yamls_*): 20 stocks, 2019-01 to 2020-03."""
+    from qexp_data.synth import SynthParams, write_synth
+    return write_synth(tmp_path_factory.mktemp("tiny") / "synth",
+                       SynthParams(instruments=20, start="2019-01-01", end="2020-03-31", seed=3))
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the module, so the built-in synthetic market is generated once for the dry runs."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
 def runs(tmp_path: Path) -> Path:
     """A fresh file store as qexp's tracking URI."""

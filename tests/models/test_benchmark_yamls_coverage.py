@@ -15,8 +15,6 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import qexp
-from qexp import R
 from qexp.cli.main import get_cli
 
 from . import (
@@ -24,6 +22,7 @@ from . import (
     test_benchmark_yamls_torch as torch_yamls,
     test_benchmark_yamls_tra as tra_yamls,
 )
+from .yaml_runs import assert_headline_metrics, finished_run, market_args, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "examples" / "benchmarks"
@@ -69,28 +68,8 @@ def test_every_benchmark_config_is_dry_run_by_a_test() -> None:
         "Linear/workflow_config_linear_Alpha158.yaml", "Linear/workflow_config_linear_Alpha158_csi500.yaml"]
 
 
-@pytest.fixture(scope="module")
-def tiny_market(tmp_path_factory) -> Path:
-    from qexp_data.synth import SynthParams, write_synth
-    return write_synth(tmp_path_factory.mktemp("tiny") / "synth",
-                       SynthParams(instruments=20, start="2019-01-01", end="2020-03-31", seed=3))
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory) -> Path:
-    """One cache for the module, so the built-in synthetic market is generated once for the dry runs."""
-    return tmp_path_factory.mktemp("cache")
-
-
-def _run(*args: str):
-    return CliRunner().invoke(get_cli(), ["run", *args], catch_exceptions=False)
-
-
 def _tiny_args(config: Path, store: Path, market: Path, extra: Sequence[str] = ()) -> list[str]:
-    args = ["--uri", str(store), "--set", f"qlib_init.provider_uri={market}"]
-    for s in [*TINY, *extra]:
-        args += ["--set", s]
-    return args
+    return market_args(store, market, [*TINY, *extra])
 
 
 MINUTE_DATA = "freq.feature: frequency '1min' is not supported: qexp's data provider serves daily data"
@@ -107,7 +86,7 @@ def test_dry_run_as_shipped(config, shared_cache, tmp_path, monkeypatch) -> None
     monkeypatch.setenv("QEXP_CACHE_DIR", str(shared_cache))
     monkeypatch.setenv("HOME", str(tmp_path))  # Qlib's ~/.qlib data folders are not there, on any machine
     _folder_of(config, monkeypatch)
-    r = _run(str(config), "--dry-run", "--uri", str(tmp_path / "runs"))
+    r = run_cli(str(config), "--dry-run", "--uri", str(tmp_path / "runs"))
     if (yaml.safe_load(config.read_text())["qlib_init"] or {}).get("provider_uri"):
         # Qlib's cn_data (csi500 copies) or the imported S&P folder: a clear error naming the folder
         folder = "cn_data" if "csi500" in config.name else "sp500"
@@ -124,7 +103,7 @@ def test_dry_run_as_shipped(config, shared_cache, tmp_path, monkeypatch) -> None
 @pytest.mark.parametrize("config", HERE, ids=IDS)
 def test_dry_run_on_the_tiny_market(config, tiny_market, tmp_path, monkeypatch) -> None:
     _folder_of(config, monkeypatch)
-    r = _run(str(config), "--dry-run", *_tiny_args(config, tmp_path / "runs", tiny_market))
+    r = run_cli(str(config), "--dry-run", *_tiny_args(config, tmp_path / "runs", tiny_market))
     if config == MULTI_FREQ:
         assert r.exit_code != 0 and MINUTE_DATA in r.output, r.output
     else:
@@ -165,15 +144,11 @@ REAL = [p for p in HERE if p != MULTI_FREQ]
 def test_runs_on_the_tiny_market(config, tiny_market, tmp_path) -> None:
     store = tmp_path / "runs"
     quick = [f"{MODEL}.{s}" for s in QUICK[config.parent.name]]
-    r = _run(str(config), *_tiny_args(config, store, tiny_market, quick))
+    r = run_cli(str(config), *_tiny_args(config, store, tiny_market, quick))
     assert r.exit_code == 0, r.output
-    qexp.init(uri=str(store))
-    runs = R.search_records()
-    assert runs["status"].tolist() == ["FINISHED"]
-    rec = R.get_recorder(recorder_id=runs["run_id"].iloc[0])
+    rec = finished_run(store)
     metrics = rec.list_metrics()
-    for key in ("IC", "Rank IC", "1day.excess_return_with_cost.annualized_return"):
-        assert math.isfinite(metrics[key]), key
+    assert_headline_metrics(metrics)
     model = rec.load_object("params.pkl")
     assert type(model).__name__ == {"LightGBM": "LGBModel", "ALSTM": "ALSTM", "Linear": "LinearModel"}[
         config.parent.name]

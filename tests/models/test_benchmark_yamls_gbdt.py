@@ -4,7 +4,6 @@ the boosting rounds cut (DoubleEnsemble: two sub-models of 4 rounds). Also the m
 the per-group frequency and instrument-processor pieces run on daily data, and minute data is a clear error."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,8 @@ from click.testing import CliRunner
 import qexp
 from qexp import R
 from qexp.cli.main import get_cli
+
+from .yaml_runs import assert_headline_metrics, finished_run, market_args, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 FOLDERS = ("XGBoost", "CatBoost", "DoubleEnsemble")
@@ -42,27 +43,10 @@ def test_the_configs_are_all_here() -> None:
     assert len([p for p in CONFIGS if p.parent.name == "DoubleEnsemble"]) == 5
 
 
-@pytest.fixture(scope="module")
-def tiny_market(tmp_path_factory) -> Path:
-    from qexp_data.synth import SynthParams, write_synth
-    return write_synth(tmp_path_factory.mktemp("tiny") / "synth",
-                       SynthParams(instruments=20, start="2019-01-01", end="2020-03-31", seed=3))
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory) -> Path:
-    """One cache for the module, so the built-in synthetic market is generated once for the dry runs."""
-    return tmp_path_factory.mktemp("cache")
-
-
-def _run(*args: str):
-    return CliRunner().invoke(get_cli(), ["run", *args], catch_exceptions=False)
-
-
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
 def test_dry_run_as_shipped(config, shared_cache, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("QEXP_CACHE_DIR", str(shared_cache))
-    r = _run(str(config), "--dry-run", "--uri", str(tmp_path / "runs"))
+    r = run_cli(str(config), "--dry-run", "--uri", str(tmp_path / "runs"))
     if "csi500" in config.name:
         # Qlib's cn_data folder is not on this machine: a clear error naming it and how to make one
         assert r.exit_code != 0 and "qlib_init.provider_uri" in r.output and "cn_data" in r.output, r.output
@@ -73,10 +57,7 @@ def test_dry_run_as_shipped(config, shared_cache, tmp_path, monkeypatch) -> None
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
 def test_dry_run_on_the_tiny_market(config, tiny_market, tmp_path) -> None:
-    args = ["--uri", str(tmp_path / "runs"), "--set", f"qlib_init.provider_uri={tiny_market}"]
-    for s in TINY:
-        args += ["--set", s]
-    r = _run(str(config), "--dry-run", *args)
+    r = run_cli(str(config), "--dry-run", *market_args(tmp_path / "runs", tiny_market, TINY))
     assert r.exit_code == 0, r.output
     assert "unknown argument" not in r.output and "warning: task.model" not in r.output, r.output
 
@@ -85,7 +66,6 @@ def test_dry_run_on_the_tiny_market(config, tiny_market, tmp_path) -> None:
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
 def test_runs_on_the_tiny_market(config, tiny_market, tmp_path) -> None:
     store = tmp_path / "runs"
-    args = ["--uri", str(store), "--set", f"qlib_init.provider_uri={tiny_market}"]
     quick = list(TINY)
     if config.parent.name == "DoubleEnsemble":  # two sub-models still re-weight samples and select features once
         weights = "[1, 1]" if "early_stop" in config.name else "[1, 0.2]"
@@ -95,17 +75,11 @@ def test_runs_on_the_tiny_market(config, tiny_market, tmp_path) -> None:
                   "task.model.kwargs.lambda_l1=1", "task.model.kwargs.lambda_l2=1"]
     else:
         quick += ["task.model.kwargs.num_boost_round=15"]
-    for s in quick:
-        args += ["--set", s]
-    r = _run(str(config), *args)
+    r = run_cli(str(config), *market_args(store, tiny_market, quick))
     assert r.exit_code == 0, r.output
-    qexp.init(uri=str(store))
-    df = R.search_records()
-    assert df["status"].tolist() == ["FINISHED"]
-    rec = R.get_recorder(recorder_id=df["run_id"].iloc[0])
+    rec = finished_run(store)
     metrics = rec.list_metrics()
-    for key in ("IC", "Rank IC", "1day.excess_return_with_cost.annualized_return"):
-        assert math.isfinite(metrics[key]), key
+    assert_headline_metrics(metrics)
     model = rec.load_object("params.pkl")
     assert type(model).__name__ == {"XGBoost": "XGBModel", "CatBoost": "CatBoostModel",
                                     "DoubleEnsemble": "DEnsembleModel"}[config.parent.name]

@@ -7,6 +7,7 @@ fit. The `_ts` configs (TSDatasetH) run through SigAnaRecord too."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from click.testing import CliRunner
 import qexp
 from qexp import R
 from qexp.cli.main import get_cli
+
+from .yaml_runs import assert_headline_metrics, finished_run, market_args, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 FOLDERS = ("GRU", "LSTM", "MLP", "Transformer", "Localformer", "TCN", "GeneralPtNN", "GATs", "KRNN", "Sandwich", "HIST", "SFM",
@@ -71,39 +74,19 @@ def test_the_configs_are_all_here() -> None:
                       "TabNet": 2, "ADARNN": 1, "ADD": 1, "TCTS": 1, "IGMTF": 1}
 
 
-@pytest.fixture(scope="module")
-def tiny_market(tmp_path_factory) -> Path:
-    from qexp_data.synth import SynthParams, write_synth
-    return write_synth(tmp_path_factory.mktemp("tiny") / "synth",
-                       SynthParams(instruments=20, start="2019-01-01", end="2020-03-31", seed=3))
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory) -> Path:
-    """One cache for the module, so the built-in synthetic market is generated once for the dry runs."""
-    return tmp_path_factory.mktemp("cache")
-
-
-def _run(*args: str):
-    return CliRunner().invoke(get_cli(), ["run", *args], catch_exceptions=False)
-
-
-def _args(config: Path, store: Path, market: Path, extra: list[str] = ()) -> list[str]:
-    args = ["--uri", str(store), "--set", f"qlib_init.provider_uri={market}"]
+def _args(config: Path, store: Path, market: Path, extra: Sequence[str] = ()) -> list[str]:
     sets = TINY + [f"{MODEL}.{s}" for s in SHRINK[config.parent.name]] + list(extra)
     if config.parent.name == "GeneralPtNN" and "gru.yaml" in config.name:
         sets += GENERAL_GRU
     if config.parent.name == "TabNet":  # its pretraining segments, as Qlib's: the train and valid dates
         sets += TABNET_PRETRAIN
-    for s in sets:
-        args += ["--set", s]
-    return args
+    return market_args(store, market, sets)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
 def test_dry_run_as_shipped(config, shared_cache, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("QEXP_CACHE_DIR", str(shared_cache))
-    r = _run(str(config), "--dry-run", "--uri", str(tmp_path / "runs"))
+    r = run_cli(str(config), "--dry-run", "--uri", str(tmp_path / "runs"))
     if "csi500" in config.name:
         # Qlib's cn_data folder is not on this machine: a clear error naming it and how to make one
         assert r.exit_code != 0 and "qlib_init.provider_uri" in r.output and "cn_data" in r.output, r.output
@@ -125,18 +108,11 @@ def test_csi500_copies_dry_run_on_the_tiny_market(config, tiny_market, tmp_path)
     """Qlib's csi500 copies keep cn_data; on a market that has csi300 their model and records check out."""
     args = _args(config, tmp_path / "runs", tiny_market, [f"{HANDLER}.instruments=csi300",
                                                           f"{BACKTEST}.benchmark=SH000300"])
-    r = _run(str(config), "--dry-run", *args)
+    r = run_cli(str(config), "--dry-run", *args)
     assert r.exit_code == 0 and "config OK" in r.output, r.output
     warned = sorted(line.split("'")[1] for line in r.output.splitlines() if "unknown argument" in line)
     # Qlib's Alpha360 csi500 MLP config names two arguments no DNNModelPytorch takes (Qlib's raises TypeError)
     assert warned == (["lr_decay", "lr_decay_steps"] if "Alpha360" in config.name else []), r.output
-
-
-def _finished_run(store: Path):
-    qexp.init(uri=str(store))
-    df = R.search_records()
-    assert df["status"].tolist() == ["FINISHED"]
-    return R.get_recorder(recorder_id=df["run_id"].iloc[0])
 
 
 @pytest.mark.slow
@@ -144,39 +120,49 @@ def _finished_run(store: Path):
                          ids=[i for c, i in zip(CONFIGS, IDS) if c.parent.name not in PRETRAINED and c not in CSI500])
 def test_one_epoch_on_the_tiny_market(config, tiny_market, tmp_path) -> None:
     store = tmp_path / "runs"
-    r = _run(str(config), *_args(config, store, tiny_market))
+    r = run_cli(str(config), *_args(config, store, tiny_market))
     assert r.exit_code == 0, r.output
-    rec = _finished_run(store)
+    rec = finished_run(store)
     metrics = rec.list_metrics()
-    for key in ("IC", "Rank IC", "1day.excess_return_with_cost.annualized_return"):
-        assert math.isfinite(metrics[key]), key
+    assert_headline_metrics(metrics)
     assert rec.get_metric_history("valid_loss")["step"].tolist() == [0]
     model = rec.load_object("params.pkl")
     assert model.fitted and model.net is None
+
+
+def _lstm_base_run(dataset: str, store: Path, market: Path):
+    """Qlib's pipeline starts with the LSTM config: its run (two layers, as the graph models' base) in
+    ``store``, whose saved model the next config names as ``model_path: run:<id>``."""
+    lstm = REPO / "examples" / "benchmarks" / "LSTM" / f"workflow_config_lstm_{dataset}.yaml"
+    r = run_cli(str(lstm), *_args(lstm, store, market, [f"{MODEL}.num_layers=2"]))
+    assert r.exit_code == 0, r.output
+    return finished_run(store)
+
+
+def _run_after(store: Path, base):
+    """The run of ``store`` made after ``base``."""
+    qexp.init(uri=str(store))
+    runs = R.search_records()
+    return runs, R.get_recorder(recorder_id=next(i for i in runs["run_id"] if i != base.id))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["Alpha158", "Alpha360"])
 def test_gats_from_the_lstm_run(dataset, tiny_market, tmp_path) -> None:
     """Qlib's pipeline: the LSTM config first, then GATs starting from that run's model."""
-    lstm = REPO / "examples" / "benchmarks" / "LSTM" / f"workflow_config_lstm_{dataset}.yaml"
     gats = REPO / "examples" / "benchmarks" / "GATs" / f"workflow_config_gats_{dataset}.yaml"
     # GATs' base model has Qlib's two layers: the LSTM keeps them too
     store = tmp_path / "runs"
-    r = _run(str(lstm), *_args(lstm, store, tiny_market, [f"{MODEL}.num_layers=2"]))
-    assert r.exit_code == 0, r.output
-    base = _finished_run(store)
+    base = _lstm_base_run(dataset, store, tiny_market)
     # the shipped model_path (Qlib's file) does not exist here: a clear error, not a silent random start
     r = CliRunner().invoke(get_cli(), ["run", str(gats), *_args(gats, tmp_path / "missing", tiny_market,
                                                                 [f"{MODEL}.num_layers=2"])])
     assert r.exit_code != 0 and "does not exist" in r.output and "run:<run id>" in r.output, r.output
-    r = _run(str(gats), *_args(gats, store, tiny_market, [f"{MODEL}.num_layers=2",
+    r = run_cli(str(gats), *_args(gats, store, tiny_market, [f"{MODEL}.num_layers=2",
                                                            f"{MODEL}.model_path=run:{base.id}"]))
     assert r.exit_code == 0, r.output
-    qexp.init(uri=str(store))
-    runs = R.search_records()
+    runs, rec = _run_after(store, base)
     assert runs["status"].tolist() == ["FINISHED", "FINISHED"]
-    rec = R.get_recorder(recorder_id=next(i for i in runs["run_id"] if i != base.id))
     model = rec.load_object("params.pkl")
     assert "rnn.weight_ih_l0" in model.base_keys and "fc_out.weight" in model.base_keys
     assert math.isfinite(rec.list_metrics()["IC"])
@@ -185,12 +171,9 @@ def test_gats_from_the_lstm_run(dataset, tiny_market, tmp_path) -> None:
 @pytest.mark.slow
 def test_hist_from_the_lstm_run_with_user_concepts(tiny_market, tmp_path) -> None:
     import numpy as np
-    lstm = REPO / "examples" / "benchmarks" / "LSTM" / "workflow_config_lstm_Alpha360.yaml"
     hist = REPO / "examples" / "benchmarks" / "HIST" / "workflow_config_hist_Alpha360.yaml"
     store = tmp_path / "runs"
-    r = _run(str(lstm), *_args(lstm, store, tiny_market, [f"{MODEL}.num_layers=2"]))
-    assert r.exit_code == 0, r.output
-    base = _finished_run(store)
+    base = _lstm_base_run("Alpha360", store, tiny_market)
     # the shipped concept files are Qlib's CSI300 ones, not here: a clear error, nothing downloaded
     r = CliRunner().invoke(get_cli(), ["run", str(hist), *_args(hist, tmp_path / "missing", tiny_market,
                                                                 [f"{MODEL}.model_path=run:{base.id}"])])
@@ -199,13 +182,11 @@ def test_hist_from_the_lstm_run_with_user_concepts(tiny_market, tmp_path) -> Non
     rng = np.random.default_rng(0)
     np.save(tmp_path / "s2c.npy", (rng.random((len(instruments), 5)) < 0.3).astype(np.float32))
     np.save(tmp_path / "index.npy", {code: i for i, code in enumerate(instruments)})
-    r = _run(str(hist), *_args(hist, store, tiny_market, [f"{MODEL}.model_path=run:{base.id}",
+    r = run_cli(str(hist), *_args(hist, store, tiny_market, [f"{MODEL}.model_path=run:{base.id}",
                                                            f"{MODEL}.stock2concept={tmp_path / 's2c.npy'}",
                                                            f"{MODEL}.stock_index={tmp_path / 'index.npy'}"]))
     assert r.exit_code == 0, r.output
-    qexp.init(uri=str(store))
-    runs = R.search_records()
-    rec = R.get_recorder(recorder_id=next(i for i in runs["run_id"] if i != base.id))
+    _, rec = _run_after(store, base)
     assert rec.load_object("params.pkl").base_keys and math.isfinite(rec.list_metrics()["IC"])
 
 
@@ -213,20 +194,15 @@ def test_hist_from_the_lstm_run_with_user_concepts(tiny_market, tmp_path) -> Non
 def test_igmtf_from_the_lstm_run(tiny_market, tmp_path) -> None:
     """Qlib's pipeline: the LSTM config, then IGMTF starting from that run's model; the shipped model_path
     (Qlib's file) is a clear error at fit."""
-    lstm = REPO / "examples" / "benchmarks" / "LSTM" / "workflow_config_lstm_Alpha360.yaml"
     igmtf = REPO / "examples" / "benchmarks" / "IGMTF" / "workflow_config_igmtf_Alpha360.yaml"
     store = tmp_path / "runs"
-    r = _run(str(lstm), *_args(lstm, store, tiny_market, [f"{MODEL}.num_layers=2"]))
-    assert r.exit_code == 0, r.output
-    base = _finished_run(store)
+    base = _lstm_base_run("Alpha360", store, tiny_market)
     r = CliRunner().invoke(get_cli(), ["run", str(igmtf), *_args(igmtf, tmp_path / "missing", tiny_market)])
     assert r.exit_code != 0 and "does not exist" in r.output and "run:<run id>" in r.output, r.output
-    r = _run(str(igmtf), *_args(igmtf, store, tiny_market, [f"{MODEL}.model_path=run:{base.id}"]))
+    r = run_cli(str(igmtf), *_args(igmtf, store, tiny_market, [f"{MODEL}.model_path=run:{base.id}"]))
     assert r.exit_code == 0, r.output
-    qexp.init(uri=str(store))
-    runs = R.search_records()
+    runs, rec = _run_after(store, base)
     assert runs["status"].tolist() == ["FINISHED", "FINISHED"]
-    rec = R.get_recorder(recorder_id=next(i for i in runs["run_id"] if i != base.id))
     model = rec.load_object("params.pkl")
     assert "rnn.weight_ih_l0" in model.base_keys and "fc_out.weight" not in model.base_keys
     assert math.isfinite(rec.list_metrics()["IC"])

@@ -3,18 +3,13 @@ with all 158, Alpha360 read as 6 blocks): `qexp run --dry-run` as shipped, and o
 synthetic market (20 stocks x ~300 days) with the dates moved onto it and the networks shrunk."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
-
-import qexp
-from qexp import R
-from qexp.cli.main import get_cli
 
 from .test_benchmark_yamls_torch import MODEL, TINY
+from .yaml_runs import assert_headline_metrics, finished_run, market_args, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "examples" / "benchmarks" / "TRA").glob("*.yaml"))
@@ -29,21 +24,10 @@ def test_the_configs_are_all_here() -> None:
                    "workflow_config_tra_Alpha360.yaml"]
 
 
-@pytest.fixture(scope="module")
-def tiny_market(tmp_path_factory) -> Path:
-    from qexp_data.synth import SynthParams, write_synth
-    return write_synth(tmp_path_factory.mktemp("tiny") / "synth",
-                       SynthParams(instruments=20, start="2019-01-01", end="2020-03-31", seed=3))
-
-
-def _run(*args: str):
-    return CliRunner().invoke(get_cli(), ["run", *args], catch_exceptions=False)
-
-
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
 def test_dry_run_as_shipped(config, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("QEXP_CACHE_DIR", str(tmp_path / "cache"))
-    r = _run(str(config), "--dry-run", "--uri", str(tmp_path / "runs"))
+    r = run_cli(str(config), "--dry-run", "--uri", str(tmp_path / "runs"))
     assert r.exit_code == 0, r.output
     assert "config OK" in r.output
 
@@ -53,18 +37,10 @@ def test_dry_run_as_shipped(config, tmp_path, monkeypatch) -> None:
 def test_one_epoch_on_the_tiny_market(config, tiny_market, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # the configs' logdir (output/...) is relative, as in Qlib
     store = tmp_path / "runs"
-    args = ["--uri", str(store), "--set", f"qlib_init.provider_uri={tiny_market}"]
-    for s in TINY + [f"{MODEL}.{s}" for s in SHRINK]:
-        args += ["--set", s]
-    r = _run(str(config), *args)
+    r = run_cli(str(config), *market_args(store, tiny_market, TINY + [f"{MODEL}.{s}" for s in SHRINK]))
     assert r.exit_code == 0, r.output
-    qexp.init(uri=str(store))
-    runs = R.search_records()
-    assert runs["status"].tolist() == ["FINISHED"]
-    rec = R.get_recorder(recorder_id=runs["run_id"].iloc[0])
-    metrics = rec.list_metrics()
-    for key in ("IC", "Rank IC", "1day.excess_return_with_cost.annualized_return"):
-        assert math.isfinite(metrics[key]), key
+    rec = finished_run(store)
+    assert_headline_metrics(rec.list_metrics())
     assert rec.get_metric_history("valid_score")["step"].tolist() == [0]
     assert rec.get_metric_history("test_score")["step"].tolist() == [0]  # eval_test: True
     model = rec.load_object("params.pkl")
