@@ -11,12 +11,12 @@ import sys
 import time
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 import qexp
 from qexp import R
 from tests.executors.helpers import REPO, child_env, write_config
+from tests.sweep.spaces import GRID_2X3, RANDOM, TPE, write_space
 
 pytest.importorskip("optuna")
 pytest.importorskip("distributed")
@@ -26,12 +26,6 @@ EXPERIMENT = "dask_sweep"
 
 def dask_uri(cluster) -> str:
     return f"dask://127.0.0.1:{cluster.port}?timeout=30"
-
-
-def write_space(tmp_path, **space) -> str:
-    path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(space))
-    return str(path)
 
 
 def sweep(*args: str):
@@ -68,12 +62,7 @@ def sweep_id_of(output: str) -> str:
 def test_tpe_trials_on_the_cluster(dask_cluster, tiny_cfg, tmp_path):
     cfg_path, _ = tiny_cfg
     n = 12
-    space = write_space(tmp_path, method="tpe", metric={"name": "IC", "goal": "maximize"}, seed=1,
-                        parameters={"task.model.kwargs.num_leaves": {"values": [3, 7, 15, 31]},
-                                    "task.model.kwargs.learning_rate": {"distribution": "log_uniform_values",
-                                                                        "min": 0.02, "max": 0.3},
-                                    "task.model.kwargs.min_data_in_leaf": {"min": 10, "max": 60}},
-                        early_terminate={"type": "median", "metric": "l2.valid", "startup_trials": 4, "min_iter": 2})
+    space = write_space(tmp_path, **TPE)
     store = tmp_path / "store"
     r = sweep(str(cfg_path), "--space", space, "--trials", str(n), "--executor", dask_uri(dask_cluster),
               "--experiment-name", EXPERIMENT, "--uri", str(store))
@@ -111,9 +100,7 @@ def test_resume_after_the_driver_is_killed(dask_cluster, tiny_cfg, tmp_path):
     cfg["task"]["record"].insert(0, {"class": "Gate", "module_path": "tests.sweep.gate",
                                      "kwargs": {"folder": str(gate), "free": 2}})
     cfg_path = write_config(tmp_path / "gated.yaml", cfg)
-    space = write_space(tmp_path, method="random", metric={"name": "IC", "goal": "maximize"}, seed=5,
-                        parameters={"task.model.kwargs.num_leaves": {"min": 3, "max": 31},
-                                    "task.model.kwargs.learning_rate": {"min": 0.05, "max": 0.3}})
+    space = write_space(tmp_path, **RANDOM)
     store = tmp_path / "store"
     driver = subprocess.Popen([sys.executable, "-m", "qexp", "sweep", str(cfg_path), "--space", space, "--trials",
                                str(n), "--executor", dask_uri(dask_cluster), "--experiment-name", EXPERIMENT,
@@ -174,9 +161,7 @@ def test_resume_after_the_driver_is_killed(dask_cluster, tiny_cfg, tmp_path):
 
 def test_a_grid_runs_every_point_once_and_a_resume_runs_none(dask_cluster, tiny_cfg, tmp_path):
     cfg_path, _ = tiny_cfg
-    space = write_space(tmp_path, method="grid", metric={"name": "IC", "goal": "maximize"},
-                        parameters={"task.model.kwargs.num_leaves": {"values": [3, 7]},
-                                    "task.model.kwargs.learning_rate": {"values": [0.05, 0.1, 0.2]}})
+    space = write_space(tmp_path, **GRID_2X3)
     store = tmp_path / "store"
     r = sweep(str(cfg_path), "--space", space, "--executor", dask_uri(dask_cluster), "--experiment-name", EXPERIMENT,
               "--uri", str(store))

@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 import qexp
@@ -20,14 +19,9 @@ from qexp.ext import Executor
 from qexp_sweep.driver import run_sweep
 from tests.executors.helpers import REPO, child_env
 from tests.services import import_client, service_missing
+from tests.sweep.spaces import GRID_2X3, RANDOM, TPE, write_space
 
 pytest.importorskip("optuna")
-
-
-def write_space(tmp_path, **space):
-    path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(space))
-    return str(path)
 
 
 def sweep_runs(store, experiment="tiny"):
@@ -46,12 +40,7 @@ def split(recs):
 @pytest.mark.slow
 def test_twelve_tpe_trials_in_worker_processes(tiny_cfg, tmp_path):
     cfg_path, _ = tiny_cfg
-    space = write_space(tmp_path, method="tpe", metric={"name": "IC", "goal": "maximize"}, seed=1,
-                        parameters={"task.model.kwargs.num_leaves": {"values": [3, 7, 15, 31]},
-                                    "task.model.kwargs.learning_rate": {"distribution": "log_uniform_values",
-                                                                        "min": 0.02, "max": 0.3},
-                                    "task.model.kwargs.min_data_in_leaf": {"min": 10, "max": 60}},
-                        early_terminate={"type": "median", "metric": "l2.valid", "startup_trials": 4, "min_iter": 2})
+    space = write_space(tmp_path, **TPE)
     store = tmp_path / "store"
     r = CliRunner().invoke(_cli(), ["sweep", str(cfg_path), "--space", space, "--trials", "12", "--executor",
                                     "process://2", "--uri", str(store)], catch_exceptions=False)
@@ -74,9 +63,7 @@ def test_twelve_tpe_trials_in_worker_processes(tiny_cfg, tmp_path):
 
 def test_grid_runs_every_point_once_and_reuses_the_dataset(tiny_cfg, tmp_path):
     cfg_path, _ = tiny_cfg
-    space = write_space(tmp_path, method="grid", metric={"name": "IC", "goal": "maximize"},
-                        parameters={"task.model.kwargs.num_leaves": {"values": [3, 7]},
-                                    "task.model.kwargs.learning_rate": {"values": [0.05, 0.1, 0.2]}})
+    space = write_space(tmp_path, **GRID_2X3)
     store = tmp_path / "store"
     result = run_sweep(str(cfg_path), space, uri=str(store))
     assert result.ran == 6 and len(result.trials) == 6
@@ -124,9 +111,7 @@ def test_pruned_trials_finish_and_only_exceptions_fail(tiny_cfg, tmp_path):
 def test_resume_after_a_killed_driver_runs_only_the_missing_trials(tiny_cfg, tmp_path):
     import optuna
     cfg_path, _ = tiny_cfg
-    space = write_space(tmp_path, method="random", metric={"name": "IC", "goal": "maximize"}, seed=5,
-                        parameters={"task.model.kwargs.num_leaves": {"min": 3, "max": 31},
-                                    "task.model.kwargs.learning_rate": {"min": 0.05, "max": 0.3}})
+    space = write_space(tmp_path, **RANDOM)
     store = tmp_path / "store"
     driver = subprocess.Popen([sys.executable, "-m", "qexp", "sweep", str(cfg_path), "--space", space, "--trials",
                                "6", "--uri", str(store)], cwd=REPO, env=child_env(QEXP_HOME=str(tmp_path / "home")),
