@@ -4,7 +4,7 @@ updates."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -107,24 +107,14 @@ def add_routes(app: FastAPI) -> None:
     @app.get("/runs/{run_id}/artifact", response_class=HTMLResponse)
     def artifact_page(request: Request, run_id: str, path: str = "") -> Response:
         row, rec = load_run(request, run_id)
-        try:
-            pv = arts.preview(rec, path)
-        except ArtifactPathError as exc:
-            raise HTTPError(400, "Artifact path refused", str(exc)) from None
-        except (FileNotFoundError, IsADirectoryError, QexpError) as exc:
-            raise HTTPError(404, "Artifact not found", f"run {run_id} has no artifact file {path!r} ({exc})") from None
+        pv = read_artifact(arts.preview, rec, run_id, path)
         clean = arts.clean_artifact_path(path) or ""
         return render(request, "artifact.html", row=row, path=clean, preview=pv, parts=clean.split("/"))
 
     @app.get("/runs/{run_id}/artifact/raw")
     def artifact_raw(request: Request, run_id: str, path: str = "") -> Response:
         _, rec = load_run(request, run_id)
-        try:
-            data = arts.read(rec, path)
-        except ArtifactPathError as exc:
-            raise HTTPError(400, "Artifact path refused", str(exc)) from None
-        except (FileNotFoundError, IsADirectoryError, QexpError) as exc:
-            raise HTTPError(404, "Artifact not found", f"run {run_id} has no artifact file {path!r} ({exc})") from None
+        data = read_artifact(arts.read, rec, run_id, path)
         ctype = arts.content_type(path)
         if ctype:
             return Response(data, media_type=ctype, headers={"Cache-Control": "private, max-age=60"})
@@ -232,6 +222,17 @@ def add_routes(app: FastAPI) -> None:
         data = {"windows": windows, "combined_ic": combined_ic}
         return render(request, "rolling.html", row=row, windows=windows, combined_ic=combined_ic,
                       windows_exp=params.get("exp_name") or tags.get(quant.ROLLING_TAG), data_json=json_script(data))
+
+
+def read_artifact(read: Callable[[Any, str], Any], rec: Any, run_id: str, path: str) -> Any:
+    """``read(rec, path)`` (a preview or the raw bytes) with the artifact pages' errors: 400 for a path the
+    store refuses, 404 for a file the run does not have."""
+    try:
+        return read(rec, path)
+    except ArtifactPathError as exc:
+        raise HTTPError(400, "Artifact path refused", str(exc)) from None
+    except (FileNotFoundError, IsADirectoryError, QexpError) as exc:
+        raise HTTPError(404, "Artifact not found", f"run {run_id} has no artifact file {path!r} ({exc})") from None
 
 
 def saved_config(request: Request, rec: Any) -> tuple[str | None, str | None]:
