@@ -164,15 +164,18 @@ def predict_saved_in_subprocess(uri: Path, recorder_id: str, dataset: Any, tmp_p
     """Load the models ``{name}.pkl`` of run ``recorder_id`` in one new Python process and predict ``segment``
     with each there: ``{name: scores}``.
 
-    The dataset travels as a pickle with its data (``dump_all``), so the child needs no data provider.
+    The dataset travels as a pickle with its data (``dump_all`` where it is a Serializable), so the child
+    needs no data provider; the repository is on the child's path, so a test's own dataset class loads there.
     """
     work = Path(tempfile.mkdtemp(dir=tmp_path))
     ds_file = work / "dataset.pkl"
-    dataset.config(dump_all=True, recursive=True)
+    if hasattr(dataset, "config"):
+        dataset.config(dump_all=True, recursive=True)
     try:
         ds_file.write_bytes(pickle.dumps(dataset))
     finally:
-        dataset.config(dump_all=False, recursive=True)
+        if hasattr(dataset, "config"):
+            dataset.config(dump_all=False, recursive=True)
     out = work / "preds.pkl"
     script = (
         "import pickle, sys\n"
@@ -185,11 +188,33 @@ def predict_saved_in_subprocess(uri: Path, recorder_id: str, dataset: Any, tmp_p
         "pickle.dump(preds, open(sys.argv[5], 'wb'))\n"
     )
     # one thread as in this process: a matrix product's rounding depends on how many threads share it
-    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", script, str(uri), recorder_id, str(ds_file), segment, str(out),
                            ",".join(names)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return pickle.loads(out.read_bytes())
+
+
+def fake_valid_losses(monkeypatch: pytest.MonkeyPatch, dataset: Any, losses: list[float]) -> list[dict]:
+    """Make ``TorchModel._evaluate`` answer ``losses`` in turn when it scores the valid segment (as many rows
+    as ``dataset``'s valid learn data) and score everything else for real. Returns the list that receives a
+    copy of the network's weights at each faked valid scoring, for checks of the restored best epoch."""
+    from qexp_models.torch_loop import TorchModel
+    n_valid = len(dataset.prepare("valid", col_set=["feature", "label"], data_key="learn"))
+    valid_losses = iter(losses)
+    real = TorchModel._evaluate
+    snapshots: list[dict] = []
+
+    def fake(self: Any, torch_: Any, net: Any, t: Any, replicas: Any) -> Any:
+        if len(t.y) == n_valid:
+            snapshots.append({k: v.clone() for k, v in net.state_dict().items()})
+            loss = next(valid_losses)
+            return loss, -loss
+        return real(self, torch_, net, t, replicas)
+
+    monkeypatch.setattr(TorchModel, "_evaluate", fake)
+    return snapshots
 
 
 def fit_in_one_run(specs: dict[str, tuple[Any, dict, str]], request: pytest.FixtureRequest, uri: Path,

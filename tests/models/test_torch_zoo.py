@@ -3,12 +3,8 @@ TCN, GeneralPTNN, KRNN, Sandwich, SFM (GATs, HIST: test_torch_zoo_graph.py); bot
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,14 +13,15 @@ import torch
 
 from qexp import R
 from qexp_models import torch_models as tm
-from qexp_models.torch_loop import TorchModel
 
 from .conftest import (
     FRAME_SEGMENTS,
     FrameDataset,
     assert_same_predictions_in_subprocess,
     assert_test_index,
+    fake_valid_losses,
     fit_in_one_run,
+    predict_saved_in_subprocess,
     random_frame,
     test_ic,
 )
@@ -166,19 +163,7 @@ def test_epoch_metrics_reach_the_recorder_and_the_log(runs, caplog) -> None:
 
 def test_early_stopping_restores_the_best_epoch(monkeypatch, tmp_path) -> None:
     ds = _frame_ds()
-    n_valid = len(ds.prepare("valid", col_set=["feature", "label"], data_key="learn"))
-    valid_losses = iter([0.9, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
-    real = TorchModel._evaluate
-    snapshots = []
-
-    def fake(self, torch_, net, t, replicas):
-        if len(t.y) == n_valid:
-            snapshots.append({k: v.clone() for k, v in net.state_dict().items()})
-            loss = next(valid_losses)
-            return loss, -loss
-        return real(self, torch_, net, t, replicas)
-
-    monkeypatch.setattr(TorchModel, "_evaluate", fake)
+    snapshots = fake_valid_losses(monkeypatch, ds, [0.9, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
     evals: dict = {}
     model = tm.LSTM(d_feat=2, hidden_size=8, n_epochs=50, early_stop=3, **CPU)
     model.fit(ds, evals_result=evals, save_path=str(tmp_path / "best.pt"))
@@ -496,24 +481,7 @@ def test_every_torch_model_round_trips_in_a_new_process(tmp_path, runs) -> None:
             rid = R.get_recorder().id
     s2c.unlink()  # HIST's concept matrix travels inside the fitted model
     index.unlink()
-    ds_file, out = tmp_path / "ds.pkl", tmp_path / "preds.pkl"
-    ds_file.write_bytes(pickle.dumps(ds))
-    script = (
-        "import pickle, sys\n"
-        "import qexp\n"
-        "from qexp import R\n"
-        "qexp.init(uri=sys.argv[1])\n"
-        "rec = R.get_recorder(recorder_id=sys.argv[2])\n"
-        "ds = pickle.loads(open(sys.argv[3], 'rb').read())\n"
-        "preds = {n: rec.load_object(n + '.pkl').predict(ds) for n in sys.argv[5].split(',')}\n"
-        "pickle.dump(preds, open(sys.argv[4], 'wb'))\n"
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", script, str(runs), rid, str(ds_file), str(out), ",".join(models)],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    loaded = pickle.loads(out.read_bytes())
+    loaded = predict_saved_in_subprocess(runs, rid, ds, tmp_path, list(models))
     for name, pred in preds.items():
         assert np.isfinite(pred.to_numpy()).all(), name
         pd.testing.assert_series_equal(loaded[name], pred, obj=name)

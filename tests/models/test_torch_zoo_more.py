@@ -14,7 +14,7 @@ from qexp_models import torch_models as tm
 from qexp_models.aux_models import ADARNN, ADD, TCTS
 from qexp_models.graph_models import IGMTF
 from qexp_models.tabnet import TabnetModel
-from qexp_models.torch_loop import Segment, TorchModel
+from qexp_models.torch_loop import Segment
 
 from .conftest import (
     FRAME_SEGMENTS,
@@ -24,6 +24,7 @@ from .conftest import (
     _dataset,
     assert_same_predictions_in_subprocess,
     assert_test_index,
+    fake_valid_losses,
     fit_in_one_run,
     random_frame,
 )
@@ -126,19 +127,7 @@ def test_qlib_module_paths_resolve(path, expected) -> None:
 ], ids=["TabnetModel", "ADARNN", "ADD", "TCTS", "IGMTF"])
 def test_early_stopping_restores_the_best_epoch(monkeypatch, make, ds) -> None:
     data = ds()
-    n_valid = len(data.prepare("valid", col_set=["feature", "label"], data_key="learn"))
-    valid_losses = iter([0.9, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
-    real = TorchModel._evaluate
-    snapshots = []
-
-    def fake(self, torch_, net, t, replicas):
-        if len(t.y) == n_valid:
-            snapshots.append({k: v.clone() for k, v in net.state_dict().items()})
-            loss = next(valid_losses)
-            return loss, -loss
-        return real(self, torch_, net, t, replicas)
-
-    monkeypatch.setattr(TorchModel, "_evaluate", fake)
+    snapshots = fake_valid_losses(monkeypatch, data, [0.9, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
     evals: dict = {}
     model = make().fit(data, evals_result=evals)
     assert len(evals["valid"]) == 5 and model.best_epoch == 1 and model.best_score == -0.5
