@@ -70,12 +70,14 @@ def plotly_js() -> Path:
 
 
 def open_manager(uri: str | None, allow_write: bool) -> ExpManager:
-    """The store as a long-lived reader opens it: a read-only UI makes no sort index in a file store (it uses
-    those there are) and looks for dead run owners at most once a second; a backend whose
+    """The store as a long-lived reader opens it: a file store's sort indexes are made as for any reader (they
+    live in qexp's rebuildable index, not in the runs, so a read-only UI may make them: a sorted page of
+    100,000 runs was an unindexed 350 ms sort on every request without them), and dead run owners are looked
+    for at most once a second; a backend whose
     factory takes no such options opens as usual. The UI never creates a store: a URI with no store behind it
     (a typo) raises :class:`qexp.ext.StoreNotFoundError` and leaves nothing behind."""
     try:
-        return create_manager(uri, create=False, sort_indexes=allow_write, reap_interval=1.0)
+        return create_manager(uri, create=False, sort_indexes=True, reap_interval=1.0)
     except TypeError:
         return create_manager(uri, create=False)
 
